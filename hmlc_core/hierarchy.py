@@ -1,0 +1,330 @@
+"""Label hierarchies (trees and DAGs) for hierarchical multi-label classification.
+
+A :class:`Hierarchy` fixes an order of the nodes (the column order of every label,
+probability and uncertainty matrix in the project) and answers the structural
+queries the rest of the package needs: parents, children, ancestors, descendants,
+depth, the nodes skipped in evaluation, the ancestor matrix and its sparse pair
+list (used by the max-constraint module), label propagation and coherence checks.
+
+Conventions follow C-HMCNN (Giunchiglia & Lukasiewicz, NeurIPS 2020) and the CLUS
+HMC datasets (METHOD.md section A): a sample positive for a node is positive for
+all of that node's ancestors, and evaluation skips the root(s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["Hierarchy"]
+
+
+class Hierarchy:
+    """A rooted label hierarchy (tree or DAG) with a fixed node order.
+
+    Edges are given as ``(parent, child)`` pairs. Internally the graph is a
+    :class:`networkx.DiGraph` whose edges point from parent to child.
+
+    Parameters
+    ----------
+    edges : iterable of (str, str)
+        ``(parent, child)`` pairs. Duplicates are ignored.
+    nodes : iterable of str, optional
+        Extra nodes without edges (for example a lone root). Every node that
+        appears in ``edges`` is included anyway.
+    skip_eval : iterable of str, optional
+        Nodes excluded from evaluation and from the training loss. ``None``
+        (default) skips the roots (nodes without parents). Names that are not
+        nodes of the hierarchy are ignored, so the CLUS GO set
+        ``{"root", "GO0003674", "GO0005575", "GO0008150"}`` can be passed for
+        any dataset.
+
+    Attributes
+    ----------
+    nodes : list of str
+        Node ids in column order: sorted by (depth, id), so roots come first.
+    index : dict of str to int
+        Column index of each node id.
+    n_nodes : int
+        Number of nodes ``C``.
+    graph : networkx.DiGraph
+        Parent -> child edges.
+    roots : list of str
+        Nodes without parents.
+    depth : numpy.ndarray of int64, shape (C,)
+        Length of the shortest path from a root (roots have depth 0). For a
+        tree this is the usual depth; for a DAG it is the shortest-path depth
+        used in METHOD.md G3.
+    eval_mask : numpy.ndarray of bool, shape (C,)
+        True for nodes that are evaluated (not in ``skip_eval``).
+
+    Raises
+    ------
+    ValueError
+        If the graph is empty, has a cycle (the cycle is named), or an edge
+        is a self-loop.
+    """
+
+    def __init__(
+        self,
+        edges: Iterable[tuple[str, str]],
+        nodes: Iterable[str] | None = None,
+        skip_eval: Iterable[str] | None = None,
+    ) -> None:
+        graph = nx.DiGraph()
+        if nodes is not None:
+            graph.add_nodes_from(str(n) for n in nodes)
+        for parent, child in edges:
+            parent, child = str(parent), str(child)
+            if parent == child:
+                raise ValueError(f"hierarchy edge {parent!r} -> {child!r} is a self-loop")
+            graph.add_edge(parent, child)
+        if graph.number_of_nodes() == 0:
+            raise ValueError("a hierarchy needs at least one node")
+        try:
+            cycle = nx.find_cycle(graph)
+        except nx.NetworkXNoCycle:
+            cycle = None
+        if cycle is not None:
+            path = " -> ".join([cycle[0][0]] + [v for _, v in cycle])
+            raise ValueError(f"the hierarchy has a cycle: {path}")
+
+        self.graph = graph
+        self.roots = sorted(n for n in graph.nodes if graph.in_degree(n) == 0)
+        depth_of = nx.multi_source_dijkstra_path_length(graph, self.roots, weight=lambda u, v, d: 1)
+        self.nodes = sorted(graph.nodes, key=lambda n: (depth_of[n], n))
+        self.index = {n: i for i, n in enumerate(self.nodes)}
+        self.n_nodes = len(self.nodes)
+        self.depth = np.array([depth_of[n] for n in self.nodes], dtype=np.int64)
+        skipped = set(self.roots) if skip_eval is None else {str(s) for s in skip_eval}
+        self.skipped = sorted(s for s in skipped if s in self.index)
+        self.eval_mask = np.array([n not in skipped for n in self.nodes], dtype=bool)
+        self._ancestors: dict[str, frozenset[str]] = {}
+        for n in nx.topological_sort(graph):
+            anc: set[str] = set()
+            for p in graph.predecessors(n):
+                anc.add(p)
+                anc |= self._ancestors[p]
+            self._ancestors[n] = frozenset(anc)
+
+    # ------------------------------------------------------------------ queries
+    def __len__(self) -> int:
+        return self.n_nodes
+
+    def __contains__(self, node: object) -> bool:
+        return node in self.index
+
+    def __repr__(self) -> str:
+        kind = "tree" if self.is_tree else "DAG"
+        return (
+            f"Hierarchy({kind}, {self.n_nodes} nodes, {self.graph.number_of_edges()} edges, "
+            f"max depth {int(self.depth.max())}, {int(self.eval_mask.sum())} evaluated)"
+        )
+
+    def _check(self, node: str) -> str:
+        if node not in self.index:
+            raise KeyError(f"node {node!r} is not in the hierarchy")
+        return node
+
+    def parents(self, node: str) -> list[str]:
+        """Direct parents of ``node`` in column order (empty for a root).
+
+        Raises
+        ------
+        KeyError
+            If ``node`` is not in the hierarchy.
+        """
+        return sorted(self.graph.predecessors(self._check(node)), key=self.index.__getitem__)
+
+    def children(self, node: str) -> list[str]:
+        """Direct children of ``node`` in column order (empty for a leaf)."""
+        return sorted(self.graph.successors(self._check(node)), key=self.index.__getitem__)
+
+    def ancestors(self, node: str) -> list[str]:
+        """All proper ancestors of ``node`` (every node with a path to it), in column order."""
+        return sorted(self._ancestors[self._check(node)], key=self.index.__getitem__)
+
+    def descendants(self, node: str) -> list[str]:
+        """All proper descendants of ``node``, in column order."""
+        return sorted(nx.descendants(self.graph, self._check(node)), key=self.index.__getitem__)
+
+    def siblings(self, node: str) -> list[str]:
+        """Other children of ``node``'s parents, in column order."""
+        sibs = {c for p in self.parents(node) for c in self.graph.successors(p)} - {node}
+        return sorted(sibs, key=self.index.__getitem__)
+
+    def first_parent(self, node: str) -> str | None:
+        """The parent of smallest column index (shallowest, then by id); None for a root.
+
+        Used to draw a DAG as a spanning tree (the "first-parent" tree).
+        """
+        parents = self.parents(node)
+        return parents[0] if parents else None
+
+    @property
+    def is_tree(self) -> bool:
+        """True when every node has at most one parent."""
+        return all(d <= 1 for _, d in self.graph.in_degree())
+
+    @property
+    def leaves(self) -> list[str]:
+        """Nodes without children, in column order."""
+        return [n for n in self.nodes if self.graph.out_degree(n) == 0]
+
+    @property
+    def n_edges(self) -> int:
+        """Number of parent -> child edges ``E``."""
+        return self.graph.number_of_edges()
+
+    # ----------------------------------------------------------------- matrices
+    def edge_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """Column indices of every edge.
+
+        Returns
+        -------
+        child, parent : numpy.ndarray of int64, shape (E,)
+            ``child[e]`` and ``parent[e]`` are the columns of edge ``e``.
+        """
+        pairs = np.array([(self.index[c], self.index[p]) for p, c in self.graph.edges], dtype=np.int64)
+        pairs = pairs.reshape(-1, 2)
+        return pairs[:, 0].copy(), pairs[:, 1].copy()
+
+    def ancestor_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sparse form of :meth:`ancestor_matrix`, including each node with itself.
+
+        Returns
+        -------
+        node, ancestor : numpy.ndarray of int64, shape (P,)
+            One entry per pair (i, a) where a is i or an ancestor of i;
+            ``P = C + sum_i |ancestors(i)|`` (the number of non-zeros of R in
+            C-HMCNN). Sorted by ``node`` then ``ancestor``.
+        """
+        rows: list[int] = []
+        cols: list[int] = []
+        for n in self.nodes:
+            i = self.index[n]
+            anc = sorted([i] + [self.index[a] for a in self._ancestors[n]])
+            rows.extend([i] * len(anc))
+            cols.extend(anc)
+        return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+
+    def ancestor_matrix(self) -> np.ndarray:
+        """Dense reflexive ancestor matrix.
+
+        Returns
+        -------
+        numpy.ndarray of bool, shape (C, C)
+            ``A[i, a]`` is True iff ``a == i`` or ``a`` is an ancestor of ``i``.
+            C-HMCNN's matrix ``R`` (METHOD.md A4: ``R[j, i] = 1`` iff ``i`` is
+            ``j`` or a descendant of ``j``) is ``A.T``. Dense, so O(C^2)
+            memory: use :meth:`ancestor_pairs` for large hierarchies.
+        """
+        a = np.zeros((self.n_nodes, self.n_nodes), dtype=bool)
+        rows, cols = self.ancestor_pairs()
+        a[rows, cols] = True
+        return a
+
+    def _ancestor_sparse(self) -> sp.csr_matrix:
+        rows, cols = self.ancestor_pairs()
+        data = np.ones(len(rows), dtype=np.int32)
+        return sp.csr_matrix((data, (rows, cols)), shape=(self.n_nodes, self.n_nodes))
+
+    # ----------------------------------------------------------- label helpers
+    def propagate(self, labels: np.ndarray) -> np.ndarray:
+        """Set every ancestor of a positive node positive (label propagation, METHOD.md A3).
+
+        Parameters
+        ----------
+        labels : array-like of {0, 1} or bool, shape (N, C)
+            Label matrix in column order (for example only the most specific
+            terms set).
+
+        Returns
+        -------
+        numpy.ndarray of uint8, shape (N, C)
+            The propagated (coherent) label matrix.
+
+        Raises
+        ------
+        ValueError
+            If ``labels`` does not have ``C`` columns.
+        """
+        y = np.asarray(labels)
+        if y.ndim != 2 or y.shape[1] != self.n_nodes:
+            raise ValueError(f"labels must have shape (N, {self.n_nodes}), got {y.shape}")
+        prop = sp.csr_matrix((y != 0).astype(np.int32)) @ self._ancestor_sparse()
+        return (prop.toarray() > 0).astype(np.uint8)
+
+    def label_matrix(self, label_sets: Sequence[Iterable[str]], propagate: bool = True) -> np.ndarray:
+        """Build an (N, C) uint8 label matrix from per-sample lists of node ids.
+
+        Raises
+        ------
+        KeyError
+            If a sample names a node that is not in the hierarchy (the sample
+            index and node are named).
+        """
+        y = np.zeros((len(label_sets), self.n_nodes), dtype=np.uint8)
+        for row, terms in enumerate(label_sets):
+            for term in terms:
+                if term not in self.index:
+                    raise KeyError(f"sample {row}: label {term!r} is not a node of the hierarchy")
+                y[row, self.index[term]] = 1
+        return self.propagate(y) if propagate else y
+
+    def coherence_violations(self, matrix: np.ndarray, tol: float = 0.0) -> int:
+        """Count (sample, edge) pairs where a child scores above its parent.
+
+        Parameters
+        ----------
+        matrix : array-like, shape (N, C)
+            Labels, probabilities or 0/1 predictions in column order.
+        tol : float, default 0
+            A violation is ``matrix[:, child] > matrix[:, parent] + tol``.
+
+        Returns
+        -------
+        int
+            Number of violations; 0 means the matrix respects the hierarchy
+            (the C-HMCNN coherence constraint ``y_parent >= y_child``).
+        """
+        m = np.asarray(matrix)
+        if m.ndim != 2 or m.shape[1] != self.n_nodes:
+            raise ValueError(f"matrix must have shape (N, {self.n_nodes}), got {m.shape}")
+        child, parent = self.edge_index()
+        return int((m[:, child] > m[:, parent] + tol).sum())
+
+    def is_coherent(self, matrix: np.ndarray, tol: float = 0.0) -> bool:
+        """True when :meth:`coherence_violations` is 0."""
+        return self.coherence_violations(matrix, tol) == 0
+
+    # ------------------------------------------------------------ persistence
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form: nodes in column order, (parent, child) edges, skipped nodes."""
+        return {
+            "nodes": list(self.nodes),
+            "edges": [[p, c] for p, c in sorted(self.graph.edges, key=lambda e: (self.index[e[1]], self.index[e[0]]))],
+            "skip_eval": list(self.skipped),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Hierarchy:
+        """Inverse of :meth:`to_dict`.
+
+        Raises
+        ------
+        ValueError
+            If a field is missing, or the stored node order differs from the
+            order the edges imply (a corrupted or hand-edited file).
+        """
+        for field in ("nodes", "edges", "skip_eval"):
+            if field not in data:
+                raise ValueError(f"hierarchy data lacks the field {field!r}")
+        h = cls([tuple(e) for e in data["edges"]], nodes=data["nodes"], skip_eval=data["skip_eval"])
+        if h.nodes != list(data["nodes"]):
+            raise ValueError("hierarchy data: the stored node order does not match the (depth, id) order")
+        return h
