@@ -1,0 +1,120 @@
+"""MCM against a naive dense reference, and the batched ensemble against separate networks."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from hmlc_core.hierarchy import Hierarchy
+from hmlc_core.model import MCM, HMCEnsemble
+
+
+def dense_mcm(x: torch.Tensor, hierarchy: Hierarchy) -> torch.Tensor:
+    """Naive reference (METHOD.md B3): materialise (..., C, C) and mask non-descendants with -inf."""
+    r = torch.as_tensor(hierarchy.ancestor_matrix().T)  # R[j, i]: i is j or a descendant of j
+    masked = torch.where(r, x.unsqueeze(-2), torch.tensor(float("-inf"), dtype=x.dtype))
+    return masked.max(dim=-1).values
+
+
+def random_dag(n_nodes: int, seed: int) -> Hierarchy:
+    """A GO-like DAG: every node links to 1-3 earlier nodes."""
+    rng = np.random.default_rng(seed)
+    edges = []
+    for i in range(1, n_nodes):
+        for p in rng.choice(i, size=min(i, int(rng.integers(1, 4))), replace=False):
+            edges.append((f"n{p}", f"n{i}"))
+    return Hierarchy(edges)
+
+
+TREE = Hierarchy([("root", "1"), ("root", "2"), ("1", "1.1"), ("1", "1.2"), ("1.1", "1.1.1"), ("2", "2.1")])
+
+
+@pytest.mark.parametrize("hierarchy", [TREE, random_dag(40, 0), random_dag(60, 1)], ids=["tree", "dag40", "dag60"])
+def test_mcm_equals_dense_values_and_gradients(hierarchy):
+    mcm = MCM(hierarchy)
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, hierarchy.n_nodes, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(3, 5, hierarchy.n_nodes, dtype=torch.float64)
+    sparse = mcm(x)
+    dense = dense_mcm(x, hierarchy)
+    torch.testing.assert_close(sparse, dense)
+    g_sparse, = torch.autograd.grad((sparse * weights).sum(), x)
+    g_dense, = torch.autograd.grad((dense_mcm(x, hierarchy) * weights).sum(), x)
+    torch.testing.assert_close(g_sparse, g_dense)
+
+
+def test_mcm_properties():
+    h = random_dag(50, 2)
+    mcm = MCM(h)
+    z = torch.randn(8, h.n_nodes, dtype=torch.float64)
+    out = mcm(z)
+    assert h.is_coherent(out.numpy())
+    torch.testing.assert_close(mcm(out), out)  # idempotent
+    leaves = [h.index[n] for n in h.leaves]
+    torch.testing.assert_close(out[:, leaves], z[:, leaves])  # leaves unchanged
+    torch.testing.assert_close(torch.sigmoid(out), mcm(torch.sigmoid(z)))  # sigma o MCM = MCM o sigma
+    # Masked max, not multiplication by R: all-negative logits stay negative (METHOD.md L5).
+    assert (mcm(-torch.ones(2, h.n_nodes)) == -1).all()
+
+
+def test_mcm_rejects_wrong_width():
+    with pytest.raises(ValueError, match="nodes"):
+        MCM(TREE)(torch.zeros(2, 3))
+
+
+def test_batched_ensemble_equals_separate_networks():
+    torch.manual_seed(0)
+    model = HMCEnsemble(n_features=6, n_nodes=9, hidden=7, n_heads=3).eval()
+    x = torch.randn(10, 6)
+    out = model(x)
+    assert out.shape == (3, 10, 9)
+    grads_batched = torch.autograd.grad(out.sum(), list(model.parameters()))
+    for h in range(3):
+        net = model.member_network(h).eval()
+        torch.testing.assert_close(out[h], net(x), rtol=1e-5, atol=1e-6)
+        grads = torch.autograd.grad(net(x).sum(), list(net.parameters()))
+        linear_grads = [g for g in grads]  # weight, bias per linear layer, in order
+        for layer in range(3):
+            torch.testing.assert_close(grads_batched[layer][h], linear_grads[2 * layer].T, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(grads_batched[3 + layer][h, 0], linear_grads[2 * layer + 1],
+                                       rtol=1e-5, atol=1e-6)
+
+
+def test_ensemble_dropout_and_validation():
+    torch.manual_seed(0)
+    model = HMCEnsemble(4, 5, hidden=16, n_heads=2, dropout=0.7)
+    x = torch.randn(3, 4)
+    model.train()
+    assert not torch.equal(model(x), model(x))  # dropout active
+    model.eval()
+    assert torch.equal(model(x), model(x))
+    with pytest.raises(ValueError, match="n_heads"):
+        HMCEnsemble(4, 5, n_heads=0)
+    with pytest.raises(ValueError, match="dropout"):
+        HMCEnsemble(4, 5, dropout=1.0)
+    with pytest.raises(ValueError, match="shape"):
+        model(torch.randn(3, 5))
+
+
+@pytest.mark.parametrize("name", ["cellcycle_FUN", "cellcycle_GO"])
+def test_mcm_on_real_hierarchies(name):
+    data_dir = os.environ.get("HMLC_DATA_DIR")
+    if not data_dir:
+        pytest.skip("HMLC_DATA_DIR is not set: the CLUS HMC benchmark data is needed for this test")
+    from hmlc_core.data import DatasetNotFoundError, load_dataset
+
+    try:
+        h = load_dataset(name, data_dir).hierarchy
+    except DatasetNotFoundError as exc:
+        pytest.skip(f"{name} not found in HMLC_DATA_DIR: {exc}")
+    mcm = MCM(h)
+    torch.manual_seed(0)
+    x = torch.rand(2, h.n_nodes, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, h.n_nodes, dtype=torch.float64)
+    sparse = mcm(x)
+    dense = dense_mcm(x, h)
+    torch.testing.assert_close(sparse, dense)
+    g1, = torch.autograd.grad((sparse * w).sum(), x)
+    g2, = torch.autograd.grad((dense_mcm(x, h) * w).sum(), x)
+    torch.testing.assert_close(g1, g2)

@@ -1,0 +1,84 @@
+"""Uncertainty modes against the reference values of METHOD.md L7-L13."""
+
+import pytest
+import torch
+
+from hmlc_core.uncertainty import (
+    UNCERTAINTY_MODES,
+    binary_entropy,
+    epistemic_uncertainty,
+    mean_uncertainty,
+    pcs_uncertainty,
+    predictive_entropy,
+    aleatoric_uncertainty,
+    uncertainty,
+)
+
+ORDER = ["mean", "predictive", "aleatoric", "epistemic", "epistemic_kl", "pcs"]
+# METHOD.md L9-L11: members -> expected values in ORDER.
+REFERENCE = [
+    ([0.2, 0.8], [1.0, 1.0, 0.7219, 0.2781, 1.2000, 1.0]),
+    ([0.9, 0.7], [0.4, 0.7219, 0.6751, 0.0468, 0.1948, 0.4719]),
+    ([0.1, 0.3, 0.2, 0.4], [0.5, 0.8113, 0.7608, 0.0342, 0.1422, 0.5721]),
+]
+
+
+def members(values):
+    return torch.tensor(values, dtype=torch.float64).view(-1, 1, 1)
+
+
+@pytest.mark.parametrize("values,expected", REFERENCE)
+def test_reference_values(values, expected):
+    p = members(values)
+    for mode, want in zip(ORDER, expected):
+        got = uncertainty(p, mode)
+        assert got.shape == (1, 1)
+        assert got.item() == pytest.approx(want, abs=1e-4), mode
+
+
+def test_binary_entropy_points():
+    h = binary_entropy(torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64))
+    assert h.tolist() == pytest.approx([0.0, 1.0, 0.0], abs=1e-9)
+    p = torch.rand(100, dtype=torch.float64)
+    torch.testing.assert_close(binary_entropy(p), binary_entropy(1 - p))
+
+
+def test_mean_is_triangle():
+    got = mean_uncertainty(members([0.5, 0.5]))
+    assert got.item() == pytest.approx(1.0)
+    for p, want in [(0.0, 0.0), (1.0, 0.0), (0.75, 0.5)]:
+        assert mean_uncertainty(members([p])).item() == pytest.approx(want)
+
+
+def test_family_identities():
+    torch.manual_seed(0)
+    two = torch.rand(2, 7, 5, dtype=torch.float64)
+    # JS(0, 1) = 1 bit.
+    assert epistemic_uncertainty(members([0.0, 1.0])).item() == pytest.approx(1.0, abs=1e-6)
+    # H = 2: epistemic = predictive - aleatoric.
+    torch.testing.assert_close(epistemic_uncertainty(two), predictive_entropy(two) - aleatoric_uncertainty(two))
+    many = torch.rand(5, 7, 5, dtype=torch.float64)
+    assert (predictive_entropy(many) >= aleatoric_uncertainty(many) - 1e-12).all()
+    e = epistemic_uncertainty(many)
+    assert ((e >= 0) & (e <= 1)).all()
+
+
+def test_identical_members_and_single_member():
+    p = torch.rand(1, 4, 3, dtype=torch.float64)
+    same = p.expand(3, -1, -1)
+    assert epistemic_uncertainty(same).abs().max() < 1e-9
+    torch.testing.assert_close(pcs_uncertainty(same), mean_uncertainty(same))
+    # H = 1: no disagreement; GMU falls back to bBMA.
+    assert epistemic_uncertainty(p).abs().max() == 0
+    torch.testing.assert_close(pcs_uncertainty(p), mean_uncertainty(p))
+
+
+def test_shapes_and_errors():
+    p = torch.rand(3, 4, 5)
+    for mode in UNCERTAINTY_MODES:
+        out = uncertainty(p, mode)
+        assert out.shape == (4, 5) and out.dtype == p.dtype
+    with pytest.raises(ValueError, match="unknown uncertainty mode"):
+        uncertainty(p, "nope")
+    with pytest.raises(ValueError, match=r"\(H, B, C\)"):
+        mean_uncertainty(torch.rand(4, 5))
