@@ -1,0 +1,380 @@
+"""MCLoss, node-wise imbalance weights and the uncertainty focal factor.
+
+Sources:
+- MCLoss: C-HMCNN (Giunchiglia & Lukasiewicz, NeurIPS 2020), METHOD.md B4.
+- Node-wise imbalance weights and the focal term ``focal_min + u**k``: Xu et al.
+  2026, *Improving Detection of Rare Nodes in Hierarchical Multi-Label Learning*
+  (METHOD.md D1-D5, E1), as released by the authors.
+
+Pure functions first; :class:`WeightedMCLoss` bundles them for training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from hmlc_core.hierarchy import Hierarchy
+from hmlc_core.model import MCM
+from hmlc_core.uncertainty import uncertainty
+
+__all__ = [
+    "WEIGHTING_MODES",
+    "FREQUENCY_COUNTINGS",
+    "WEIGHT_INDEXINGS",
+    "FOCAL_MODES",
+    "mc_loss",
+    "node_frequencies",
+    "node_weights",
+    "select_weights",
+    "focal_weight",
+    "NodeWeights",
+    "WeightedMCLoss",
+]
+
+WEIGHTING_MODES = ("none", "class-wise", "binary")
+FREQUENCY_COUNTINGS = ("descendant-sum", "propagated")
+WEIGHT_INDEXINGS = ("released", "intended")
+FOCAL_MODES = ("none", "mean", "predictive", "aleatoric", "epistemic", "epistemic_kl", "pcs")
+
+
+def mc_loss(
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    mcm: MCM,
+    eval_mask: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """C-HMCNN's MCLoss, optionally weighted per (sample, node).
+
+    With raw outputs ``h`` and labels ``y``: ``c = MCM(h)``, ``p = MCM(y * h)``,
+    ``o = (1 - y) * c + y * p`` and the loss is the binary cross-entropy of
+    ``o`` against ``y`` over the evaluated nodes (METHOD.md B4). A negative
+    node is scored by the max over all its descendants; a positive node only
+    by its positive descendants (itself included).
+
+    Parameters
+    ----------
+    probs : torch.Tensor, shape (B, C) or (H, B, C), values in (0, 1)
+        Raw (unconstrained) probabilities of one network or of H members.
+    targets : torch.Tensor, shape (B, C), values in {0, 1}
+        Coherent (propagated) labels, float.
+    mcm : MCM
+        The hierarchy's max-constraint module.
+    eval_mask : torch.Tensor of bool, shape (C,), optional
+        Nodes that enter the loss (roots are skipped in C-HMCNN). All if None.
+    weight : torch.Tensor, shape (B, C), optional
+        Non-negative factor per (sample, node), shared by all members, e.g.
+        ``select_weights(...) * focal_weight(...)``. No gradient flows into it.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        "mean" averages over members x samples x evaluated nodes (C-HMCNN's
+        ``BCELoss``); "sum" adds them up (the authors' focal path, E1);
+        "none" returns the element-wise loss of shape (..., B, C_eval).
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar, or the element-wise loss for ``reduction="none"``.
+
+    Raises
+    ------
+    ValueError
+        On a shape mismatch or an unknown reduction.
+    """
+    if probs.shape[-2:] != targets.shape:
+        raise ValueError(f"probs {tuple(probs.shape)} and targets {tuple(targets.shape)} do not match")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    targets = targets.to(probs.dtype)
+    constrained = mcm(probs)
+    constrained_pos = mcm(targets * probs)
+    out = (1 - targets) * constrained + targets * constrained_pos
+    if eval_mask is not None:
+        out = out[..., eval_mask]
+        targets = targets[..., eval_mask]
+        if weight is not None:
+            weight = weight[..., eval_mask]
+    loss = F.binary_cross_entropy(out, targets.expand_as(out), reduction="none")
+    if weight is not None:
+        loss = loss * weight.detach()
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def node_frequencies(
+    labels: np.ndarray, hierarchy: Hierarchy, counting: str = "descendant-sum"
+) -> np.ndarray:
+    """Per-node positive counts used by the imbalance weights.
+
+    Parameters
+    ----------
+    labels : array-like of {0, 1}, shape (N, C)
+        Propagated training labels (train split only, METHOD.md A7).
+    hierarchy : Hierarchy
+    counting : {"descendant-sum", "propagated"}, default "descendant-sum"
+        "propagated": the column sums of ``labels``. "descendant-sum": each
+        node's propagated count plus those of all its descendants, as in the
+        authors' ``obtain_node_frequencies`` with R (METHOD.md D1), without its
+        in-place ordering artefact; a sample counts once for every node on the
+        path between the node and the sample's deepest labels, so the root's
+        value exceeds N.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (C,), values >= 0
+
+    Raises
+    ------
+    ValueError
+        On an unknown ``counting`` or a label matrix of the wrong width.
+    """
+    y = np.asarray(labels)
+    if y.ndim != 2 or y.shape[1] != hierarchy.n_nodes:
+        raise ValueError(f"labels must have shape (N, {hierarchy.n_nodes}), got {y.shape}")
+    counts = y.sum(axis=0, dtype=np.float64)
+    if counting == "propagated":
+        return counts
+    if counting != "descendant-sum":
+        raise ValueError(f"counting must be one of {FREQUENCY_COUNTINGS}, got {counting!r}")
+    nodes, ancestors = hierarchy.ancestor_pairs()
+    freq = np.zeros_like(counts)
+    np.add.at(freq, ancestors, counts[nodes])
+    return freq
+
+
+def _rescale(raw: np.ndarray, omega: float) -> np.ndarray:
+    """``w' = omega + max(w) * (w - min w) / (max w - min w)`` (METHOD.md D3); constant input gives omega."""
+    lo, hi = raw.min(), raw.max()
+    if hi == lo:
+        return np.full_like(raw, omega)
+    return omega + hi * (raw - lo) / (hi - lo)
+
+
+def _raw_weights(freq: np.ndarray, n_samples: int, k: int) -> np.ndarray:
+    """``N / (K f)``, with 1 where f = 0 or f = N (METHOD.md D2)."""
+    raw = np.ones_like(freq, dtype=np.float64)
+    ok = (freq > 0) & (freq != n_samples)
+    raw[ok] = n_samples / (k * freq[ok])
+    return raw
+
+
+@dataclass(frozen=True)
+class NodeWeights:
+    """Positive and negative node weights.
+
+    Attributes
+    ----------
+    positive, negative : numpy.ndarray of float64, shape (C,)
+        Values in ``[omega, omega + max raw weight]`` when computed, 1 when
+        switched off (the authors' default keeps negative weights at 1).
+    """
+
+    positive: np.ndarray
+    negative: np.ndarray
+
+
+def node_weights(
+    labels: np.ndarray,
+    hierarchy: Hierarchy,
+    mode: str = "class-wise",
+    omega: float = 0.25,
+    counting: str = "descendant-sum",
+    negative: bool = False,
+    common: bool = False,
+) -> NodeWeights:
+    """Node-wise imbalance weights of Xu et al. 2026 (METHOD.md D1-D4).
+
+    Raw weights ``w_n = N / (K f_n)`` with ``K = C`` ("class-wise") or
+    ``K = 2`` ("binary"); nodes with ``f_n = 0`` or ``f_n = N`` get 1; then
+    ``w' = omega + max(w) (w - min w) / (max w - min w)``, so the most
+    frequent node gets exactly ``omega`` and the rarest ``omega + max(w)``.
+
+    Parameters
+    ----------
+    labels : array-like of {0, 1}, shape (N, C)
+        Propagated training labels.
+    hierarchy : Hierarchy
+    mode : {"class-wise", "binary", "none"}, default "class-wise"
+        "none" returns all-ones weights.
+    omega : float, default 0.25
+        ``min_weight_const``; must be >= 0.
+    counting : {"descendant-sum", "propagated"}
+        See :func:`node_frequencies`.
+    negative : bool, default False
+        Also compute negative weights from ``g = N - f`` (the authors' default
+        leaves them at 1).
+    common : bool, default False
+        Use the positive weights for negatives too (overrides ``negative``).
+
+    Returns
+    -------
+    NodeWeights
+
+    Raises
+    ------
+    ValueError
+        On an unknown mode, a negative omega, or empty labels.
+    """
+    if mode not in WEIGHTING_MODES:
+        raise ValueError(f"weighting mode must be one of {WEIGHTING_MODES}, got {mode!r}")
+    if omega < 0:
+        raise ValueError(f"omega must be >= 0, got {omega}")
+    y = np.asarray(labels)
+    n = y.shape[0] if y.ndim == 2 else 0
+    if n == 0:
+        raise ValueError("node weights need at least one training sample")
+    ones = np.ones(hierarchy.n_nodes)
+    if mode == "none":
+        return NodeWeights(ones, ones.copy())
+    k = hierarchy.n_nodes if mode == "class-wise" else 2
+    freq = node_frequencies(y, hierarchy, counting)
+    pos = _rescale(_raw_weights(freq, n, k), omega)
+    if common:
+        neg = pos.copy()
+    elif negative:
+        neg = _rescale(_raw_weights(np.clip(n - freq, 0, None), n, k), omega)
+    else:
+        neg = ones
+    return NodeWeights(pos, neg)
+
+
+def select_weights(
+    targets: torch.Tensor,
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    indexing: str = "released",
+) -> torch.Tensor:
+    """Pick a weight per (sample, node) from the node weights (METHOD.md D5).
+
+    Parameters
+    ----------
+    targets : torch.Tensor, shape (B, C), values in {0, 1}
+    positive, negative : torch.Tensor, shape (C,)
+    indexing : {"released", "intended"}, default "released"
+        "released" reproduces the authors' code, which indexes the stacked
+        (positive, negative) weights with the label: an entry with ``y = 0``
+        gets the positive weight and ``y = 1`` the negative weight.
+        "intended" gives positive entries the positive weight and negative
+        entries the negative weight, as the method's description suggests.
+
+    Returns
+    -------
+    torch.Tensor, shape (B, C), dtype of ``positive``
+
+    Raises
+    ------
+    ValueError
+        On an unknown indexing.
+    """
+    if indexing not in WEIGHT_INDEXINGS:
+        raise ValueError(f"weight indexing must be one of {WEIGHT_INDEXINGS}, got {indexing!r}")
+    is_pos = targets > 0.5
+    if indexing == "released":
+        return torch.where(is_pos, negative, positive)
+    return torch.where(is_pos, positive, negative)
+
+
+def focal_weight(u: torch.Tensor, k: float = 2.0, focal_min: float = 0.25) -> torch.Tensor:
+    """Focal factor ``focal_min + u**k`` (Xu et al. 2026, METHOD.md E1).
+
+    Parameters
+    ----------
+    u : torch.Tensor, shape (B, C), values in [0, 1] for the bounded modes
+        Ensemble uncertainty; detached, so no gradient flows through it.
+    k : float, default 2
+        Focusing exponent (> 0).
+    focal_min : float, default 0.25
+        Floor of the factor (>= 0); the factor lies in ``[focal_min, focal_min + 1]``
+        for ``u`` in [0, 1].
+
+    Returns
+    -------
+    torch.Tensor, shape (B, C)
+
+    Raises
+    ------
+    ValueError
+        If ``k <= 0`` or ``focal_min < 0``.
+    """
+    if k <= 0:
+        raise ValueError(f"focal k must be > 0, got {k}")
+    if focal_min < 0:
+        raise ValueError(f"focal_min must be >= 0, got {focal_min}")
+    return focal_min + u.detach().clamp_min(0) ** k
+
+
+class WeightedMCLoss(nn.Module):
+    """MCLoss with node-wise imbalance weights and an uncertainty focal factor.
+
+    ``L = reduce_{h, b, n in eval} W[b, n] * (focal_min + u[b, n]**k) * l_MCLoss[h, b, n]``
+    with ``u`` computed from the detached member probabilities (Xu et al. 2026,
+    METHOD.md E1). With ``weights=None`` and ``focal="none"`` it is plain
+    C-HMCNN's MCLoss.
+
+    Parameters
+    ----------
+    hierarchy : Hierarchy
+    weights : NodeWeights, optional
+        From :func:`node_weights`; None switches weighting off.
+    weight_indexing : {"released", "intended"}
+        See :func:`select_weights`.
+    focal : str, default "none"
+        An uncertainty mode of :mod:`hmlc_core.uncertainty`, or "none".
+    focal_k, focal_min : float
+        See :func:`focal_weight`.
+    reduction : {"mean", "sum"}
+
+    Shapes
+    ------
+    forward(probs (H, B, C), targets (B, C)) -> scalar
+    """
+
+    def __init__(
+        self,
+        hierarchy: Hierarchy,
+        weights: NodeWeights | None = None,
+        weight_indexing: str = "released",
+        focal: str = "none",
+        focal_k: float = 2.0,
+        focal_min: float = 0.25,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        if focal not in FOCAL_MODES:
+            raise ValueError(f"focal mode must be one of {FOCAL_MODES}, got {focal!r}")
+        if weight_indexing not in WEIGHT_INDEXINGS:
+            raise ValueError(f"weight indexing must be one of {WEIGHT_INDEXINGS}, got {weight_indexing!r}")
+        focal_weight(torch.zeros(1), focal_k, focal_min)
+        self.mcm = MCM(hierarchy)
+        self.register_buffer("eval_mask", torch.from_numpy(hierarchy.eval_mask.copy()), persistent=False)
+        self.weighted = weights is not None
+        if weights is not None:
+            self.register_buffer("w_pos", torch.as_tensor(weights.positive, dtype=torch.float32), persistent=False)
+            self.register_buffer("w_neg", torch.as_tensor(weights.negative, dtype=torch.float32), persistent=False)
+        self.weight_indexing = weight_indexing
+        self.focal, self.focal_k, self.focal_min = focal, float(focal_k), float(focal_min)
+        self.reduction = reduction
+
+    def sample_weights(self, probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+        """The (B, C) factor ``W * focal`` applied to the element-wise MCLoss, or None if both are off."""
+        factor = None
+        if self.weighted:
+            factor = select_weights(targets, self.w_pos, self.w_neg, self.weight_indexing)
+        if self.focal != "none":
+            f = focal_weight(uncertainty(probs.detach(), self.focal), self.focal_k, self.focal_min)
+            factor = f if factor is None else factor * f
+        return factor
+
+    def forward(self, probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if probs.dim() == 2:
+            probs = probs.unsqueeze(0)
+        weight = self.sample_weights(probs, targets)
+        return mc_loss(probs, targets, self.mcm, self.eval_mask, weight, self.reduction)

@@ -1,0 +1,272 @@
+"""Evaluation metrics for hierarchical multi-label predictions.
+
+Pure functions on numpy arrays in the hierarchy's column order. Conventions
+(METHOD.md G1, G2): threshold 0.5 on the ensemble-mean constrained
+probabilities; macro averages are plain means over *all* evaluated nodes,
+including nodes without test positives (their recall and F1 are 0); the micro
+AUPRC is C-HMCNN's metric, scikit-learn's ``average_precision_score`` with
+``average="micro"`` over the evaluated nodes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score
+
+from hmlc_core.hierarchy import Hierarchy
+
+__all__ = [
+    "auprc_micro",
+    "average_precision_per_node",
+    "confusion_counts",
+    "precision_recall_f1",
+    "macro_precision_recall_f1",
+    "recall_by_depth",
+    "node_metrics_table",
+    "summarize",
+]
+
+
+def _check_pair(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true)
+    s = np.asarray(scores)
+    if y.shape != s.shape or y.ndim != 2:
+        raise ValueError(f"y_true {y.shape} and scores {s.shape} must be equal (N, C) shapes")
+    return y != 0, s
+
+
+def auprc_micro(y_true: np.ndarray, probs: np.ndarray, eval_mask: np.ndarray | None = None) -> float:
+    """Micro-averaged area under the precision-recall curve (C-HMCNN's AU(PRC)).
+
+    Parameters
+    ----------
+    y_true : array-like of {0, 1}, shape (N, C)
+    probs : array-like of float, shape (N, C)
+        Scores, normally the ensemble-mean constrained probabilities.
+    eval_mask : array-like of bool, shape (C,), optional
+        Columns to include (roots excluded); all if None.
+
+    Returns
+    -------
+    float in [0, 1]; NaN when the selected entries hold no positive.
+
+    Notes
+    -----
+    Delegates to ``sklearn.metrics.average_precision_score(..., average="micro")``,
+    as C-HMCNN does (METHOD.md G2).
+    """
+    y, s = _check_pair(y_true, probs)
+    if eval_mask is not None:
+        y, s = y[:, eval_mask], s[:, eval_mask]
+    if not y.any():
+        return float("nan")
+    return float(average_precision_score(y.ravel(), s.ravel()))
+
+
+def average_precision_per_node(y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Average precision of every column, vectorised over columns.
+
+    ``AP = sum_k (R_k - R_{k-1}) P_k`` over the distinct score thresholds in
+    decreasing order, the step-wise definition of scikit-learn's
+    ``average_precision_score`` (tied scores form one threshold).
+
+    Parameters
+    ----------
+    y_true : array-like of {0, 1}, shape (N, C)
+    scores : array-like of float, shape (N, C)
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (C,), values in [0, 1]; NaN for columns
+    without positives.
+    """
+    y, s = _check_pair(y_true, scores)
+    n, c = y.shape
+    if n == 0:
+        return np.full(c, np.nan)
+    order = np.argsort(-s, axis=0, kind="stable")
+    s_sorted = np.take_along_axis(s, order, axis=0)
+    y_sorted = np.take_along_axis(y, order, axis=0).astype(np.float64)
+    tp = np.cumsum(y_sorted, axis=0)
+    rank = np.arange(1, n + 1, dtype=np.float64)[:, None]
+    # The last row of every run of tied scores is where a threshold ends.
+    group_end = np.ones((n, c), dtype=bool)
+    group_end[:-1] = s_sorted[:-1] != s_sorted[1:]
+    tp_at_end = np.where(group_end, tp, np.nan)
+    # tp at the previous threshold: forward-fill tp_at_end, shifted down by one row.
+    idx = np.where(group_end, np.arange(n)[:, None], -1)
+    np.maximum.accumulate(idx, axis=0, out=idx)
+    prev_idx = np.vstack([np.full((1, c), -1), idx[:-1]])
+    tp_prev = np.where(prev_idx >= 0, np.take_along_axis(tp, np.clip(prev_idx, 0, None), axis=0), 0.0)
+    gain = np.where(group_end, tp_at_end - tp_prev, 0.0)
+    precision = tp / rank
+    n_pos = y.sum(axis=0).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ap = (gain * precision).sum(axis=0) / n_pos
+    ap[n_pos == 0] = np.nan
+    return ap
+
+
+def confusion_counts(y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, np.ndarray]:
+    """Per-node TP, FP, FN and support at ``prob > threshold``.
+
+    Returns
+    -------
+    dict with keys "tp", "fp", "fn", "support", each numpy.ndarray of int64, shape (C,)
+    """
+    y, s = _check_pair(y_true, probs)
+    pred = s > threshold
+    tp = (pred & y).sum(axis=0)
+    fp = (pred & ~y).sum(axis=0)
+    fn = (~pred & y).sum(axis=0)
+    return {"tp": tp.astype(np.int64), "fp": fp.astype(np.int64), "fn": fn.astype(np.int64),
+            "support": (tp + fn).astype(np.int64)}
+
+
+def precision_recall_f1(
+    y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-node precision, recall and F1 at ``prob > threshold`` (METHOD.md G1).
+
+    Undefined ratios (no predicted positives, no true positives) are 0, as
+    scikit-learn's ``zero_division=0``.
+
+    Returns
+    -------
+    precision, recall, f1 : numpy.ndarray of float64, shape (C,), values in [0, 1]
+    """
+    counts = confusion_counts(y_true, probs, threshold)
+    tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0.0)
+        recall = np.where(tp + fn > 0, tp / np.maximum(tp + fn, 1), 0.0)
+        denom = precision + recall
+        f1 = np.where(denom > 0, 2 * precision * recall / np.where(denom > 0, denom, 1), 0.0)
+    return precision, recall, f1
+
+
+def macro_precision_recall_f1(
+    y_true: np.ndarray, probs: np.ndarray, eval_mask: np.ndarray | None = None, threshold: float = 0.5
+) -> tuple[float, float, float]:
+    """Macro precision, recall and F1: plain means of the per-node values over evaluated nodes.
+
+    Macro-F1 is the mean of per-node F1, not the F1 of macro P and R (METHOD.md G1).
+    """
+    p, r, f = precision_recall_f1(y_true, probs, threshold)
+    if eval_mask is not None:
+        p, r, f = p[eval_mask], r[eval_mask], f[eval_mask]
+    return float(p.mean()), float(r.mean()), float(f.mean())
+
+
+def recall_by_depth(recall: np.ndarray, depth: np.ndarray, eval_mask: np.ndarray | None = None) -> dict[int, float]:
+    """Macro recall of the evaluated nodes at each depth.
+
+    Parameters
+    ----------
+    recall : array-like of float, shape (C,)
+    depth : array-like of int, shape (C,)
+        ``Hierarchy.depth`` (shortest-path depth from a root).
+    eval_mask : array-like of bool, shape (C,), optional
+
+    Returns
+    -------
+    dict of int to float
+        depth -> mean recall, for every depth that has an evaluated node, in
+        increasing depth order.
+    """
+    r = np.asarray(recall, dtype=np.float64)
+    d = np.asarray(depth)
+    keep = np.ones_like(d, dtype=bool) if eval_mask is None else np.asarray(eval_mask, dtype=bool)
+    return {int(k): float(r[keep & (d == k)].mean()) for k in np.unique(d[keep])}
+
+
+def node_metrics_table(
+    hierarchy: Hierarchy,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    train_frequency: np.ndarray | None = None,
+    uncertainty: np.ndarray | None = None,
+    threshold: float = 0.5,
+) -> pd.DataFrame:
+    """One row per node with its structure and test metrics.
+
+    Parameters
+    ----------
+    hierarchy : Hierarchy
+    y_true : array-like of {0, 1}, shape (N, C)
+        Test labels.
+    probs : array-like of float, shape (N, C)
+        Ensemble-mean constrained test probabilities.
+    train_frequency : array-like, shape (C,), optional
+        Number of training samples positive for each node (propagated).
+    uncertainty : array-like of float, shape (N, C), optional
+        Per-sample ensemble uncertainty; its column means are reported.
+    threshold : float, default 0.5
+
+    Returns
+    -------
+    pandas.DataFrame indexed by node id, columns: depth, parent (first
+    parent), n_parents, n_children, evaluated, train_frequency, support
+    (test positives), tp, fp, fn, precision, recall, f1, average_precision
+    (NaN without test positives), mean_prob, uncertainty (NaN when not given).
+    """
+    counts = confusion_counts(y_true, probs, threshold)
+    precision, recall, f1 = precision_recall_f1(y_true, probs, threshold)
+    nodes = hierarchy.nodes
+    table = pd.DataFrame(
+        {
+            "depth": hierarchy.depth,
+            "parent": [hierarchy.first_parent(n) or "" for n in nodes],
+            "n_parents": [hierarchy.graph.in_degree(n) for n in nodes],
+            "n_children": [hierarchy.graph.out_degree(n) for n in nodes],
+            "evaluated": hierarchy.eval_mask,
+            "train_frequency": (np.asarray(train_frequency, dtype=np.int64) if train_frequency is not None
+                                else np.full(len(nodes), -1, dtype=np.int64)),
+            "support": counts["support"],
+            "tp": counts["tp"],
+            "fp": counts["fp"],
+            "fn": counts["fn"],
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "average_precision": average_precision_per_node(y_true, probs),
+            "mean_prob": np.asarray(probs, dtype=np.float64).mean(axis=0),
+            "uncertainty": (np.asarray(uncertainty, dtype=np.float64).mean(axis=0) if uncertainty is not None
+                            else np.full(len(nodes), np.nan)),
+        },
+        index=pd.Index(nodes, name="node"),
+    )
+    return table
+
+
+def summarize(hierarchy: Hierarchy, y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
+    """Headline metrics of a run on its test set.
+
+    Returns
+    -------
+    dict with keys
+        ``auprc_micro`` (float), ``macro_precision``, ``macro_recall``,
+        ``macro_f1`` (floats in [0, 1]), ``n_eval_nodes`` (int),
+        ``n_eval_nodes_with_positives`` (int), ``recall_by_depth``
+        (dict str(depth) -> macro recall; string keys so it survives JSON),
+        ``coherence_violations`` (int, of the thresholded predictions) and
+        ``n_test`` (int).
+    """
+    mask = hierarchy.eval_mask
+    p, r, f = macro_precision_recall_f1(y_true, probs, mask, threshold)
+    _, recall, _ = precision_recall_f1(y_true, probs, threshold)
+    y = np.asarray(y_true) != 0
+    return {
+        "auprc_micro": auprc_micro(y_true, probs, mask),
+        "macro_precision": p,
+        "macro_recall": r,
+        "macro_f1": f,
+        "n_eval_nodes": int(mask.sum()),
+        "n_eval_nodes_with_positives": int(y[:, mask].any(axis=0).sum()),
+        "recall_by_depth": {str(k): v for k, v in recall_by_depth(recall, hierarchy.depth, mask).items()},
+        "coherence_violations": hierarchy.coherence_violations((np.asarray(probs) > threshold).astype(np.uint8)),
+        "n_test": int(y.shape[0]),
+    }
