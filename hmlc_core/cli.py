@@ -1,0 +1,220 @@
+"""Command line: ``python -m hmlc_core {train,evaluate,demo,datasets}``.
+
+``train`` fits an ensemble and writes a run directory; ``evaluate`` prints a
+run's headline metrics; ``demo`` regenerates the dashboard's bundled demo run;
+``datasets`` lists what the data directory holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from hmlc_core.catalog import SYNTHETIC, available_datasets, open_dataset
+from hmlc_core.data import DatasetNotFoundError
+from hmlc_core.losses import FOCAL_MODES, FREQUENCY_COUNTINGS, WEIGHT_INDEXINGS, WEIGHTING_MODES
+from hmlc_core.runs import RunError, evaluate_run, load_run, save_run
+from hmlc_core.train import TrainConfig, train
+
+__all__ = ["main", "build_parser", "DEMO_RUN_DIR"]
+
+log = logging.getLogger("hmlc_core")
+
+DEMO_RUN_DIR = Path(__file__).resolve().parent.parent / "assets" / "demo_run"
+"""Where ``demo`` writes the dashboard's default run."""
+
+DEMO_CONFIG = TrainConfig(dataset=SYNTHETIC, heads=3, weighting="none", focal="none", seed=0)
+"""The demo run: plain C-HMCNN with 3 members on the synthetic data, so its deep nodes are missed."""
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    d = TrainConfig(dataset="")
+    p.add_argument("--dataset", required=True,
+                   help=f"dataset name: '{SYNTHETIC}', a CLUS HMC name such as cellcycle_FUN / cellcycle_GO / "
+                        "Diatoms, or your own folder in the data dir (see 'datasets')")
+    p.add_argument("--data-dir", default=None, help="folder with the ARFF files (default: $HMLC_DATA_DIR)")
+    p.add_argument("--out", default=None,
+                   help="run directory to write (default: $HMLC_RUNS_DIR or ./runs, a new folder named after the "
+                        "dataset and settings)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory at --out")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: C-HMCNN's value for the dataset)")
+    p.add_argument("--heads", type=int, default=d.heads, help="ensemble members H (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
+    p.add_argument("--hidden", type=int, default=None, help="hidden width (default: C-HMCNN's value)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: 1e-4, 1e-5 for 'others')")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size (default %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="default %(default)s")
+    p.add_argument("--dropout", type=float, default=d.dropout, help="default %(default)s")
+    p.add_argument("--weighting", choices=WEIGHTING_MODES, default=d.weighting,
+                   help="node-wise imbalance weights (Xu et al. 2026; default %(default)s)")
+    p.add_argument("--omega", type=float, default=d.omega, help="minimum node weight (default %(default)s)")
+    p.add_argument("--counting", choices=FREQUENCY_COUNTINGS, default=d.counting,
+                   help="node frequency counting for the weights (default %(default)s)")
+    p.add_argument("--weight-indexing", choices=WEIGHT_INDEXINGS, default=d.weight_indexing,
+                   help="'released': weights as the authors' code applies them (the positive-frequency weight "
+                        "lands on negative targets); 'intended': on positive targets (default %(default)s)")
+    p.add_argument("--focal", choices=FOCAL_MODES, default=d.focal,
+                   help="uncertainty of the focal factor focal_min + u^k: mean = bBMA, pcs = GMU, "
+                        "epistemic = JS divergence, ... (default %(default)s)")
+    p.add_argument("--focal-k", type=float, default=d.focal_k, help="focal exponent k (default %(default)s)")
+    p.add_argument("--focal-min", type=float, default=d.focal_min, help="focal floor (default %(default)s)")
+    p.add_argument("--reduction", choices=("mean", "sum"), default=d.reduction,
+                   help="loss reduction (default %(default)s)")
+    p.add_argument("--fit-on", choices=("train+valid", "train"), default=d.fit_on,
+                   help="'train' keeps the valid split aside and reports its AUPRC each epoch (default %(default)s)")
+    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (default %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m hmlc_core``."""
+    parser = argparse.ArgumentParser(prog="python -m hmlc_core", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_train = sub.add_parser("train", help="train an ensemble and save a run directory")
+    _add_train_options(p_train)
+    p_train.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_eval = sub.add_parser("evaluate", help="print a run's test metrics")
+    p_eval.add_argument("run_dir", help="a run directory written by 'train'")
+    p_eval.add_argument("--json", action="store_true", help="print one JSON object")
+    p_demo = sub.add_parser("demo", help="regenerate the bundled demo run (synthetic data)")
+    p_demo.add_argument("--out", default=str(DEMO_RUN_DIR), help="default: %(default)s")
+    p_demo.add_argument("--epochs", type=int, default=None, help="default: the synthetic preset")
+    p_demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_data = sub.add_parser("datasets", help="list the datasets found in the data directory")
+    p_data.add_argument("--data-dir", default=None, help="default: $HMLC_DATA_DIR")
+    return parser
+
+
+class _StopFlag:
+    """First Ctrl-C (or SIGTERM) asks training to stop after the current step; a second Ctrl-C aborts."""
+
+    def __init__(self) -> None:
+        self.stop = False
+
+    def __call__(self) -> bool:
+        return self.stop
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.stop = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        log.warning("stopping after the current step; the run is saved as 'interrupted' (Ctrl-C again to abort)")
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+
+def _default_out(config: TrainConfig) -> Path:
+    root = Path(os.environ.get("HMLC_RUNS_DIR") or "runs")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return root / f"{config.dataset}-{config.weighting}-{config.focal}-h{config.heads}-s{config.seed}-{stamp}"
+
+
+def _progress_printer(quiet: bool, epochs: int) -> tuple[Any, Any]:
+    bar = None
+    if not quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=epochs, unit="epoch", file=sys.stderr)
+
+    def progress(event: dict[str, Any]) -> None:
+        extra = f" valid AUPRC {event['valid_auprc']:.4f}" if "valid_auprc" in event else ""
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"loss {event['loss']:.4f}{extra}")
+        elif not quiet:
+            log.info("epoch %d/%d loss %.4f (%.1f s)%s", event["epoch"], event["epochs"], event["loss"],
+                     event["seconds"], extra)
+
+    return progress, bar
+
+
+def _run_training(config: TrainConfig, out: Path, overwrite: bool, quiet: bool) -> Path:
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"run directory {out} already exists; choose another --out or pass --overwrite")
+    dataset = open_dataset(config.dataset, config.data_dir)
+    resolved = config.resolved()
+    progress, bar = _progress_printer(quiet, resolved.epochs)
+    flag = _StopFlag()
+    flag.install()
+    try:
+        result = train(config, dataset, progress=progress, should_stop=flag)
+    finally:
+        if bar is not None:
+            bar.close()
+    saved = save_run(out, result, dataset, overwrite=overwrite)
+    summary = load_run(saved).summary
+    log.info("saved %s run to %s: auprc_micro %.4f, macro recall %.4f, %.1f s/epoch", summary["status"], saved,
+             summary["auprc_micro"], summary["macro_recall"], summary["seconds_per_epoch"])
+    return saved
+
+
+def _config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs, heads=args.heads, hidden=args.hidden,
+        dropout=args.dropout, lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
+        seed=args.seed, weighting=args.weighting, omega=args.omega, counting=args.counting,
+        weight_indexing=args.weight_indexing, focal=args.focal, focal_k=args.focal_k, focal_min=args.focal_min,
+        reduction=args.reduction, fit_on=args.fit_on, threads=args.threads,
+    )
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become null, so the output is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _format_metrics(result: dict[str, Any]) -> str:
+    lines = [f"run               {result['run']}", f"dataset           {result['dataset']}"]
+    for key in ("auprc_micro", "macro_precision", "macro_recall", "macro_f1"):
+        lines.append(f"{key:<18}{result[key]:.4f}")
+    lines.append(f"n_eval_nodes      {result['n_eval_nodes']} ({result['n_eval_nodes_with_positives']} with test "
+                 "positives)")
+    lines.append("recall_by_depth   " + ", ".join(f"{d}: {r:.3f}" for d, r in result["recall_by_depth"].items()))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code (0 ok, 2 for a user error)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        if args.command == "train":
+            config = _config_from_args(args)
+            config.resolved().validate()
+            out = Path(args.out) if args.out else _default_out(config)
+            print(_run_training(config, out, args.overwrite, args.quiet))
+        elif args.command == "demo":
+            config = TrainConfig(**{**DEMO_CONFIG.to_dict(), "epochs": args.epochs})
+            print(_run_training(config, Path(args.out), overwrite=True, quiet=args.quiet))
+        elif args.command == "evaluate":
+            result = evaluate_run(load_run(args.run_dir))
+            if args.json:
+                print(json.dumps(_json_safe(result)))
+            else:
+                print(_format_metrics(result))
+        elif args.command == "datasets":
+            for name in available_datasets(args.data_dir):
+                print(name)
+    except (DatasetNotFoundError, FileExistsError, RunError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aborted; nothing was saved", file=sys.stderr)
+        return 130
+    return 0

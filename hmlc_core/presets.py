@@ -1,0 +1,65 @@
+"""Per-dataset hyperparameters of C-HMCNN (METHOD.md B2).
+
+C-HMCNN chose the hidden width and the number of epochs per dataset on the
+validation split; the final models train on train+valid for that many epochs
+(METHOD.md A7). Datasets not in the table (a user's own) get
+:data:`DEFAULT_PRESET`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Preset", "DEFAULT_PRESET", "SYNTHETIC_PRESET", "preset_for"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Hyperparameters of one dataset.
+
+    Attributes
+    ----------
+    hidden : int
+        Hidden width of the C-HMCNN(h) network.
+    epochs : int
+        Training epochs on train+valid.
+    lr : float
+        Adam learning rate (1e-4 for FUN/GO, 1e-5 for the "others" datasets).
+    """
+
+    hidden: int
+    epochs: int
+    lr: float = 1e-4
+
+
+_FUN = {"cellcycle": (500, 106), "derisi": (500, 67), "eisen": (500, 110), "expr": (1250, 20),
+        "gasch1": (1000, 42), "gasch2": (500, 123), "seq": (2000, 13), "spo": (250, 115)}
+_GO = {"cellcycle": (1000, 62), "derisi": (500, 91), "eisen": (500, 123), "expr": (4000, 70),
+       "gasch1": (500, 122), "gasch2": (500, 177), "seq": (9000, 45), "spo": (500, 103)}
+_OTHERS = {"diatoms": (2000, 474), "enron": (1000, 133), "imclef07a": (1000, 592), "imclef07d": (1000, 588)}
+
+DEFAULT_PRESET = Preset(hidden=500, epochs=100)
+"""For datasets C-HMCNN did not tune (a user's own): a FUN-like setting."""
+
+SYNTHETIC_PRESET = Preset(hidden=128, epochs=40, lr=1e-3)
+"""For :func:`hmlc_core.synthetic.make_synthetic` (small and quick; chosen by us)."""
+
+
+def preset_for(name: str) -> Preset:
+    """The C-HMCNN hyperparameters of a dataset name such as ``cellcycle_FUN`` or ``Diatoms``.
+
+    Unknown names return :data:`DEFAULT_PRESET`; ``synthetic`` returns
+    :data:`SYNTHETIC_PRESET`.
+    """
+    key = name.lower()
+    if key == "synthetic":
+        return SYNTHETIC_PRESET
+    if key in _OTHERS:
+        hidden, epochs = _OTHERS[key]
+        return Preset(hidden, epochs, lr=1e-5)
+    base, _, family = key.rpartition("_")
+    table = {"fun": _FUN, "go": _GO}.get(family)
+    if table is not None and base in table:
+        hidden, epochs = table[base]
+        return Preset(hidden, epochs)
+    return DEFAULT_PRESET

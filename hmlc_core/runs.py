@@ -1,0 +1,314 @@
+"""Self-contained run directories: save a trained ensemble with its evaluation, load it back.
+
+A run directory holds:
+
+========================  =====================================================
+``config.json``           the resolved :class:`~hmlc_core.train.TrainConfig`,
+                          the model's constructor arguments and dataset facts
+``hierarchy.json``        :meth:`Hierarchy.to_dict` (nodes in column order)
+``model.pt``              the ensemble's ``state_dict`` (load with
+                          ``torch.load(..., weights_only=True)``)
+``node_metrics.csv``      one row per node (:func:`~hmlc_core.metrics.node_metrics_table`)
+                          plus ``uncertainty_<mode>`` columns for every mode
+``summary.json``          headline test metrics and run facts
+``history.csv``           one row per epoch (loss, seconds, valid AUPRC)
+``predictions.npz``       test ``y_true`` (N, C) uint8, ``mean_probs`` (N, C)
+                          float32, ``member_probs`` (H, N, C) float16 (coherent
+                          per member) and ``uncertainty`` (N, C) float32 of the
+                          run's display mode
+========================  =====================================================
+
+The directory is written under a temporary name next to its destination and
+renamed into place, so an interrupted save never leaves a half-written run, and
+an existing run is replaced only once the new one is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hmlc_core.data import HMCDataset
+from hmlc_core.hierarchy import Hierarchy
+from hmlc_core.metrics import node_metrics_table, summarize
+from hmlc_core.model import MCM, HMCEnsemble
+from hmlc_core.train import TrainConfig, TrainResult, predict_members
+from hmlc_core.uncertainty import UNCERTAINTY_MODES, uncertainty
+
+__all__ = ["Run", "RunError", "save_run", "load_run", "find_runs", "evaluate_run", "display_uncertainty_mode"]
+
+log = logging.getLogger(__name__)
+
+RUN_FILES = ("config.json", "hierarchy.json", "model.pt", "node_metrics.csv", "summary.json",
+             "history.csv", "predictions.npz")
+
+
+class RunError(ValueError):
+    """A run directory is missing, incomplete or corrupt; the message names the file."""
+
+
+def display_uncertainty_mode(config: TrainConfig) -> str:
+    """The uncertainty shown for a run: its focal mode, else epistemic (JS) for H >= 2, else bBMA."""
+    if config.focal != "none":
+        return config.focal
+    return "epistemic" if config.heads >= 2 else "mean"
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=True) + "\n", encoding="utf-8")
+
+
+def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, overwrite: bool = False) -> Path:
+    """Evaluate ``result`` on the test split and write a complete run directory.
+
+    Parameters
+    ----------
+    run_dir : path
+        Destination folder (created; its parent must be writable).
+    result : TrainResult
+        From :func:`hmlc_core.train.train`.
+    dataset : HMCDataset
+        The dataset it was trained on (the test split is evaluated here).
+    overwrite : bool, default False
+        Replace an existing run at ``run_dir``; the old one is removed only
+        after the new one is in place.
+
+    Returns
+    -------
+    pathlib.Path
+        ``run_dir``.
+
+    Raises
+    ------
+    FileExistsError
+        If ``run_dir`` exists, is not empty, and ``overwrite`` is False.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"run directory {run_dir} already exists; choose another --out or pass --overwrite")
+    hierarchy = dataset.hierarchy
+    config = result.config
+    mcm = MCM(hierarchy)
+    members = predict_members(result.model, mcm, dataset.test.X, config.eval_batch_size)
+    mean_probs = members.mean(dim=0)
+    mode = display_uncertainty_mode(config)
+    u_by_mode = {m: uncertainty(members, m) for m in UNCERTAINTY_MODES}
+    y_test = dataset.test.Y
+
+    table = node_metrics_table(hierarchy, y_test, mean_probs.numpy(), result.train_frequency,
+                               u_by_mode[mode].numpy())
+    for m, u in u_by_mode.items():
+        table[f"uncertainty_{m}"] = u.mean(dim=0).numpy().astype(np.float64)
+
+    summary = summarize(hierarchy, y_test, mean_probs.numpy())
+    summary.update({
+        "dataset": dataset.name,
+        "status": "interrupted" if result.interrupted else "finished",
+        "epochs_completed": result.epochs_completed,
+        "epochs_planned": config.epochs,
+        "train_seconds": result.train_seconds,
+        "seconds_per_epoch": result.train_seconds / max(result.epochs_completed, 1),
+        "n_train": dataset.train.n_samples,
+        "n_valid": dataset.valid.n_samples if dataset.valid is not None else 0,
+        "heads": config.heads,
+        "uncertainty_mode": mode,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    config_doc = {
+        "train": config.to_dict(),
+        "model": result.model.spec(),
+        "dataset": {"name": dataset.name, "n_features": len(dataset.feature_names),
+                    "source": {k: str(v) for k, v in dataset.source.items()}},
+    }
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-", dir=run_dir.parent))
+    try:
+        tmp.chmod(0o755)
+        _write_json(tmp / "config.json", config_doc)
+        _write_json(tmp / "hierarchy.json", hierarchy.to_dict())
+        _write_json(tmp / "summary.json", summary)
+        torch.save(result.model.state_dict(), tmp / "model.pt")
+        table.to_csv(tmp / "node_metrics.csv")
+        pd.DataFrame(result.history, columns=["epoch", "loss", "seconds", "valid_auprc"]).dropna(
+            axis=1, how="all").to_csv(tmp / "history.csv", index=False)
+        np.savez_compressed(
+            tmp / "predictions.npz",
+            y_true=y_test.astype(np.uint8),
+            mean_probs=mean_probs.numpy().astype(np.float32),
+            member_probs=members.numpy().astype(np.float16),
+            uncertainty=u_by_mode[mode].numpy().astype(np.float32),
+        )
+        old = None
+        if run_dir.exists():
+            old = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")
+            run_dir.rename(old)
+        tmp.rename(run_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("saved run to %s", run_dir)
+    return run_dir
+
+
+@dataclass
+class Run:
+    """A loaded run directory (see the module docstring for the files).
+
+    Attributes
+    ----------
+    path : pathlib.Path
+    config : TrainConfig
+    model_spec : dict
+        :meth:`HMCEnsemble.spec` of the saved model.
+    dataset_info : dict
+        ``name``, ``n_features`` and ``source`` (split -> file).
+    hierarchy : Hierarchy
+    summary : dict
+        Headline metrics (``auprc_micro``, ``macro_recall``, ...) and run facts.
+    node_metrics : pandas.DataFrame
+        Indexed by node id, in the hierarchy's column order.
+    history : pandas.DataFrame
+        One row per epoch.
+    """
+
+    path: Path
+    config: TrainConfig
+    model_spec: dict[str, Any]
+    dataset_info: dict[str, Any]
+    hierarchy: Hierarchy
+    summary: dict[str, Any]
+    node_metrics: pd.DataFrame
+    history: pd.DataFrame
+
+    @property
+    def name(self) -> str:
+        """The directory name."""
+        return self.path.name
+
+    def predictions(self) -> dict[str, np.ndarray]:
+        """Load ``predictions.npz`` (arrays as in the module docstring).
+
+        Raises
+        ------
+        RunError
+            If the file is missing or its arrays do not match the hierarchy.
+        """
+        path = self.path / "predictions.npz"
+        try:
+            with np.load(path) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError) as exc:
+            raise RunError(f"{path}: cannot read predictions ({exc})") from exc
+        for key in ("y_true", "mean_probs", "member_probs", "uncertainty"):
+            if key not in arrays:
+                raise RunError(f"{path}: array {key!r} is missing")
+        if arrays["mean_probs"].shape[-1] != self.hierarchy.n_nodes:
+            raise RunError(f"{path}: predictions have {arrays['mean_probs'].shape[-1]} nodes, "
+                           f"the hierarchy has {self.hierarchy.n_nodes}")
+        return arrays
+
+    def load_model(self) -> HMCEnsemble:
+        """Rebuild the ensemble and load ``model.pt`` with ``weights_only=True``; returned in eval mode."""
+        path = self.path / "model.pt"
+        model = HMCEnsemble(**self.model_spec)
+        try:
+            state = torch.load(path, weights_only=True, map_location="cpu")
+            model.load_state_dict(state)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise RunError(f"{path}: cannot load the model weights ({exc})") from exc
+        return model.eval()
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path}: invalid JSON at line {exc.lineno} ({exc.msg})") from exc
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Load a run directory written by :func:`save_run`.
+
+    Raises
+    ------
+    RunError
+        If the directory or one of its files is missing or unreadable (the
+        file is named).
+    """
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise RunError(f"run directory {path} does not exist")
+    missing = [f for f in RUN_FILES if not (path / f).is_file()]
+    if missing:
+        raise RunError(f"run directory {path} is incomplete: missing {', '.join(missing)}")
+    config_doc = _read_json(path / "config.json")
+    try:
+        config = TrainConfig.from_dict(config_doc["train"])
+        model_spec, dataset_info = config_doc["model"], config_doc["dataset"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunError(f"{path / 'config.json'}: {exc}") from exc
+    try:
+        hierarchy = Hierarchy.from_dict(_read_json(path / "hierarchy.json"))
+    except ValueError as exc:
+        raise RunError(f"{path / 'hierarchy.json'}: {exc}") from exc
+    node_metrics = pd.read_csv(path / "node_metrics.csv", index_col="node", dtype={"node": str, "parent": str},
+                               keep_default_na=False, na_values={c: ["", "nan", "NaN"] for c in
+                                                                 ("average_precision", "uncertainty")})
+    node_metrics["parent"] = node_metrics["parent"].astype(str)
+    if list(node_metrics.index) != hierarchy.nodes:
+        raise RunError(f"{path / 'node_metrics.csv'}: its nodes do not match hierarchy.json")
+    history = pd.read_csv(path / "history.csv")
+    return Run(path=path, config=config, model_spec=model_spec, dataset_info=dataset_info,
+               hierarchy=hierarchy, summary=_read_json(path / "summary.json"),
+               node_metrics=node_metrics, history=history)
+
+
+def evaluate_run(run: Run) -> dict[str, Any]:
+    """Recompute the headline metrics from the run's saved test predictions.
+
+    Returns
+    -------
+    dict
+        :func:`hmlc_core.metrics.summarize` output plus ``run``, ``dataset``,
+        ``status``, ``epochs_completed`` and ``heads``.
+    """
+    preds = run.predictions()
+    result = summarize(run.hierarchy, preds["y_true"], preds["mean_probs"])
+    result.update({"run": str(run.path), "dataset": run.summary.get("dataset"),
+                   "status": run.summary.get("status"), "epochs_completed": run.summary.get("epochs_completed"),
+                   "heads": run.config.heads})
+    return result
+
+
+def find_runs(roots: Iterable[str | Path]) -> list[Path]:
+    """Run directories directly inside (or equal to) each folder of ``roots``.
+
+    A folder counts as a run when it holds ``summary.json`` and
+    ``config.json``; hidden folders (temporary saves) are skipped. Missing
+    roots are ignored. Sorted by path, duplicates removed.
+    """
+    found: set[Path] = set()
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        candidates = [root] + [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        for c in candidates:
+            if (c / "summary.json").is_file() and (c / "config.json").is_file():
+                found.add(c.resolve())
+    return sorted(found)

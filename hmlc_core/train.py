@@ -1,0 +1,310 @@
+"""Training a coherent ensemble with the weighted, uncertainty-focused MCLoss.
+
+The recipe is C-HMCNN's (METHOD.md A7, B2): Adam, batch 4, learning rate 1e-4,
+weight decay 1e-5, dropout 0.7, per-dataset hidden width and epochs, final
+models trained on train+valid. The loss is :class:`~hmlc_core.losses.WeightedMCLoss`
+(Xu et al. 2026, METHOD.md D, E); node frequencies come from the train split only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from hmlc_core.data import HMCDataset
+from hmlc_core.losses import (
+    FOCAL_MODES,
+    FREQUENCY_COUNTINGS,
+    WEIGHT_INDEXINGS,
+    WEIGHTING_MODES,
+    WeightedMCLoss,
+    node_weights,
+)
+from hmlc_core.metrics import auprc_micro
+from hmlc_core.model import MCM, HMCEnsemble
+from hmlc_core.presets import preset_for
+
+__all__ = ["TrainConfig", "TrainResult", "train", "predict_members", "Progress"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[dict[str, Any]], None]
+"""Callback type: receives one dict per finished epoch (see :func:`train`)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as ``config.json`` in the run directory).
+
+    ``None`` for ``epochs``, ``hidden`` or ``lr`` means the dataset's C-HMCNN
+    value (:func:`hmlc_core.presets.preset_for`); :meth:`resolved` fills them in.
+
+    Attributes
+    ----------
+    dataset : str
+        Dataset name (``cellcycle_FUN``, ``synthetic``, a folder in the data dir, ...).
+    data_dir : str or None
+        Folder with the ARFF files; None uses ``HMLC_DATA_DIR``.
+    epochs, hidden, lr : int, int, float or None
+    heads : int
+        Ensemble members H (default 2, the paper's tabular setting).
+    n_layers, dropout, weight_decay, batch_size : C-HMCNN's 3, 0.7, 1e-5, 4.
+    seed : int
+    weighting : {"none", "class-wise", "binary"}
+        Node-wise imbalance weights (METHOD.md D2).
+    omega : float
+        Minimum weight ``min_weight_const`` (D3), default 0.25.
+    counting : {"descendant-sum", "propagated"}
+        Frequency counting for the weights (D1).
+    weight_indexing : {"released", "intended"}
+        How a weight is picked for a (sample, node) (D5).
+    focal : {"none", "mean", "predictive", "aleatoric", "epistemic", "epistemic_kl", "pcs"}
+        Uncertainty mode of the focal factor (E2); "none" switches it off.
+    focal_k, focal_min : float
+        Focal factor ``focal_min + u**k`` (E1): defaults 2 and 0.25.
+    reduction : {"mean", "sum"}
+        Loss reduction over members x samples x evaluated nodes (B4).
+    fit_on : {"train+valid", "train"}
+        "train+valid" is C-HMCNN's final protocol; "train" keeps valid aside
+        and reports its micro AUPRC after every epoch.
+    threads : int
+        torch intra-op threads (1 is robust on 2 shared cores).
+    eval_batch_size : int
+        Batch size for inference.
+    """
+
+    dataset: str
+    data_dir: str | None = None
+    epochs: int | None = None
+    heads: int = 2
+    hidden: int | None = None
+    n_layers: int = 3
+    dropout: float = 0.7
+    lr: float | None = None
+    weight_decay: float = 1e-5
+    batch_size: int = 4
+    seed: int = 0
+    weighting: str = "class-wise"
+    omega: float = 0.25
+    counting: str = "descendant-sum"
+    weight_indexing: str = "released"
+    focal: str = "mean"
+    focal_k: float = 2.0
+    focal_min: float = 0.25
+    reduction: str = "mean"
+    fit_on: str = "train+valid"
+    threads: int = 1
+    eval_batch_size: int = 2048
+
+    def resolved(self) -> TrainConfig:
+        """A copy with ``epochs``, ``hidden`` and ``lr`` taken from the dataset's preset where None."""
+        preset = preset_for(self.dataset)
+        return dataclasses.replace(
+            self,
+            epochs=preset.epochs if self.epochs is None else self.epochs,
+            hidden=preset.hidden if self.hidden is None else self.hidden,
+            lr=preset.lr if self.lr is None else self.lr,
+        )
+
+    def validate(self) -> None:
+        """Check every field.
+
+        Raises
+        ------
+        ValueError
+            Naming the first invalid field and its allowed values.
+        """
+        choices = {"weighting": WEIGHTING_MODES, "counting": FREQUENCY_COUNTINGS,
+                   "weight_indexing": WEIGHT_INDEXINGS, "focal": FOCAL_MODES,
+                   "reduction": ("mean", "sum"), "fit_on": ("train+valid", "train")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"config field {name!r} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        for name in ("heads", "n_layers", "batch_size", "threads", "eval_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"config field {name!r} must be >= 1, got {getattr(self, name)}")
+        for name in ("epochs", "hidden"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"config field {name!r} must be >= 1, got {value}")
+        if self.lr is not None and self.lr <= 0:
+            raise ValueError(f"config field 'lr' must be > 0, got {self.lr}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"config field 'dropout' must be in [0, 1), got {self.dropout}")
+        if self.weight_decay < 0 or self.omega < 0 or self.focal_min < 0 or self.focal_k <= 0:
+            raise ValueError("config fields weight_decay, omega and focal_min must be >= 0 and focal_k > 0")
+        if self.focal in ("epistemic", "epistemic_kl") and self.heads < 2:
+            raise ValueError(f"focal mode {self.focal!r} measures disagreement between members: it needs heads >= 2")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ValueError naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config fields: {unknown}")
+        return cls(**data)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    config : TrainConfig
+        The resolved configuration that was run.
+    model : HMCEnsemble
+        The trained ensemble (in eval mode).
+    train_frequency : numpy.ndarray of int64, shape (C,)
+        Propagated positive counts per node on the train split.
+    history : list of dict
+        One entry per finished epoch: ``epoch``, ``loss`` (mean training loss),
+        ``seconds`` (wall time of the epoch) and, with ``fit_on="train"``,
+        ``valid_auprc``.
+    epochs_completed : int
+    interrupted : bool
+        True when ``should_stop`` ended training early.
+    train_seconds : float
+    """
+
+    config: TrainConfig
+    model: HMCEnsemble
+    train_frequency: np.ndarray
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epochs_completed: int = 0
+    interrupted: bool = False
+    train_seconds: float = 0.0
+
+
+@torch.no_grad()
+def predict_members(model: HMCEnsemble, mcm: MCM, x: np.ndarray | torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    """Coherent member probabilities ``MCM(sigmoid(logits))`` with dropout off (METHOD.md C2).
+
+    Parameters
+    ----------
+    model : HMCEnsemble
+    mcm : MCM
+    x : array or tensor, shape (N, D), float32
+    batch_size : int
+
+    Returns
+    -------
+    torch.Tensor, shape (H, N, C), float32, values in (0, 1), coherent per member.
+    """
+    was_training = model.training
+    model.eval()
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    parts = [mcm(model(xt[i:i + batch_size])) for i in range(0, xt.shape[0], batch_size)]
+    model.train(was_training)
+    if not parts:
+        return torch.empty(model.n_heads, 0, model.n_nodes)
+    return torch.cat(parts, dim=1)
+
+
+def train(
+    config: TrainConfig,
+    dataset: HMCDataset,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train an ensemble on ``dataset`` as ``config`` says.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Resolved against the dataset's preset and validated first.
+    dataset : HMCDataset
+        Preprocessed splits and the hierarchy.
+    progress : callable, optional
+        Called after every epoch with ``{"epoch", "epochs", "loss", "seconds"}``
+        (plus ``"valid_auprc"`` with ``fit_on="train"``).
+    should_stop : callable, optional
+        Polled between steps; when it returns True training stops after the
+        current step and the result is marked ``interrupted``.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    ValueError
+        On an invalid config, or ``fit_on="train"`` for a dataset without a valid split.
+    """
+    config = config.resolved()
+    config.validate()
+    if config.fit_on == "train" and dataset.valid is None:
+        raise ValueError(f"dataset {dataset.name!r} has no valid split: use fit_on='train+valid'")
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    hierarchy = dataset.hierarchy
+
+    train_freq = dataset.train.Y.sum(axis=0).astype(np.int64)
+    weights = None
+    if config.weighting != "none":
+        weights = node_weights(dataset.train.Y, hierarchy, config.weighting, config.omega, config.counting)
+    criterion = WeightedMCLoss(hierarchy, weights, config.weight_indexing, config.focal,
+                               config.focal_k, config.focal_min, config.reduction)
+
+    if config.fit_on == "train+valid" and dataset.valid is not None:
+        x_np = np.concatenate([dataset.train.X, dataset.valid.X])
+        y_np = np.concatenate([dataset.train.Y, dataset.valid.Y])
+    else:
+        x_np, y_np = dataset.train.X, dataset.train.Y
+    x_all = torch.as_tensor(x_np, dtype=torch.float32)
+    y_all = torch.as_tensor(y_np, dtype=torch.float32)
+    n = x_all.shape[0]
+
+    model = HMCEnsemble(x_all.shape[1], hierarchy.n_nodes, config.hidden, config.heads,
+                        config.n_layers, config.dropout, generator=gen)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+    result = TrainResult(config=config, model=model, train_frequency=train_freq)
+    log.info("training %s: %d samples, %d features, %d nodes, %d members, %d epochs",
+             dataset.name, n, x_all.shape[1], hierarchy.n_nodes, config.heads, config.epochs)
+
+    start = time.perf_counter()
+    stop = False
+    for epoch in range(1, config.epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=gen)
+        running = torch.zeros(())
+        for first in range(0, n, config.batch_size):
+            idx = order[first:first + config.batch_size]
+            loss = criterion(model(x_all[idx]), y_all[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += loss.detach() * idx.shape[0]
+            if should_stop is not None and should_stop():
+                stop = True
+                break
+        if stop:
+            result.interrupted = True
+            log.info("training stopped during epoch %d; keeping %d finished epochs", epoch, epoch - 1)
+            break
+        entry: dict[str, Any] = {"epoch": epoch, "loss": float(running) / n,
+                                 "seconds": time.perf_counter() - epoch_start}
+        if config.fit_on == "train":
+            probs = predict_members(model, criterion.mcm, dataset.valid.X, config.eval_batch_size).mean(0).numpy()
+            entry["valid_auprc"] = auprc_micro(dataset.valid.Y, probs, hierarchy.eval_mask)
+        result.history.append(entry)
+        result.epochs_completed = epoch
+        if progress is not None:
+            progress({**entry, "epochs": config.epochs})
+    result.train_seconds = time.perf_counter() - start
+    model.eval()
+    return result
