@@ -14,7 +14,7 @@ A run directory holds:
 ``history.csv``           one row per epoch (loss, seconds, valid AUPRC)
 ``predictions.npz``       test ``y_true`` (N, C) uint8, ``mean_probs`` (N, C)
                           float32, ``member_probs`` (H, N, C) float16 (coherent
-                          per member) and ``uncertainty`` (N, C) float32 of the
+                          per member) and ``uncertainty`` (N, C) float16 of the
                           run's display mode
 ========================  =====================================================
 
@@ -149,7 +149,7 @@ def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, over
             y_true=y_test.astype(np.uint8),
             mean_probs=mean_probs.numpy().astype(np.float32),
             member_probs=members.numpy().astype(np.float16),
-            uncertainty=u_by_mode[mode].numpy().astype(np.float32),
+            uncertainty=u_by_mode[mode].numpy().astype(np.float16),
         )
         old = None
         if run_dir.exists():
