@@ -1,0 +1,803 @@
+"""Views of a saved run for the dashboard: figures, tables and small graph helpers.
+
+Everything here is pure and Streamlit-free, so the pages stay thin and the
+logic can be unit-tested: the pages only call these functions and lay out the
+results.
+
+Main views
+----------
+- :func:`sunburst_figure`: the whole label hierarchy as a plotly sunburst (for a
+  DAG, its first-parent spanning tree), coloured by a per-node quantity.
+- :func:`neighbourhood` and :func:`pyvis_html`: a small local subgraph around one
+  node (ancestors, children, siblings) drawn with pyvis/vis-network.
+- :func:`recall_by_depth_figure`, :func:`node_table`, :func:`relatives_table`,
+  :func:`headline_metrics`: summary chart and tables.
+- :func:`node_from_selection`: turns a plotly selection event into a node id
+  (the sunburst click handler).
+- :func:`discover_runs`, :func:`resolve_run_key`: the run chooser's list.
+
+Colour quantities
+-----------------
+:data:`COLOR_QUANTITIES` maps user-facing names to ``Run.node_metrics``
+columns. :func:`color_values` gives the numbers the figures colour by:
+
+- ``training frequency`` is shown as ``log10(1 + frequency)`` (the colour bar is
+  labelled in counts);
+- ``recall``, ``precision``, ``F1`` and ``average precision`` are the column
+  values, except that nodes that are not evaluated or have no positive test
+  sample get :data:`NO_DATA` (drawn grey);
+- ``ensemble uncertainty`` is the ``uncertainty`` column, the mean per-node
+  uncertainty of the run's display mode (``summary["uncertainty_mode"]``).
+
+Any non-finite value is also drawn grey.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+
+from hmlc_core.hierarchy import Hierarchy
+from hmlc_core.runs import Run, find_runs
+from hmlc_core.uncertainty import UNCERTAINTY_LABELS
+
+__all__ = [
+    "COLOR_QUANTITIES",
+    "DEFAULT_COLOR",
+    "NO_DATA",
+    "GREY",
+    "color_values",
+    "color_title",
+    "uncertainty_label",
+    "sunburst_figure",
+    "neighbourhood",
+    "lineage",
+    "node_hover_text",
+    "pyvis_html",
+    "recall_by_depth_figure",
+    "node_table",
+    "relatives_table",
+    "headline_metrics",
+    "node_facts",
+    "node_from_selection",
+    "node_from_row_selection",
+    "discover_runs",
+    "resolve_run_key",
+]
+
+log = logging.getLogger(__name__)
+
+COLOR_QUANTITIES: dict[str, str] = {
+    "recall": "recall",
+    "training frequency": "train_frequency",
+    "ensemble uncertainty": "uncertainty",
+    "precision": "precision",
+    "F1": "f1",
+    "average precision": "average_precision",
+}
+"""User-facing colour quantity -> ``Run.node_metrics`` column.
+
+``ensemble uncertainty`` is the run's display mode; :func:`uncertainty_label`
+gives its user-facing name (``UNCERTAINTY_LABELS``).
+"""
+
+DEFAULT_COLOR = "recall"
+"""The colour quantity a page starts with."""
+
+NO_DATA = -0.1
+"""Colour value of nodes without data for a test metric (not evaluated, or no
+positive test sample). It lies below the metric's range [0, 1], in the grey band
+of the colour scale."""
+
+GREY = "rgb(200, 200, 200)"
+"""Colour of nodes without data."""
+
+_TEST_METRICS = frozenset({"recall", "precision", "f1", "average_precision"})
+
+
+_SCALES: dict[str, str] = {
+    "recall": "RdYlBu",  # red = missed, blue = found
+    "precision": "RdYlBu",
+    "f1": "RdYlBu",
+    "average_precision": "RdYlBu",
+    "train_frequency": "Viridis",  # dark = rare
+    "uncertainty": "YlOrRd",  # red = uncertain
+}
+
+
+# ---------------------------------------------------------------- colours
+def _column(color_by: str) -> str:
+    try:
+        return COLOR_QUANTITIES[color_by]
+    except KeyError:
+        raise ValueError(f"unknown colour quantity {color_by!r}; choose one of {sorted(COLOR_QUANTITIES)}") from None
+
+
+def uncertainty_label(run: Run) -> str:
+    """User-facing name of the run's display uncertainty, e.g. ``"bBMA (mean confidence)"``."""
+    mode = str(run.summary.get("uncertainty_mode", ""))
+    return UNCERTAINTY_LABELS.get(mode, mode or "uncertainty")
+
+
+def color_title(run: Run, color_by: str) -> str:
+    """Title of the colour bar for ``color_by`` (the uncertainty names its mode).
+
+    Raises
+    ------
+    ValueError
+        If ``color_by`` is not a key of :data:`COLOR_QUANTITIES`.
+    """
+    column = _column(color_by)
+    if column == "uncertainty":
+        return f"uncertainty<br>{uncertainty_label(run)}"
+    return color_by
+
+
+def _raw_and_valid(run: Run, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """The column as float64 and the mask of nodes that have a value to show."""
+    nm = run.node_metrics
+    values = nm[column].to_numpy(dtype=np.float64)
+    valid = np.isfinite(values)
+    if column in _TEST_METRICS:
+        valid &= nm["evaluated"].to_numpy(dtype=bool) & (nm["support"].to_numpy() > 0)
+    elif column == "train_frequency":
+        valid &= values >= 0  # -1 marks an unknown frequency
+    return values, valid
+
+
+def _range(column: str, values: np.ndarray, valid: np.ndarray) -> tuple[float, float]:
+    if column in _TEST_METRICS:
+        return 0.0, 1.0
+    hi = float(values[valid].max()) if valid.any() else 1.0
+    return 0.0, hi if hi > 0 else 1.0
+
+
+def color_values(run: Run, color_by: str) -> np.ndarray:
+    """The numbers the figures colour each node by, in the hierarchy's column order.
+
+    Parameters
+    ----------
+    run : Run
+    color_by : str
+        A key of :data:`COLOR_QUANTITIES`.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (C,)
+        ``log10(1 + train_frequency)`` for ``training frequency``; the
+        ``node_metrics`` column otherwise. Nodes without a value (see the
+        module docstring) are :data:`NO_DATA` for test metrics and, for the
+        other quantities, a value just below the range, both drawn grey.
+
+    Raises
+    ------
+    ValueError
+        If ``color_by`` is unknown.
+    """
+    column = _column(color_by)
+    values, valid = _raw_and_valid(run, column)
+    if column == "train_frequency":
+        values = np.log10(1.0 + np.where(valid, values, 0.0))
+    lo, hi = _range(column, values, valid)
+    missing = NO_DATA if column in _TEST_METRICS else lo - 0.1 * (hi - lo)
+    return np.where(valid, values, missing)
+
+
+def _color_spec(run: Run, color_by: str) -> dict[str, Any]:
+    """Values, limits, colour scale (with a grey band for missing data) and colour-bar ticks."""
+    column = _column(color_by)
+    _, valid = _raw_and_valid(run, column)
+    values = color_values(run, color_by)
+    lo, hi = _range(column, np.where(valid, values, 0.0), valid)
+    n_samples = 11
+    samples = sample_colorscale(_SCALES[column], [i / (n_samples - 1) for i in range(n_samples)])
+    has_missing = not bool(valid.all())
+    cmin = float(values.min()) if has_missing else lo
+    span = hi - cmin
+    band = (lo - cmin) / span if span > 0 else 0.0
+    colorscale: list[list[Any]] = []
+    if has_missing:
+        colorscale += [[0.0, GREY], [band, GREY]]
+    colorscale += [[band + (1 - band) * i / (n_samples - 1), c] for i, c in enumerate(samples)]
+    colorscale[-1][0] = 1.0  # plotly.js rejects a scale whose last stop is not exactly 1 (rounding)
+    if column == "train_frequency":
+        counts = [0] + [10 ** k for k in range(0, int(math.floor(hi)) + 1)]
+        tickvals = [math.log10(1 + c) for c in counts]
+        ticktext = [str(c) for c in counts]
+    else:
+        step = 0.25 if column in _TEST_METRICS else hi / 4
+        tickvals = [lo + step * k for k in range(5)]
+        ticktext = [f"{v:.2g}" for v in tickvals]
+    if has_missing:
+        tickvals = [(cmin + lo) / 2] + tickvals
+        ticktext = ["n/a"] + ticktext
+    return {"column": column, "values": values, "valid": valid, "cmin": cmin, "cmax": hi, "lo": lo,
+            "colorscale": colorscale, "tickvals": tickvals, "ticktext": ticktext}
+
+
+def _hex_colors(spec: Mapping[str, Any]) -> list[str]:
+    """Per-node CSS colours matching the sunburst's colour scale (grey for missing)."""
+    lo, hi = spec["lo"], spec["cmax"]
+    span = hi - lo if hi > lo else 1.0
+    pos = np.clip((spec["values"] - lo) / span, 0.0, 1.0)
+    colors = sample_colorscale(_SCALES[spec["column"]], [float(p) for p in pos])
+    return [c if ok else GREY for c, ok in zip(colors, spec["valid"], strict=True)]
+
+
+# ------------------------------------------------------------------ labels
+def _short_label(node: str, parent: str | None) -> str:
+    """The part of a FunCat-style id below its parent (``"1.2.3"`` under ``"1.2"`` -> ``"3"``)."""
+    if parent:
+        for sep in ("/", "."):
+            if node.startswith(parent + sep) and len(node) > len(parent) + 1:
+                return node[len(parent) + 1:]
+    return node
+
+
+def _round(values: np.ndarray, digits: int) -> list[float | int | None]:
+    """Rounded plain numbers for compact figure JSON (integral values as int, NaN as None)."""
+    out: list[float | int | None] = []
+    for v in values:
+        if not math.isfinite(v):
+            out.append(None)
+            continue
+        r = round(float(v), digits)
+        out.append(int(r) if r.is_integer() else r)
+    return out
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return "n/a" if not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+# ----------------------------------------------------------------- sunburst
+def sunburst_figure(run: Run, color_by: str = DEFAULT_COLOR, maxdepth: int = 3, root: str | None = None,
+                    height: int = 640) -> go.Figure:
+    """The label hierarchy as a sunburst coloured by a per-node quantity.
+
+    Sectors are the hierarchy's nodes (``ids`` = node ids) and each sector's
+    parent is the node's first parent (:meth:`Hierarchy.first_parent`), so a
+    DAG is drawn as its first-parent spanning tree. Sector size counts the
+    leaves below the node (plotly's ``count="leaves"``, so every ring is full;
+    frequencies would break plotly's ``branchvalues="total"`` in multi-label
+    data). Only ``maxdepth`` rings are drawn at a time; clicking a sector
+    zooms into it.
+
+    Parameters
+    ----------
+    run : Run
+    color_by : str, default "recall"
+        A key of :data:`COLOR_QUANTITIES`; colours are :func:`color_values`.
+    maxdepth : int, default 3
+        Rings drawn at once (plotly's ``maxdepth``; -1 for all, slow on GO).
+    root : str, optional
+        Start zoomed into this node (plotly's ``level``).
+    height : int, default 640
+        Figure height in pixels.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One ``go.Sunburst`` trace; ``customdata`` holds, per node, depth,
+        training frequency, test support, precision, recall, F1, uncertainty
+        and (DAGs only) the number of parents: the hover card. Numbers are
+        rounded to 3 decimals (colours to 4) to keep the JSON small (about
+        250 KiB for GO's 4,126 nodes).
+
+    Raises
+    ------
+    ValueError
+        If ``color_by`` is unknown.
+    KeyError
+        If ``root`` is not a node of the run's hierarchy.
+    """
+    h = run.hierarchy
+    nm = run.node_metrics
+    if root is not None and root not in h:
+        raise KeyError(f"node {root!r} is not in the hierarchy")
+    spec = _color_spec(run, color_by)
+    parents = [h.first_parent(n) or "" for n in h.nodes]
+    labels = [_short_label(n, p) for n, p in zip(h.nodes, parents, strict=True)]
+    columns = ["depth", "train_frequency", "support", "precision", "recall", "f1", "uncertainty"]
+    if not h.is_tree:
+        columns.append("n_parents")
+    custom = nm[columns].to_numpy(dtype=np.float64)
+    customdata = [_round(row, 3) for row in custom]
+    hover = (
+        "<b>%{id}</b><br>depth %{customdata[0]}"
+        + (" · parents %{customdata[7]}" if not h.is_tree else "")
+        + "<br>training frequency %{customdata[1]}<br>test support %{customdata[2]}"
+        "<br>precision %{customdata[3]:.3f} · recall %{customdata[4]:.3f} · F1 %{customdata[5]:.3f}"
+        f"<br>uncertainty ({uncertainty_label(run)}) " + "%{customdata[6]:.3f}<extra></extra>"
+    )
+    trace = go.Sunburst(
+        ids=list(h.nodes),
+        labels=labels,
+        parents=parents,
+        count="leaves",
+        branchvalues="remainder",
+        maxdepth=maxdepth,
+        level=root,
+        sort=False,
+        textinfo="label",
+        insidetextorientation="radial",
+        customdata=customdata,
+        hovertemplate=hover,
+        marker={
+            "colors": _round(spec["values"], 4),
+            "colorscale": spec["colorscale"],
+            "autocolorscale": False,
+            "cmin": spec["cmin"],
+            "cmax": spec["cmax"],
+            "showscale": True,
+            "colorbar": {"title": {"text": color_title(run, color_by)}, "tickvals": spec["tickvals"],
+                         "ticktext": spec["ticktext"], "thickness": 14},
+            "line": {"width": 0.5, "color": "white"},
+        },
+    )
+    fig = go.Figure(trace)
+    fig.update_layout(margin={"t": 10, "l": 10, "r": 10, "b": 10}, height=height,
+                      uirevision=str(run.path))
+    return fig
+
+
+# -------------------------------------------------------------- neighbourhood
+def neighbourhood(hierarchy: Hierarchy, node: str, max_nodes: int = 300) -> list[str]:
+    """A node's local subgraph: its ancestors, itself, its children and its siblings.
+
+    Parameters
+    ----------
+    hierarchy : Hierarchy
+    node : str
+    max_nodes : int, default 300
+        Cap on the number of nodes returned. Nodes are taken in the order
+        node, ancestors, children, siblings until the cap is reached (so the
+        ancestors and children are kept before any sibling).
+
+    Returns
+    -------
+    list of str
+        Unique node ids in the hierarchy's column order, at most ``max_nodes``.
+
+    Raises
+    ------
+    KeyError
+        If ``node`` is not in the hierarchy.
+    ValueError
+        If ``max_nodes < 1``.
+    """
+    if max_nodes < 1:
+        raise ValueError(f"max_nodes must be >= 1, got {max_nodes}")
+    chosen: dict[str, None] = {}
+    for group in ([node], hierarchy.ancestors(node), hierarchy.children(node), hierarchy.siblings(node)):
+        for n in group:
+            if len(chosen) >= max_nodes:
+                break
+            chosen.setdefault(n, None)
+    return sorted(chosen, key=hierarchy.index.__getitem__)
+
+
+def lineage(hierarchy: Hierarchy, node: str) -> list[str]:
+    """The first-parent path from a root down to ``node`` (the sunburst's path to it).
+
+    Raises
+    ------
+    KeyError
+        If ``node`` is not in the hierarchy.
+    """
+    path = [node]
+    parent = hierarchy.first_parent(node)
+    while parent is not None:
+        path.append(parent)
+        parent = hierarchy.first_parent(parent)
+    return path[::-1]
+
+
+def node_hover_text(run: Run, node: str) -> str:
+    """Plain-text hover card of a node (one fact per line).
+
+    Lists id, depth, number of parents, training frequency, test support,
+    precision, recall, F1, average precision and uncertainty.
+
+    Raises
+    ------
+    KeyError
+        If ``node`` is not in the run's node metrics.
+    """
+    row = run.node_metrics.loc[node]
+    lines = [
+        node,
+        f"depth {int(row['depth'])} · parents {int(row['n_parents'])} · children {int(row['n_children'])}",
+        f"training frequency {int(row['train_frequency'])}",
+        f"test support {int(row['support'])}",
+        f"precision {_fmt(row['precision'])}",
+        f"recall {_fmt(row['recall'])}",
+        f"F1 {_fmt(row['f1'])}",
+        f"average precision {_fmt(row['average_precision'])}",
+        f"uncertainty ({uncertainty_label(run)}) {_fmt(row['uncertainty'])}",
+    ]
+    if not bool(row["evaluated"]):
+        lines.append("not evaluated")
+    return "\n".join(lines)
+
+
+_REMOTE_TAGS = (
+    re.compile(r"<link\b[^>]*\bhref=\"https?://[^\"]*\"[^>]*>", re.IGNORECASE),
+    re.compile(r"<script\b[^>]*\bsrc=\"https?://[^\"]*\"[^>]*>\s*</script>", re.IGNORECASE),
+    re.compile(r"<center>\s*<h1>\s*</h1>\s*</center>", re.IGNORECASE),
+    re.compile(r"<!--\s*<link[^>]*>\s*<script[^>]*node_modules[^>]*>\s*</script>\s*-->", re.IGNORECASE),
+)
+
+
+_TOOLTIP_CSS = "div.vis-tooltip { font-family: sans-serif; font-size: 13px; line-height: 1.35; }"
+
+
+def pyvis_html(run: Run, node: str, color_by: str = DEFAULT_COLOR, max_nodes: int = 300,
+               height_px: int = 520) -> str:
+    """A self-contained HTML page drawing the node's :func:`neighbourhood` with pyvis.
+
+    The layout is vis-network's hierarchical layout (top-down, levels from
+    the edge directions) with physics off, so it is drawn at once. Node
+    colour follows ``color_by`` (same scale as the sunburst, grey without
+    data), node size grows with ``log10(1 + training frequency)``, the
+    selected node is drawn larger with a thick dark border, and each node has
+    a hover card (:func:`node_hover_text`). vis-network is inlined
+    (``cdn_resources="in_line"``) and the template's remote Bootstrap tags are
+    removed, so the page loads offline and inside an iframe ``srcdoc``.
+
+    Parameters
+    ----------
+    run : Run
+    node : str
+    color_by : str, default "recall"
+        A key of :data:`COLOR_QUANTITIES`.
+    max_nodes : int, default 300
+        Passed to :func:`neighbourhood`.
+    height_px : int, default 520
+        Height of the drawing area.
+
+    Returns
+    -------
+    str
+        The HTML document (about 0.7 MB, mostly the inlined vis-network).
+
+    Raises
+    ------
+    KeyError
+        If ``node`` is not in the hierarchy.
+    ValueError
+        If ``color_by`` is unknown.
+    """
+    from pyvis.network import Network  # imported here: only the page needs pyvis
+
+    h = run.hierarchy
+    if node not in h:
+        raise KeyError(f"node {node!r} is not in the hierarchy")
+    keep = neighbourhood(h, node, max_nodes)
+    keep_set = set(keep)
+    spec = _color_spec(run, color_by)
+    colors = _hex_colors(spec)
+    freq = run.node_metrics["train_frequency"].to_numpy(dtype=np.float64)
+
+    net = Network(height=f"{height_px}px", width="100%", directed=True, cdn_resources="in_line",
+                  layout=True, bgcolor="#ffffff")
+    for n in keep:
+        i = h.index[n]
+        size = 8.0 + 5.0 * math.log10(1.0 + max(freq[i], 0.0))
+        border = "#111111" if n == node else "#666666"
+        # the same fill when hovered or clicked, so vis-network's default highlight never shows a wrong colour
+        state = {"background": colors[i], "border": "#111111"}
+        attrs: dict[str, Any] = {"size": size, "title": node_hover_text(run, n),
+                                 "color": {"background": colors[i], "border": border,
+                                           "highlight": state, "hover": state}}
+        if n == node:
+            attrs.update(size=size * 1.4, borderWidth=4, shape="diamond",
+                         font={"size": 18, "face": "sans-serif"})
+        net.add_node(n, label=n, **attrs)
+    for parent, child in h.graph.edges:
+        if parent in keep_set and child in keep_set:
+            first = h.first_parent(child) == parent
+            net.add_edge(parent, child, color="#888888" if first else "#c0c0c0", width=1.5 if first else 1.0)
+    # Deep DAG neighbourhoods have many levels: shrink the level gap so the drawing is not zoomed far out.
+    n_levels = int(h.depth[h.index[node]] - min(h.depth[h.index[n]] for n in keep)) + 2
+    level_gap = int(min(120, max(80, (height_px - 60) / n_levels)))
+    options = {
+        "layout": {"hierarchical": {"enabled": True, "direction": "UD", "sortMethod": "directed",
+                                    "levelSeparation": level_gap, "nodeSpacing": 110, "treeSpacing": 140,
+                                    "shakeTowards": "roots"}},
+        "physics": {"enabled": False},
+        "interaction": {"hover": True, "tooltipDelay": 80, "navigationButtons": False, "keyboard": False},
+        "edges": {"arrows": {"to": {"enabled": True, "scaleFactor": 0.5}}, "smooth": False},
+        "nodes": {"shape": "dot", "font": {"size": 13, "face": "sans-serif"}, "borderWidth": 1},
+    }
+    net.set_options(json.dumps(options))
+    html = net.generate_html()
+    for pattern in _REMOTE_TAGS:
+        html = pattern.sub("", html)
+    html = html.replace("</head>", f"<style>{_TOOLTIP_CSS}</style></head>", 1)
+    log.debug("pyvis neighbourhood of %s: %d nodes, %d bytes", node, len(keep), len(html))
+    return html
+
+
+# ------------------------------------------------------------ charts/tables
+def recall_by_depth_figure(run: Run, height: int = 340) -> go.Figure:
+    """Bar chart of macro recall per depth (``run.summary["recall_by_depth"]``).
+
+    The hover shows, per depth, the number of evaluated nodes and how many of
+    them have a positive test sample (nodes without one count as recall 0 in
+    the macro average, METHOD.md G1).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One ``go.Bar`` trace; ``x`` are depths (int, increasing), ``y`` the
+        summary's recalls.
+    """
+    rbd = {int(k): float(v) for k, v in run.summary.get("recall_by_depth", {}).items()}
+    depths = sorted(rbd)
+    nm = run.node_metrics
+    ev = nm[nm["evaluated"].astype(bool)]
+    n_nodes = ev.groupby("depth").size()
+    n_pos = (ev["support"] > 0).groupby(ev["depth"]).sum()
+    custom = [[int(n_nodes.get(d, 0)), int(n_pos.get(d, 0))] for d in depths]
+    fig = go.Figure(go.Bar(
+        x=depths, y=[rbd[d] for d in depths], customdata=custom, marker={"color": "#4c78a8"},
+        hovertemplate=("depth %{x}<br>macro recall %{y:.3f}<br>%{customdata[0]} evaluated nodes"
+                       "<br>%{customdata[1]} with test positives<extra></extra>"),
+    ))
+    fig.update_layout(height=height, margin={"t": 30, "l": 10, "r": 10, "b": 10},
+                      xaxis={"title": {"text": "depth"}, "dtick": 1},
+                      yaxis={"title": {"text": "macro recall"}, "range": [0, 1.02]},
+                      title={"text": "Macro recall by depth", "x": 0, "font": {"size": 15}})
+    return fig
+
+
+_TABLE_COLUMNS = ["depth", "parent", "n_parents", "n_children", "train_frequency", "support", "tp", "fp", "fn",
+                  "precision", "recall", "f1", "average_precision", "uncertainty"]
+
+
+def node_table(run: Run, depths: Iterable[int] | None = None, evaluated_only: bool = True) -> pd.DataFrame:
+    """Per-node metrics for the sortable table.
+
+    Parameters
+    ----------
+    run : Run
+    depths : iterable of int, optional
+        Keep only these depths; all when None or empty.
+    evaluated_only : bool, default True
+        Drop nodes skipped in evaluation (the roots).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by node id (in column order), with columns depth, parent
+        (first parent), n_parents, n_children, train_frequency, support, tp,
+        fp, fn, precision, recall, f1, average_precision, uncertainty. A copy.
+    """
+    nm = run.node_metrics
+    mask = np.ones(len(nm), dtype=bool)
+    if evaluated_only:
+        mask &= nm["evaluated"].to_numpy(dtype=bool)
+    depth_list = [int(d) for d in depths] if depths is not None else []
+    if depth_list:
+        mask &= nm["depth"].isin(depth_list).to_numpy()
+    return nm.loc[mask, _TABLE_COLUMNS].copy()
+
+
+_RELATIVE_COLUMNS = ["depth", "train_frequency", "support", "precision", "recall", "f1", "uncertainty"]
+
+
+def relatives_table(run: Run, node: str) -> pd.DataFrame:
+    """The parents and children of ``node`` with their metrics.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by node id; a ``relation`` column ("parent (first)",
+        "parent" or "child") then depth, train_frequency, support, precision,
+        recall, f1, uncertainty. Parents first, in column order.
+
+    Raises
+    ------
+    KeyError
+        If ``node`` is not in the hierarchy.
+    """
+    h = run.hierarchy
+    parents = h.parents(node)
+    children = h.children(node)
+    first = h.first_parent(node)
+    rows = parents + children
+    relation = ["parent (first)" if p == first and len(parents) > 1 else "parent" for p in parents]
+    relation += ["child"] * len(children)
+    table = run.node_metrics.loc[rows, _RELATIVE_COLUMNS].copy()
+    table.insert(0, "relation", relation)
+    return table
+
+
+def headline_metrics(run: Run) -> dict[str, str]:
+    """Formatted headline facts of a run (label -> text), for ``st.metric``.
+
+    Keys, in display order: "micro AUPRC", "macro precision", "macro recall",
+    "macro F1", "evaluated nodes", "with test positives", "dataset", "heads",
+    "epochs" ("done/planned") and "status". Missing summary fields show as "n/a".
+    """
+    s = run.summary
+
+    def count(key: str) -> str:
+        value = s.get(key)
+        return "n/a" if value is None else str(int(value))
+
+    done, planned = s.get("epochs_completed"), s.get("epochs_planned")
+    return {
+        "micro AUPRC": _fmt(s.get("auprc_micro")),
+        "macro precision": _fmt(s.get("macro_precision")),
+        "macro recall": _fmt(s.get("macro_recall")),
+        "macro F1": _fmt(s.get("macro_f1")),
+        "evaluated nodes": count("n_eval_nodes"),
+        "with test positives": count("n_eval_nodes_with_positives"),
+        "dataset": str(s.get("dataset", run.dataset_info.get("name", "n/a"))),
+        "heads": str(s.get("heads", run.config.heads)),
+        "epochs": "n/a" if done is None else f"{done}/{planned if planned is not None else '?'}",
+        "status": str(s.get("status", "n/a")),
+    }
+
+
+def node_facts(run: Run, node: str) -> dict[str, str]:
+    """Formatted facts of one node (label -> text), for the node panel's ``st.metric`` cards.
+
+    Keys: "depth", "train freq.", "test support", "parents", "precision",
+    "recall", "F1", "uncertainty".
+
+    Raises
+    ------
+    KeyError
+        If ``node`` is not in the run's node metrics.
+    """
+    row = run.node_metrics.loc[node]
+    return {
+        "depth": str(int(row["depth"])),
+        "train freq.": str(int(row["train_frequency"])),
+        "test support": str(int(row["support"])),
+        "parents": str(int(row["n_parents"])),
+        "precision": _fmt(row["precision"]),
+        "recall": _fmt(row["recall"]),
+        "F1": _fmt(row["f1"]),
+        "uncertainty": _fmt(row["uncertainty"]),
+    }
+
+
+# --------------------------------------------------------------- selection
+def node_from_selection(event: Any, hierarchy: Hierarchy) -> str | None:
+    """The node id clicked in the sunburst, from a ``st.plotly_chart`` selection event.
+
+    Parameters
+    ----------
+    event : mapping or attribute object
+        The chart's state (``{"selection": {"points": [...]}}``), its
+        ``selection`` part, or None.
+    hierarchy : Hierarchy
+        Ids that are not nodes of it are ignored.
+
+    Returns
+    -------
+    str or None
+        ``points[0]["id"]`` (falling back to the point's ``label``) when it is a
+        node of ``hierarchy``; None for an empty or foreign selection.
+    """
+    if event is None:
+        return None
+    selection = _get(event, "selection")
+    if selection is None:
+        selection = event
+    points = _get(selection, "points") or []
+    for point in points:
+        for key in ("id", "label"):
+            value = _get(point, key)
+            if isinstance(value, str) and value in hierarchy:
+                return value
+    return None
+
+
+def node_from_row_selection(event: Any, nodes: Sequence[str]) -> str | None:
+    """The node of the first selected row of a ``st.dataframe`` selection event.
+
+    Parameters
+    ----------
+    event : mapping or attribute object
+        The dataframe's state (``{"selection": {"rows": [...]}}``) or None.
+    nodes : sequence of str
+        The displayed table's index (row position -> node id).
+
+    Returns
+    -------
+    str or None
+        None when no row is selected or the row position is out of range.
+    """
+    if event is None:
+        return None
+    selection = _get(event, "selection")
+    rows = _get(selection if selection is not None else event, "rows") or []
+    for row in rows:
+        if isinstance(row, int) and 0 <= row < len(nodes):
+            return str(nodes[row])
+    return None
+
+
+def _get(obj: Any, key: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    try:
+        return obj[key]
+    except (KeyError, TypeError, IndexError, AttributeError):
+        return getattr(obj, key, None)
+
+
+# -------------------------------------------------------------------- runs
+def discover_runs(demo_dir: str | Path | None, roots: Sequence[str | Path] = ()) -> dict[str, Path]:
+    """Runs for the run chooser, keyed by a short, URL-friendly name.
+
+    Parameters
+    ----------
+    demo_dir : path or None
+        The bundled demo run; listed first under the key ``"demo"`` when it
+        is a run directory.
+    roots : sequence of path
+        Folders searched with :func:`hmlc_core.runs.find_runs` (missing
+        folders are ignored).
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        Key -> resolved run directory. A run's key is its folder name; on a
+        clash, ``"<parent>/<name>"``, then the full path.
+    """
+    found: dict[str, Path] = {}
+    seen: set[Path] = set()
+    if demo_dir is not None:
+        demo = Path(demo_dir).resolve()
+        if demo in find_runs([demo]):
+            found["demo"] = demo
+            seen.add(demo)
+    for path in find_runs(roots):
+        if path in seen:
+            continue
+        seen.add(path)
+        for key in (path.name, f"{path.parent.name}/{path.name}", str(path)):
+            if key not in found:
+                found[key] = path
+                break
+    return found
+
+
+def resolve_run_key(value: str | None, choices: Mapping[str, Path]) -> str | None:
+    """Map a ``run`` URL value to a key of ``choices``: a key itself, or a path of a listed run.
+
+    Returns None when ``value`` is empty or names no listed run (paths that
+    are not listed are never loaded).
+    """
+    if not value:
+        return None
+    if value in choices:
+        return value
+    try:
+        target = Path(value).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    for key, path in choices.items():
+        if path == target:
+            return key
+    return None

@@ -1,0 +1,145 @@
+"""Explorer page: the label hierarchy coloured by a per-node quantity, with a node drill-down.
+
+URL state: ``run`` (sidebar), ``node`` (node selectbox) and ``color`` (colour
+selector) are query parameters, so a URL reproduces the view. A click on a
+sunburst sector or a table row selects that node (through the ``node``
+selectbox's session state).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import common as app_common
+from hmlc_core import explore
+
+run = app_common.current_run()
+path = str(run.path)
+stamp = app_common.run_stamp(path)
+hierarchy = run.hierarchy
+nm = run.node_metrics
+
+st.title(f"Explorer · {run.name}")
+
+# ------------------------------------------------------------------ headline
+headline = list(explore.headline_metrics(run).items())
+for chunk, widths in ((headline[:5], [1] * 5), (headline[5:], [1, 1.8, 1, 1, 1])):
+    for column, (label, value) in zip(st.columns(widths), chunk, strict=False):
+        column.metric(label, value)
+
+# ------------------------------------------------------------ node selection
+requested = st.query_params.get("node")
+just_switched_run = app_common.url_node_is_stale()
+if requested is not None and requested not in hierarchy and not just_switched_run:
+    st.warning(f"Node {requested!r} from the URL is not in this run's hierarchy; showing {hierarchy.nodes[0]!r}.")
+if "node" in st.session_state and st.session_state["node"] not in hierarchy:
+    del st.session_state["node"]  # left over from another run
+
+
+def _select_from_sunburst() -> None:
+    node = explore.node_from_selection(st.session_state.get("sunburst"), hierarchy)
+    if node is not None:
+        st.session_state["node"] = node
+
+
+left, right = st.columns([3, 2], gap="large")
+
+with right:
+    node = st.selectbox(
+        "Node", hierarchy.nodes, index=0, key="node", bind="query-params",
+        help="Type to search. Clicking a sector of the overview or a row of the table selects it too.",
+    )
+    row = nm.loc[node]
+    st.subheader(node)
+    st.caption("Path (first parents): " + " › ".join(explore.lineage(hierarchy, node)))
+    facts = list(explore.node_facts(run, node).items())
+    for chunk in (facts[:4], facts[4:]):
+        st.markdown("| " + " | ".join(k for k, _ in chunk) + " |\n|" + "---|" * len(chunk)
+                    + "\n| " + " | ".join(f"**{v}**" for _, v in chunk) + " |")
+    st.caption(f"Uncertainty: mean over the test set, {explore.uncertainty_label(run)}.")
+    if not bool(row["evaluated"]):
+        st.caption("This node is skipped in evaluation (a root); its metrics are not part of the averages.")
+    elif int(row["support"]) == 0:
+        st.caption("No positive test sample: recall, F1 and AP are undefined (shown as 0 / n/a).")
+    relatives = explore.relatives_table(run, node)
+    if relatives.empty:
+        st.caption("No parents or children.")
+    else:
+        st.markdown(f"**Parents and children** ({int(row['n_parents'])} / {int(row['n_children'])})")
+        st.dataframe(
+            relatives, height=min(38 + 35 * len(relatives), 300),
+            column_config={
+                "_index": st.column_config.TextColumn("node"),
+                "train_frequency": st.column_config.NumberColumn("train freq."),
+                "precision": st.column_config.NumberColumn(format="%.3f"),
+                "recall": st.column_config.NumberColumn(format="%.3f"),
+                "f1": st.column_config.NumberColumn("F1", format="%.3f"),
+                "uncertainty": st.column_config.NumberColumn(format="%.3f"),
+            },
+        )
+
+with left:
+    color_by = st.radio("Colour by", list(explore.COLOR_QUANTITIES), index=0, key="color",
+                        horizontal=True, bind="query-params")
+    if not hierarchy.is_tree:
+        n_multi = int((nm["n_parents"] > 1).sum())
+        st.info(
+            f"This hierarchy is a DAG ({n_multi} of {hierarchy.n_nodes} nodes have several parents). "
+            "The overview draws its first-parent spanning tree; a node's other parents are listed on the right.",
+            icon="ℹ️",
+        )
+    st.plotly_chart(
+        app_common.sunburst(path, stamp, color_by), key="sunburst", on_select=_select_from_sunburst,
+        selection_mode="points", config={"displaylogo": False}, theme=None,
+    )
+    legend = "Click a sector to zoom in and select it; click the centre to go back up."
+    if color_by in ("recall", "precision", "F1", "average precision"):
+        legend += " Grey: not evaluated, or no positive test sample."
+    if color_by == "ensemble uncertainty":
+        legend += f" Uncertainty mode: {explore.uncertainty_label(run)}."
+    st.caption(legend)
+
+# -------------------------------------------------------------- neighbourhood
+shown = explore.neighbourhood(hierarchy, node)
+total = len({node, *hierarchy.ancestors(node), *hierarchy.children(node), *hierarchy.siblings(node)})
+st.subheader(f"Neighbourhood of {node}")
+caption = ("Ancestors, children and siblings; colour as above, size grows with training frequency. "
+           "Hover a node for its metrics; drag to pan, scroll to zoom.")
+if len(shown) < total:
+    caption += f" Showing {len(shown)} of {total} nodes (siblings cut)."
+st.caption(caption)
+st.iframe(app_common.neighbourhood_html(path, stamp, node, color_by), height=560)
+
+# ------------------------------------------------------------- depth & table
+tab_depth, tab_table = st.tabs(["Recall by depth", "Per-node table"])
+with tab_depth:
+    st.plotly_chart(app_common.recall_by_depth(path, stamp), key="recall_by_depth",
+                    config={"displaylogo": False})
+    st.caption("Macro recall over the evaluated nodes at each depth; nodes without a positive test sample count as 0.")
+
+with tab_table:
+    depth_options = sorted(int(d) for d in nm["depth"].unique())
+    c1, c2 = st.columns([3, 1])
+    depths = c1.multiselect("Depths", depth_options, default=[], key="table_depths",
+                            placeholder="all depths")
+    evaluated_only = c2.toggle("Evaluated nodes only", value=True, key="table_evaluated")
+    table = explore.node_table(run, depths, evaluated_only=evaluated_only)
+
+    def _select_from_table() -> None:
+        picked = explore.node_from_row_selection(st.session_state.get("node_table"), list(table.index))
+        if picked is not None:
+            st.session_state["node"] = picked
+
+    st.caption(f"{len(table)} nodes. Click a column header to sort; select a row to inspect the node.")
+    st.dataframe(
+        table, key="node_table", on_select=_select_from_table, selection_mode="single-row", height=420,
+        column_config={
+            "_index": st.column_config.TextColumn("node"),
+            "train_frequency": st.column_config.NumberColumn("train freq."),
+            "precision": st.column_config.NumberColumn(format="%.3f"),
+            "recall": st.column_config.NumberColumn(format="%.3f"),
+            "f1": st.column_config.NumberColumn("F1", format="%.3f"),
+            "average_precision": st.column_config.NumberColumn("AP", format="%.3f"),
+            "uncertainty": st.column_config.NumberColumn(format="%.3f"),
+        },
+    )

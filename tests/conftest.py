@@ -1,0 +1,27 @@
+"""Shared pytest fixtures.
+
+``synthetic_run``
+    SESSION-SCOPED, SHARED: a small run directory trained once per test session
+    (3 epochs on ``make_synthetic(seed=0)``, 2 heads) in a temporary folder.
+    Returns the run directory as a ``pathlib.Path``. Treat it as read-only:
+    tests that modify a run must copy it first (``shutil.copytree``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved run of a 3-epoch, 2-head ensemble on ``make_synthetic(seed=0)`` (read-only, shared)."""
+    from hmlc_core.runs import save_run
+    from hmlc_core.synthetic import make_synthetic
+    from hmlc_core.train import TrainConfig, train
+
+    dataset = make_synthetic(seed=0)
+    result = train(TrainConfig(dataset="synthetic", epochs=3, heads=2, seed=0), dataset)
+    root = tmp_path_factory.mktemp("synthetic_runs")
+    return save_run(root / "synthetic_run", result, dataset)

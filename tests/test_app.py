@@ -1,0 +1,152 @@
+"""AppTest tests of the Streamlit app (app.py + pages/explorer.py).
+
+Charts and iframes cannot be clicked in AppTest; their content is read from the
+element protos (plotly spec JSON, iframe srcdoc). The click handlers are unit
+tests in test_explore.py.
+
+AppTest quirk (Streamlit 1.67): with a ``pages/`` folder next to the entry point,
+every rerun after the first runs only the current page script, not ``app.py``;
+so changes to the sidebar (run chooser) are tested with a fresh AppTest and a
+``run`` query parameter, as a URL would do, while page widgets can be changed
+with ``set_value``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pages import common as app_common
+from hmlc_core.runs import load_run
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+@pytest.fixture
+def app_env(synthetic_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The synthetic run is the only run: no demo, an empty local runs/ folder, HMLC_RUNS_DIR = its folder."""
+    monkeypatch.setattr(app_common, "DEMO_RUN_DIR", tmp_path / "no_demo_run")
+    monkeypatch.setattr(app_common, "LOCAL_RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setenv("HMLC_RUNS_DIR", str(synthetic_run.parent))
+    return synthetic_run
+
+
+def _app(**query: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def _sunburst_spec(at: AppTest) -> dict:
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return next(s for s in specs if s["data"][0]["type"] == "sunburst")
+
+
+def _srcdoc(at: AppTest) -> str:
+    frames = at.get("iframe")
+    assert len(frames) == 1
+    return frames[0].proto.srcdoc
+
+
+def _alltext(at: AppTest) -> str:
+    parts = [e.value for e in (*at.warning, *at.error, *at.sidebar.error, *at.info, *at.caption, *at.subheader)]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_app_renders_the_run_from_the_url(app_env: Path) -> None:
+    at = _app(run=app_env.name)
+    assert not at.exception
+    assert not at.warning
+    assert at.selectbox(key="run").value == app_env.name
+    nodes = load_run(app_env).hierarchy.nodes
+    spec = _sunburst_spec(at)
+    assert sorted(spec["data"][0]["ids"]) == sorted(nodes)
+    assert at.selectbox(key="node").value == nodes[0]
+    assert f'"{nodes[0]}"' in _srcdoc(at)
+    assert any(m.label == "micro AUPRC" for m in at.metric)
+    assert "demo" in _alltext(at)  # the missing demo run is reported in the sidebar with the command
+    assert "python -m hmlc_core demo" in "\n".join(e.value for e in at.sidebar.error)
+
+
+def test_app_accepts_a_run_path_in_the_url(app_env: Path) -> None:
+    at = _app(run=str(app_env))
+    assert not at.exception and not at.warning
+    assert at.selectbox(key="run").value == app_env.name
+
+
+def test_node_query_param_selects_the_node(app_env: Path) -> None:
+    at = _app(run=app_env.name, node="2.3.1")
+    assert not at.exception and not at.warning
+    assert at.selectbox(key="node").value == "2.3.1"
+    html = _srcdoc(at)
+    assert '"2.3.1"' in html and '"2.3"' in html and '"2.3.1.1"' in html  # node, parent, child drawn
+    assert any(s.value.endswith("2.3.1") for s in at.subheader)
+
+
+def test_node_selectbox_changes_the_neighbourhood(app_env: Path) -> None:
+    at = _app(run=app_env.name)
+    at.selectbox(key="node").set_value("3.1").run()
+    assert not at.exception
+    assert '"3.1.2"' in _srcdoc(at)
+    assert '"1.1"' not in _srcdoc(at)
+
+
+def test_colour_selector_changes_the_colours(app_env: Path) -> None:
+    at = _app(run=app_env.name)
+    assert at.radio(key="color").value == "recall"
+    before = _sunburst_spec(at)["data"][0]["marker"]["colors"]
+    at.radio(key="color").set_value("training frequency").run()
+    assert not at.exception
+    after = _sunburst_spec(at)["data"][0]["marker"]["colors"]
+    assert before != after
+    freq = load_run(app_env).node_metrics["train_frequency"].to_numpy(dtype=float)
+    np.testing.assert_allclose(np.array(after, dtype=float), np.log10(1 + freq), atol=1e-3)
+
+
+def test_invalid_run_in_url_warns_and_falls_back(app_env: Path) -> None:
+    at = _app(run="no-such-run")
+    assert not at.exception
+    assert any("no-such-run" in w.value for w in at.warning)
+    assert at.selectbox(key="run").value == app_env.name
+    assert at.get("plotly_chart")
+
+
+def test_invalid_node_in_url_warns_and_falls_back(app_env: Path) -> None:
+    at = _app(run=app_env.name, node="GO:nothing")
+    assert not at.exception
+    assert any("GO:nothing" in w.value for w in at.warning)
+    assert at.selectbox(key="node").value == "root"
+
+
+def test_demo_run_is_the_default(synthetic_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app_common, "DEMO_RUN_DIR", synthetic_run)
+    monkeypatch.setattr(app_common, "LOCAL_RUNS_DIR", tmp_path / "runs")
+    monkeypatch.delenv("HMLC_RUNS_DIR", raising=False)
+    at = _app()
+    assert not at.exception and not at.sidebar.error
+    assert at.selectbox(key="run").value == "demo"
+    assert at.selectbox(key="run").options == ["demo"]
+
+
+def test_no_runs_at_all_shows_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app_common, "DEMO_RUN_DIR", tmp_path / "no_demo_run")
+    monkeypatch.setattr(app_common, "LOCAL_RUNS_DIR", tmp_path / "runs")
+    monkeypatch.delenv("HMLC_RUNS_DIR", raising=False)
+    at = _app()
+    assert not at.exception
+    assert any("python -m hmlc_core demo" in e.value for e in at.error)
+    assert not at.get("plotly_chart")
+
+
+def test_bundled_demo_run_renders(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HMLC_RUNS_DIR", raising=False)
+    at = _app()
+    assert not at.exception
+    assert at.selectbox(key="run").value == "demo"
+    ids = _sunburst_spec(at)["data"][0]["ids"]
+    assert sorted(ids) == sorted(load_run(app_common.DEMO_RUN_DIR).hierarchy.nodes)

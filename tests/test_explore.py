@@ -1,0 +1,420 @@
+"""Tests of hmlc_core.explore, the dashboard's pure view functions.
+
+Expected values come from the run's own files (node_metrics, summary, hierarchy)
+or from the synthetic tree's id scheme ("1.2.3" is a child of "1.2"), never from
+the functions under test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import plotly.io as pio
+import pytest
+
+from hmlc_core import explore
+from hmlc_core.data import HMCDataset, Split
+from hmlc_core.hierarchy import Hierarchy
+from hmlc_core.runs import Run, load_run, save_run
+from hmlc_core.train import TrainConfig, train
+from hmlc_core.uncertainty import UNCERTAINTY_LABELS
+
+
+@pytest.fixture(scope="module")
+def run(synthetic_run: Path) -> Run:
+    return load_run(synthetic_run)
+
+
+# A small DAG: X has two parents (A2 at depth 2 and B at depth 1); first parent = B (shallower).
+DAG_EDGES = [("root", "A"), ("root", "B"), ("A", "A1"), ("A", "A2"), ("B", "B1"), ("A2", "X"), ("B", "X"),
+             ("X", "X1")]
+
+
+@pytest.fixture(scope="module")
+def dag_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """A 1-epoch run on random data over DAG_EDGES."""
+    h = Hierarchy(DAG_EDGES)
+    rng = np.random.default_rng(0)
+    leaves = ["A1", "X1", "B1", "X", "A2"]
+
+    def split(n: int) -> Split:
+        terms = [[leaves[i] for i in rng.choice(len(leaves), size=rng.integers(1, 3), replace=False)]
+                 for _ in range(n)]
+        return Split(X=rng.normal(size=(n, 5)).astype(np.float32), Y=h.label_matrix(terms))
+
+    ds = HMCDataset(name="dag_tiny", hierarchy=h, feature_names=[f"f{i}" for i in range(5)],
+                    train=split(60), valid=split(20), test=split(40), source={"train": "synthetic"})
+    res = train(TrainConfig(dataset="dag_tiny", epochs=1, heads=2, hidden=16, lr=1e-3, batch_size=16), ds)
+    return load_run(save_run(tmp_path_factory.mktemp("dag") / "dag_run", res, ds))
+
+
+def _synthetic_parent(node: str) -> str:
+    """Parent of a synthetic node from its id alone: '1.2.3' -> '1.2', '1' -> 'root', 'root' -> ''."""
+    if node == "root":
+        return ""
+    return node.rsplit(".", 1)[0] if "." in node else "root"
+
+
+# ---------------------------------------------------------------- sunburst
+def test_sunburst_ids_and_parents_form_a_tree_over_all_nodes(run: Run) -> None:
+    trace = explore.sunburst_figure(run, "recall").data[0]
+    ids, parents = list(trace.ids), list(trace.parents)
+    assert sorted(ids) == sorted(run.hierarchy.nodes)
+    assert len(set(ids)) == len(ids)
+    id_set = set(ids)
+    assert all(p == "" or p in id_set for p in parents)
+    assert parents == [_synthetic_parent(n) for n in ids]
+    # Walking up from any node ends at a root ("") without revisiting a node.
+    parent_of = dict(zip(ids, parents, strict=True))
+    for node in ids:
+        seen = set()
+        while node:
+            assert node not in seen
+            seen.add(node)
+            node = parent_of[node]
+
+
+def test_sunburst_settings(run: Run) -> None:
+    fig = explore.sunburst_figure(run, "recall", maxdepth=3)
+    trace = fig.data[0]
+    assert trace.type == "sunburst"
+    assert trace.maxdepth == 3
+    assert trace.textinfo == "label"
+    assert trace.branchvalues == "remainder"
+    assert trace.values is None  # sizes come from counting nodes, not frequencies
+
+
+@pytest.mark.parametrize("quantity", ["recall", "precision", "F1", "average precision"])
+def test_sunburst_colours_are_the_test_metric_with_grey_for_nodes_without_positives(run: Run, quantity: str) -> None:
+    nm = run.node_metrics
+    column = {"recall": "recall", "precision": "precision", "F1": "f1", "average precision": "average_precision"}
+    colors = np.array(explore.sunburst_figure(run, quantity).data[0].marker.colors, dtype=float)
+    has_data = nm["evaluated"].to_numpy() & (nm["support"].to_numpy() > 0)
+    assert has_data.any() and (~has_data).any()  # the fixture has both kinds
+    np.testing.assert_allclose(colors[has_data], nm[column[quantity]].to_numpy()[has_data], atol=1e-4)
+    assert np.all(colors[~has_data] == explore.NO_DATA)
+    assert np.all(colors[~has_data] < 0)  # below the metric's [0, 1] range
+
+
+def test_sunburst_grey_band_lies_below_the_metric_range(run: Run) -> None:
+    marker = explore.sunburst_figure(run, "recall").data[0].marker
+    assert marker.autocolorscale is False  # else plotly swaps in its default diverging scale
+    assert marker.cmin == pytest.approx(explore.NO_DATA)
+    assert marker.cmax == pytest.approx(1.0)
+    scale = [(float(pos), col) for pos, col in marker.colorscale]
+    band_end = (0 - explore.NO_DATA) / (1 - explore.NO_DATA)
+    assert [c for pos, c in scale if pos <= band_end - 1e-9] == [explore.GREY] * len(
+        [pos for pos, _ in scale if pos <= band_end - 1e-9])
+    assert scale[-1][0] == pytest.approx(1.0) and scale[-1][1] != explore.GREY
+
+
+@pytest.mark.parametrize("quantity", list(explore.COLOR_QUANTITIES))
+def test_sunburst_colorscale_is_valid_for_plotly_js(run: Run, quantity: str) -> None:
+    # plotly.js silently replaces a scale unless it starts at exactly 0, ends at exactly 1 and never decreases
+    scale = explore.sunburst_figure(run, quantity).data[0].marker.colorscale
+    positions = [float(pos) for pos, _ in scale]
+    assert positions[0] == 0.0 and positions[-1] == 1.0
+    assert all(b >= a for a, b in zip(positions, positions[1:]))
+
+
+def test_sunburst_frequency_colours_are_log_counts(run: Run) -> None:
+    colors = np.array(explore.sunburst_figure(run, "training frequency").data[0].marker.colors, dtype=float)
+    freq = run.node_metrics["train_frequency"].to_numpy(dtype=float)
+    np.testing.assert_allclose(10 ** colors - 1, freq, rtol=1e-3, atol=1e-2)
+
+
+def test_sunburst_uncertainty_colours_and_label(run: Run) -> None:
+    fig = explore.sunburst_figure(run, "ensemble uncertainty")
+    colors = np.array(fig.data[0].marker.colors, dtype=float)
+    np.testing.assert_allclose(colors, run.node_metrics["uncertainty"].to_numpy(), atol=1e-4)
+    mode_label = UNCERTAINTY_LABELS[run.summary["uncertainty_mode"]]
+    assert mode_label in fig.data[0].marker.colorbar.title.text
+    assert mode_label in fig.data[0].hovertemplate
+
+
+def test_colour_quantities_differ_and_unknown_is_rejected(run: Run) -> None:
+    a = explore.color_values(run, "recall")
+    b = explore.color_values(run, "training frequency")
+    assert not np.allclose(a, b)
+    assert set(explore.COLOR_QUANTITIES.values()) <= set(run.node_metrics.columns)
+    with pytest.raises(ValueError, match="colour quantity"):
+        explore.sunburst_figure(run, "nonsense")
+
+
+def test_sunburst_hover_carries_the_node_metrics(run: Run) -> None:
+    trace = explore.sunburst_figure(run, "recall").data[0]
+    nm = run.node_metrics
+    custom = np.array(trace.customdata, dtype=float)
+    # customdata columns: depth, train_frequency, support, precision, recall, f1, uncertainty
+    np.testing.assert_array_equal(custom[:, 0], nm["depth"].to_numpy())
+    np.testing.assert_array_equal(custom[:, 1], nm["train_frequency"].to_numpy())
+    np.testing.assert_array_equal(custom[:, 2], nm["support"].to_numpy())
+    np.testing.assert_allclose(custom[:, 4], nm["recall"].to_numpy(), atol=1e-3)
+    np.testing.assert_allclose(custom[:, 6], nm["uncertainty"].to_numpy(), atol=1e-3)
+    for word in ("%{id}", "depth", "training frequency", "support", "precision", "recall", "F1", "uncertainty"):
+        assert word in trace.hovertemplate
+
+
+def test_sunburst_root_level_and_unknown_root(run: Run) -> None:
+    assert explore.sunburst_figure(run, "recall", root="1.2").data[0].level == "1.2"
+    with pytest.raises(KeyError):
+        explore.sunburst_figure(run, "recall", root="no-such-node")
+
+
+def test_sunburst_json_is_small(run: Run) -> None:
+    size = len(pio.to_json(explore.sunburst_figure(run, "recall"), validate=False))
+    # 121 nodes: well under 100 bytes of JSON per node plus the layout template.
+    assert size < 121 * 100 + 20_000
+
+
+def test_sunburst_of_a_dag_uses_first_parents(dag_run: Run) -> None:
+    trace = explore.sunburst_figure(dag_run, "recall").data[0]
+    parent_of = dict(zip(trace.ids, trace.parents, strict=True))
+    assert sorted(parent_of) == sorted(dag_run.hierarchy.nodes)  # X appears once
+    assert parent_of["X"] == "B"  # B (depth 1) comes before A2 (depth 2)
+    assert parent_of["X1"] == "X" and parent_of["A2"] == "A" and parent_of["root"] == ""
+    assert "parents" in trace.hovertemplate
+
+
+# ----------------------------------------------------------- neighbourhood
+@pytest.fixture(scope="module")
+def wide() -> Hierarchy:
+    """root -> c0..c49; c0 -> g0..g9; g0 -> h0."""
+    edges = [("root", f"c{i}") for i in range(50)] + [("c0", f"g{i}") for i in range(10)] + [("g0", "h0")]
+    return Hierarchy(edges)
+
+
+def test_neighbourhood_contains_ancestors_node_children_and_siblings(wide: Hierarchy) -> None:
+    got = explore.neighbourhood(wide, "g0")
+    assert {"root", "c0", "g0", "h0"} <= set(got)
+    assert {f"g{i}" for i in range(1, 10)} <= set(got)  # siblings
+    assert "c1" not in got  # an uncle is not part of it
+    assert len(got) == len(set(got)) == 1 + 2 + 1 + 9
+
+
+def test_neighbourhood_respects_max_nodes_keeping_ancestors_and_children(wide: Hierarchy) -> None:
+    got = explore.neighbourhood(wide, "c0", max_nodes=15)
+    assert len(got) == 15
+    assert {"root", "c0", *(f"g{i}" for i in range(10))} <= set(got)  # 12 kept first
+    assert len(set(got) & {f"c{i}" for i in range(1, 50)}) == 3  # then 3 siblings
+    assert explore.neighbourhood(wide, "root", max_nodes=1) == ["root"]
+
+
+def test_neighbourhood_errors(wide: Hierarchy) -> None:
+    with pytest.raises(KeyError):
+        explore.neighbourhood(wide, "nope")
+    with pytest.raises(ValueError):
+        explore.neighbourhood(wide, "c0", max_nodes=0)
+
+
+def test_lineage_follows_first_parents(dag_run: Run) -> None:
+    assert explore.lineage(dag_run.hierarchy, "X1") == ["root", "B", "X", "X1"]
+    assert explore.lineage(dag_run.hierarchy, "root") == ["root"]
+
+
+# ------------------------------------------------------------------ pyvis
+def _vis_data(html: str) -> tuple[list[dict], list[dict], dict]:
+    nodes = json.loads(re.search(r"nodes = new vis\.DataSet\((\[.*?\])\);", html, re.S).group(1))
+    edges = json.loads(re.search(r"edges = new vis\.DataSet\((\[.*?\])\);", html, re.S).group(1))
+    options = json.loads(re.search(r"var options = (\{.*?\});\s*\n", html, re.S).group(1))
+    return nodes, edges, options
+
+
+def test_pyvis_html_draws_the_neighbourhood_offline_without_physics(run: Run) -> None:
+    node = "1.2"
+    html = explore.pyvis_html(run, node, "recall")
+    nodes, edges, options = _vis_data(html)
+    expected = {"root", "1", "1.2", "1.2.1", "1.2.2", "1.2.3", "1.1", "1.3"}  # ancestors, node, children, siblings
+    assert {n["id"] for n in nodes} == expected
+    for n in expected:
+        assert f'"{n}"' in html
+    assert {(e["from"], e["to"]) for e in edges} == {(_synthetic_parent(n), n) for n in expected if n != "root"}
+    assert options["physics"]["enabled"] is False
+    assert options["layout"]["hierarchical"]["enabled"] is True
+    assert options["layout"]["hierarchical"]["direction"] == "UD"
+    # vis-network is inlined: no remote script or stylesheet at all
+    assert not re.search(r"<script[^>]*\bsrc=\"http", html)
+    assert not re.search(r"<link[^>]*\bhref=\"http", html)
+    assert "vis.Network" in html and len(html) > 200_000
+
+
+def test_pyvis_hover_cards_and_highlight(run: Run) -> None:
+    nodes, _, _ = _vis_data(explore.pyvis_html(run, "1.2", "recall"))
+    by_id = {n["id"]: n for n in nodes}
+    nm = run.node_metrics
+    for node_id, n in by_id.items():
+        assert node_id in n["title"]
+        assert "recall" in n["title"] and "precision" in n["title"] and "F1" in n["title"]
+        assert f"training frequency {int(nm.loc[node_id, 'train_frequency'])}" in n["title"]
+    selected = by_id["1.2"]
+    assert selected.get("borderWidth", 1) > max(n.get("borderWidth", 1) for i, n in by_id.items() if i != "1.2")
+    # size grows with training frequency (the selected node is enlarged on top)
+    others = sorted((n for i, n in by_id.items() if i != "1.2"), key=lambda n: nm.loc[n["id"], "train_frequency"])
+    assert others[0]["size"] <= others[-1]["size"]
+    assert nm.loc[others[0]["id"], "train_frequency"] < nm.loc[others[-1]["id"], "train_frequency"]
+
+
+def test_pyvis_respects_max_nodes_and_rejects_unknown_nodes(run: Run) -> None:
+    nodes, _, _ = _vis_data(explore.pyvis_html(run, "1", "recall", max_nodes=4))
+    assert len(nodes) == 4 and "1" in {n["id"] for n in nodes}
+    with pytest.raises(KeyError):
+        explore.pyvis_html(run, "no-such-node")
+
+
+def test_pyvis_dag_draws_all_parent_edges(dag_run: Run) -> None:
+    nodes, edges, _ = _vis_data(explore.pyvis_html(dag_run, "X", "recall"))
+    assert {"A", "A2", "B", "root", "X", "X1"} <= {n["id"] for n in nodes}
+    assert {("A2", "X"), ("B", "X"), ("X", "X1")} <= {(e["from"], e["to"]) for e in edges}
+
+
+def test_node_hover_text_lists_the_metrics(run: Run) -> None:
+    text = explore.node_hover_text(run, "1.1")
+    row = run.node_metrics.loc["1.1"]
+    assert text.splitlines()[0] == "1.1"
+    assert f"recall {row['recall']:.3f}" in text
+    assert f"test support {int(row['support'])}" in text
+
+
+# ------------------------------------------------------- charts and tables
+def test_recall_by_depth_figure_matches_the_summary(run: Run) -> None:
+    trace = explore.recall_by_depth_figure(run).data[0]
+    summary = {int(k): v for k, v in run.summary["recall_by_depth"].items()}
+    assert list(trace.x) == sorted(summary)
+    np.testing.assert_allclose(list(trace.y), [summary[d] for d in sorted(summary)])
+    # hover counts: the synthetic tree has 3**d nodes at depth d
+    assert [c[0] for c in trace.customdata] == [3 ** d for d in sorted(summary)]
+    # and the summary agrees with the per-node recalls it averages
+    nm = run.node_metrics[run.node_metrics["evaluated"]]
+    for d, r in summary.items():
+        assert r == pytest.approx(nm.loc[nm["depth"] == d, "recall"].mean())
+
+
+def test_node_table_filters_depth_and_evaluated(run: Run) -> None:
+    full = explore.node_table(run)
+    assert "root" not in full.index and len(full) == run.hierarchy.n_nodes - 1
+    assert {"recall", "precision", "f1", "train_frequency", "support", "uncertainty", "depth"} <= set(full.columns)
+    deep = explore.node_table(run, depths=[3, 4])
+    assert set(deep["depth"]) == {3, 4} and len(deep) == 27 + 81
+    assert "root" in explore.node_table(run, evaluated_only=False).index
+    assert len(explore.node_table(run, depths=[])) == len(full)
+    np.testing.assert_allclose(deep["recall"], run.node_metrics.loc[deep.index, "recall"])
+
+
+def test_relatives_table(run: Run, dag_run: Run) -> None:
+    rel = explore.relatives_table(run, "1.2")
+    assert list(rel.index) == ["1", "1.2.1", "1.2.2", "1.2.3"]
+    assert list(rel["relation"]) == ["parent", "child", "child", "child"]
+    dag = explore.relatives_table(dag_run, "X")
+    assert list(dag.index) == ["B", "A2", "X1"]
+    assert list(dag["relation"]) == ["parent (first)", "parent", "child"]
+
+
+def test_headline_metrics_format_the_summary(run: Run) -> None:
+    m = explore.headline_metrics(run)
+    s = run.summary
+    assert float(m["micro AUPRC"]) == pytest.approx(s["auprc_micro"], abs=5e-4)
+    assert float(m["macro recall"]) == pytest.approx(s["macro_recall"], abs=5e-4)
+    assert m["evaluated nodes"] == str(s["n_eval_nodes"]) == str(int(run.node_metrics["evaluated"].sum()))
+    assert m["with test positives"] == str(int((run.node_metrics["evaluated"] & (run.node_metrics["support"] > 0)).sum()))
+    assert m["dataset"] == "synthetic" and m["heads"] == "2"
+    assert m["epochs"] == "3/3"
+    assert m["status"] == s["status"]
+
+
+def test_node_facts(run: Run) -> None:
+    facts = explore.node_facts(run, "1.2")
+    row = run.node_metrics.loc["1.2"]
+    assert facts["depth"] == "2"
+    assert facts["recall"] == f"{row['recall']:.3f}"
+    assert facts["test support"] == str(int(row["support"]))
+
+
+# --------------------------------------------------------------- selection
+def test_node_from_selection(run: Run) -> None:
+    h = run.hierarchy
+    event = {"selection": {"points": [{"id": "1.2.3", "label": "3", "parent": "1.2"}], "point_indices": [7]}}
+    assert explore.node_from_selection(event, h) == "1.2.3"
+    assert explore.node_from_selection(event["selection"], h) == "1.2.3"
+    as_attrs = SimpleNamespace(selection=SimpleNamespace(points=[{"id": "2.1"}]))
+    assert explore.node_from_selection(as_attrs, h) == "2.1"
+    assert explore.node_from_selection({"selection": {"points": [{"label": "3.3"}]}}, h) == "3.3"
+    assert explore.node_from_selection({"selection": {"points": []}}, h) is None
+    assert explore.node_from_selection({"selection": {"points": [{"id": "GO:0000"}]}}, h) is None
+    assert explore.node_from_selection(None, h) is None
+
+
+def test_node_from_row_selection() -> None:
+    nodes = ["a", "b", "c"]
+    assert explore.node_from_row_selection({"selection": {"rows": [1], "columns": []}}, nodes) == "b"
+    assert explore.node_from_row_selection({"selection": {"rows": []}}, nodes) is None
+    assert explore.node_from_row_selection({"selection": {"rows": [5]}}, nodes) is None
+    assert explore.node_from_row_selection(None, nodes) is None
+
+
+# -------------------------------------------------------------------- runs
+def test_discover_runs_and_resolve(synthetic_run: Path, tmp_path: Path) -> None:
+    missing_demo = tmp_path / "no_demo"
+    runs = explore.discover_runs(missing_demo, [synthetic_run.parent, tmp_path / "absent"])
+    assert runs == {"synthetic_run": synthetic_run.resolve()}
+    with_demo = explore.discover_runs(synthetic_run, [synthetic_run.parent])
+    assert with_demo == {"demo": synthetic_run.resolve()}  # listed once, as the demo
+    assert explore.resolve_run_key("synthetic_run", runs) == "synthetic_run"
+    assert explore.resolve_run_key(str(synthetic_run), runs) == "synthetic_run"
+    assert explore.resolve_run_key("elsewhere", runs) is None
+    assert explore.resolve_run_key(str(tmp_path), runs) is None
+    assert explore.resolve_run_key(None, runs) is None
+
+
+def test_discover_runs_disambiguates_equal_names(synthetic_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    for parent in ("a", "b"):
+        shutil.copytree(synthetic_run, tmp_path / parent / "same")
+    runs = explore.discover_runs(None, [tmp_path / "a", tmp_path / "b"])
+    assert sorted(runs) == ["b/same", "same"]
+    assert runs["same"] == (tmp_path / "a" / "same").resolve()
+    assert not math.isnan(load_run(runs["b/same"]).summary["auprc_micro"])
+
+
+# ------------------------------------------------------------ GO-sized (real data)
+@pytest.fixture(scope="module")
+def go_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """A 1-epoch run on cellcycle_GO (4126 nodes, a DAG); skipped without the CLUS data."""
+    import os
+
+    from hmlc_core.data import DatasetNotFoundError, load_dataset
+
+    if not os.environ.get("HMLC_DATA_DIR"):
+        pytest.skip("HMLC_DATA_DIR is unset: GO-sized view checks skipped")
+    try:
+        ds = load_dataset("cellcycle_GO")
+    except DatasetNotFoundError:
+        pytest.skip("cellcycle_GO is not in HMLC_DATA_DIR")
+    res = train(TrainConfig(dataset="cellcycle_GO", epochs=1, heads=2, batch_size=64), ds)
+    return load_run(save_run(tmp_path_factory.mktemp("go") / "go_run", res, ds))
+
+
+def test_go_views_stay_small(go_run: Run) -> None:
+    h = go_run.hierarchy
+    assert not h.is_tree
+    for quantity in explore.COLOR_QUANTITIES:
+        fig = explore.sunburst_figure(go_run, quantity)
+        trace = fig.data[0]
+        assert len(trace.ids) == h.n_nodes  # every GO term once, in its first-parent tree
+        assert all(p == "" or p in h for p in trace.parents)
+        assert len(pio.to_json(fig, validate=False)) < 300 * 1024  # the DASHBOARD.md budget is ~150-250 KiB
+    widest = max(h.nodes, key=lambda n: len(h.siblings(n)))
+    everything = {*h.ancestors(widest), widest, *h.children(widest), *h.siblings(widest)}
+    nodes, _, _ = _vis_data(explore.pyvis_html(go_run, widest))
+    if len(everything) <= 300:
+        assert {n["id"] for n in nodes} == everything
+    else:
+        assert len(nodes) == 300
+    capped, _, _ = _vis_data(explore.pyvis_html(go_run, widest, max_nodes=len(everything) - 10))
+    assert len(capped) == len(everything) - 10
+    assert {*h.ancestors(widest), widest, *h.children(widest)} <= {n["id"] for n in capped}
