@@ -28,16 +28,18 @@ def random_dag(n_nodes: int, seed: int) -> Hierarchy:
 
 
 def assert_matches_dense(hierarchy: Hierarchy, x: torch.Tensor) -> None:
-    """Sparse MCM equals the dense reference in values and in gradients of a random weighted sum."""
-    mcm = MCM(hierarchy)
-    x = x.detach().requires_grad_(True)
+    """Both sparse MCM strategies equal the dense reference in values and in gradients of a weighted sum."""
     weights = torch.randn(x.shape, dtype=x.dtype)
-    sparse = mcm(x)
+    x = x.detach().requires_grad_(True)
     dense = dense_mcm(x, hierarchy)
-    torch.testing.assert_close(sparse, dense)
-    g_sparse, = torch.autograd.grad((sparse * weights).sum(), x)
     g_dense, = torch.autograd.grad((dense * weights).sum(), x)
-    torch.testing.assert_close(g_sparse, g_dense)
+    for strategy, limit in (("pairs", 10**12), ("levels", 0)):
+        mcm = MCM(hierarchy)
+        mcm.PAIRS_MAX_WORK = limit
+        sparse = mcm(x)
+        torch.testing.assert_close(sparse, dense, msg=strategy)
+        g_sparse, = torch.autograd.grad((sparse * weights).sum(), x)
+        torch.testing.assert_close(g_sparse, g_dense, msg=strategy)
 
 
 TREE = Hierarchy([("root", "1"), ("root", "2"), ("1", "1.1"), ("1", "1.2"), ("1.1", "1.1.1"), ("2", "2.1")])
@@ -61,6 +63,19 @@ def test_mcm_properties():
     torch.testing.assert_close(torch.sigmoid(out), mcm(torch.sigmoid(z)))  # sigma o MCM = MCM o sigma
     # Masked max, not multiplication by R: all-negative logits stay negative (METHOD.md L5).
     assert (mcm(-torch.ones(2, h.n_nodes)) == -1).all()
+
+
+@pytest.mark.parametrize("limit", [10**12, 0], ids=["pairs", "levels"])
+def test_mcm_ties_send_the_gradient_to_one_input(limit):
+    h = random_dag(30, 3)
+    mcm = MCM(h)
+    mcm.PAIRS_MAX_WORK = limit
+    x = torch.full((2, h.n_nodes), 0.5, requires_grad=True)  # every node ties with every descendant
+    out = mcm(x)
+    grad, = torch.autograd.grad(out.sum(), x)
+    # Each output takes its gradient from exactly one input, and on a tie that input is the node itself.
+    torch.testing.assert_close(grad, torch.ones_like(grad))
+    assert torch.equal(mcm.argmax(x), torch.arange(h.n_nodes).expand(2, -1))
 
 
 def test_mcm_rejects_wrong_width():
