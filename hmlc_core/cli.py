@@ -52,7 +52,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
     p.add_argument("--hidden", type=int, default=None, help="hidden width (default: C-HMCNN's value)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: 1e-4, 1e-5 for 'others')")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size (default %(default)s)")
+    p.add_argument("--profile", choices=("paper", "quick"), default=d.profile,
+                   help="'paper': C-HMCNN's recipe (batch 4); 'quick': batch 64, 20x learning rate, 40%% of the "
+                        "epochs, for fast retraining (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: 4, or 64 with --profile quick)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="early stopping on validation AUPRC after this many epochs without improvement "
+                        "(needs --fit-on train)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="default %(default)s")
     p.add_argument("--dropout", type=float, default=d.dropout, help="default %(default)s")
     p.add_argument("--weighting", choices=WEIGHTING_MODES, default=d.weighting,
@@ -163,6 +169,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs, heads=args.heads, hidden=args.hidden,
         dropout=args.dropout, lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
+        profile=args.profile, patience=args.patience,
         seed=args.seed, weighting=args.weighting, omega=args.omega, counting=args.counting,
         weight_indexing=args.weight_indexing, focal=args.focal, focal_k=args.focal_k, focal_min=args.focal_min,
         reduction=args.reduction, fit_on=args.fit_on, threads=args.threads,

@@ -256,14 +256,13 @@ def summarize(hierarchy: Hierarchy, y_true: np.ndarray, probs: np.ndarray, thres
         ``n_test`` (int).
     """
     mask = hierarchy.eval_mask
-    p, r, f = macro_precision_recall_f1(y_true, probs, mask, threshold)
-    _, recall, _ = precision_recall_f1(y_true, probs, threshold)
+    precision, recall, f1 = precision_recall_f1(y_true, probs, threshold)
     y = np.asarray(y_true) != 0
     return {
         "auprc_micro": auprc_micro(y_true, probs, mask),
-        "macro_precision": p,
-        "macro_recall": r,
-        "macro_f1": f,
+        "macro_precision": float(precision[mask].mean()),
+        "macro_recall": float(recall[mask].mean()),
+        "macro_f1": float(f1[mask].mean()),
         "n_eval_nodes": int(mask.sum()),
         "n_eval_nodes_with_positives": int(y[:, mask].any(axis=0).sum()),
         "recall_by_depth": {str(k): v for k, v in recall_by_depth(recall, hierarchy.depth, mask).items()},

@@ -8,9 +8,10 @@ validation split; the final models train on train+valid for that many epochs
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-__all__ = ["Preset", "DEFAULT_PRESET", "SYNTHETIC_PRESET", "preset_for"]
+__all__ = ["Preset", "Profile", "PROFILES", "DEFAULT_PRESET", "SYNTHETIC_PRESET", "preset_for"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,36 @@ def preset_for(name: str) -> Preset:
         hidden, epochs = table[base]
         return Preset(hidden, epochs)
     return DEFAULT_PRESET
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A training budget applied on top of a dataset's :class:`Preset`.
+
+    Attributes
+    ----------
+    batch_size : int
+    lr_scale : float
+        The learning rate is ``preset.lr * lr_scale``.
+    epoch_scale : float
+        The epochs are ``max(min_epochs, ceil(preset.epochs * epoch_scale))``.
+    min_epochs : int
+    """
+
+    batch_size: int
+    lr_scale: float = 1.0
+    epoch_scale: float = 1.0
+    min_epochs: int = 1
+
+    def epochs(self, preset: Preset) -> int:
+        """Number of epochs for ``preset`` under this profile."""
+        return max(self.min_epochs, math.ceil(preset.epochs * self.epoch_scale))
+
+
+PROFILES: dict[str, Profile] = {
+    "paper": Profile(batch_size=4),
+    "quick": Profile(batch_size=64, lr_scale=20.0, epoch_scale=0.4, min_epochs=10),
+}
+"""``paper``: C-HMCNN's recipe (batch 4). ``quick``: for interactive retraining; 16x larger
+batches with a 20x learning rate and 40% of the epochs, on the same train+valid data. Its
+quality cost against ``paper`` is measured in docs/performance.md."""

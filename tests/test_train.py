@@ -1,0 +1,69 @@
+"""Training configuration (presets, profiles, validation) and early stopping."""
+
+import math
+
+import numpy as np
+import pytest
+
+from hmlc_core.metrics import auprc_micro
+from hmlc_core.model import MCM
+from hmlc_core.presets import preset_for
+from hmlc_core.synthetic import make_synthetic
+from hmlc_core.train import TrainConfig, predict_members, train
+
+
+def test_paper_profile_uses_chmcnn_hyperparameters():
+    c = TrainConfig(dataset="cellcycle_FUN").resolved()
+    assert (c.hidden, c.epochs, c.lr, c.batch_size) == (500, 106, 1e-4, 4)  # METHOD.md B2
+    go = TrainConfig(dataset="cellcycle_GO").resolved()
+    assert (go.hidden, go.epochs) == (1000, 62)
+    assert TrainConfig(dataset="Diatoms").resolved().lr == 1e-5
+    own = TrainConfig(dataset="my_taxonomy").resolved()
+    assert (own.hidden, own.epochs) == (preset_for("anything").hidden, preset_for("anything").epochs)
+
+
+def test_quick_profile_scales_batch_lr_and_epochs():
+    c = TrainConfig(dataset="cellcycle_FUN", profile="quick").resolved()
+    assert c.batch_size == 64
+    assert c.lr == pytest.approx(20 * 1e-4)
+    assert c.epochs == math.ceil(0.4 * 106)
+    explicit = TrainConfig(dataset="cellcycle_FUN", profile="quick", epochs=7, batch_size=8, lr=0.01).resolved()
+    assert (explicit.epochs, explicit.batch_size, explicit.lr) == (7, 8, 0.01)
+    with pytest.raises(ValueError, match="profile"):
+        TrainConfig(dataset="x", profile="turbo").resolved()
+
+
+@pytest.mark.parametrize("field,value", [("weighting", "lots"), ("heads", 0), ("dropout", 1.0),
+                                         ("batch_size", 0), ("fit_on", "test")])
+def test_validate_names_the_bad_field(field, value):
+    config = TrainConfig(dataset="synthetic", **{field: value})
+    with pytest.raises(ValueError, match=field):
+        config.resolved().validate()
+
+
+def test_patience_needs_a_validation_split():
+    with pytest.raises(ValueError, match="patience"):
+        TrainConfig(dataset="synthetic", patience=3).resolved().validate()
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    ds = make_synthetic(n_train=200, n_valid=100, n_test=50, seed=4)
+    config = TrainConfig(dataset="synthetic", epochs=40, hidden=32, heads=2, batch_size=32, lr=3e-3,
+                         fit_on="train", patience=3, weighting="none", focal="none")
+    result = train(config, ds)
+    scores = [h["valid_auprc"] for h in result.history]
+    assert result.best_epoch == int(np.argmax(scores)) + 1
+    stopped_early = result.epochs_completed < 40
+    if stopped_early:
+        assert result.epochs_completed == result.best_epoch + 3
+    # The kept weights are the best epoch's: their validation AUPRC is the best one recorded.
+    probs = predict_members(result.model, MCM(ds.hierarchy), ds.valid.X).mean(0).numpy()
+    assert auprc_micro(ds.valid.Y, probs, ds.hierarchy.eval_mask) == pytest.approx(max(scores), abs=1e-6)
+
+
+def test_training_is_deterministic_for_a_seed():
+    ds = make_synthetic(n_train=100, n_valid=20, n_test=20, seed=5)
+    config = TrainConfig(dataset="synthetic", epochs=2, hidden=16, heads=2, batch_size=16, seed=7)
+    a, b = train(config, ds), train(config, ds)
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+        np.testing.assert_array_equal(pa.detach().numpy(), pb.detach().numpy())
