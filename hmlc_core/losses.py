@@ -66,8 +66,9 @@ def mc_loss(
         Coherent (propagated) labels, float.
     mcm : MCM
         The hierarchy's max-constraint module.
-    eval_mask : torch.Tensor of bool, shape (C,), optional
-        Nodes that enter the loss (roots are skipped in C-HMCNN). All if None.
+    eval_mask : torch.Tensor of bool, shape (C,), or of int64, shape (C_eval,), optional
+        Nodes that enter the loss (roots are skipped in C-HMCNN), as a mask or
+        as their column indices. All if None.
     weight : torch.Tensor, shape (B, C), optional
         Non-negative factor per (sample, node), shared by all members, e.g.
         ``select_weights(...) * focal_weight(...)``. No gradient flows into it.
@@ -91,14 +92,15 @@ def mc_loss(
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     targets = targets.to(probs.dtype)
-    constrained = mcm(probs)
-    constrained_pos = mcm(targets * probs)
+    # One MCM pass over [h, y * h] computes both C-HMCNN terms.
+    constrained, constrained_pos = mcm(torch.stack([probs, targets * probs]))
     out = (1 - targets) * constrained + targets * constrained_pos
     if eval_mask is not None:
-        out = out[..., eval_mask]
-        targets = targets[..., eval_mask]
+        index = eval_mask if eval_mask.dtype == torch.long else eval_mask.nonzero().squeeze(1)
+        out = out.index_select(-1, index)
+        targets = targets.index_select(-1, index)
         if weight is not None:
-            weight = weight[..., eval_mask]
+            weight = weight.index_select(-1, index)
     loss = F.binary_cross_entropy(out, targets.expand_as(out), reduction="none")
     if weight is not None:
         loss = loss * weight.detach()
@@ -354,7 +356,7 @@ class WeightedMCLoss(nn.Module):
             raise ValueError(f"weight indexing must be one of {WEIGHT_INDEXINGS}, got {weight_indexing!r}")
         focal_weight(torch.zeros(1), focal_k, focal_min)
         self.mcm = MCM(hierarchy)
-        self.register_buffer("eval_mask", torch.from_numpy(hierarchy.eval_mask.copy()), persistent=False)
+        self.register_buffer("eval_index", torch.from_numpy(np.flatnonzero(hierarchy.eval_mask)), persistent=False)
         self.weighted = weights is not None
         if weights is not None:
             self.register_buffer("w_pos", torch.as_tensor(weights.positive, dtype=torch.float32), persistent=False)
@@ -377,4 +379,4 @@ class WeightedMCLoss(nn.Module):
         if probs.dim() == 2:
             probs = probs.unsqueeze(0)
         weight = self.sample_weights(probs, targets)
-        return mc_loss(probs, targets, self.mcm, self.eval_mask, weight, self.reduction)
+        return mc_loss(probs, targets, self.mcm, self.eval_index, weight, self.reduction)
