@@ -82,3 +82,36 @@ def test_shapes_and_errors():
         uncertainty(p, "nope")
     with pytest.raises(ValueError, match=r"\(H, B, C\)"):
         mean_uncertainty(torch.rand(4, 5))
+
+
+def naive_pairwise(probs, divergence):
+    """Direct METHOD.md E2 definition: mean over ordered pairs h != h'."""
+    n = probs.shape[0]
+    pairs = [divergence(probs[a], probs[b]) for a in range(n) for b in range(n) if a != b]
+    return torch.stack(pairs).mean(dim=0)
+
+
+def test_pairwise_modes_match_the_naive_definition():
+    eps = 1e-10
+
+    def kl(p, q):
+        return (p * (torch.log2(p + eps) - torch.log2(q + eps))
+                + (1 - p) * (torch.log2(1 - p + eps) - torch.log2(1 - q + eps))).clamp_min(0)
+
+    def js(p, q):
+        m = (p + q) / 2
+        return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+    torch.manual_seed(1)
+    probs = torch.rand(5, 6, 7, dtype=torch.float64)
+    probs[:, 0, 0] = torch.tensor([0.0, 1.0, 0.5, 1.0, 0.0])  # extremes
+    torch.testing.assert_close(uncertainty(probs, "epistemic"), naive_pairwise(probs, js))
+    torch.testing.assert_close(uncertainty(probs, "epistemic_kl"), naive_pairwise(probs, kl))
+
+
+def test_chunked_dispatch_equals_one_pass():
+    probs = torch.rand(3, 50, 4)
+    for mode, fn in UNCERTAINTY_MODES.items():
+        torch.testing.assert_close(uncertainty(probs, mode, chunk_size=7), fn(probs), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="chunk_size"):
+        uncertainty(probs, "mean", chunk_size=0)
