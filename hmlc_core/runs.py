@@ -142,9 +142,9 @@ def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, over
         _write_json(tmp / "summary.json", summary)
         torch.save(result.model.state_dict(), tmp / "model.pt")
         table.to_csv(tmp / "node_metrics.csv")
-        pd.DataFrame(result.history, columns=["epoch", "loss", "seconds", "valid_auprc"]).dropna(
-            axis=1, how="all").to_csv(tmp / "history.csv", index=False)
-        np.savez_compressed(
+        columns = ["epoch", "loss", "seconds"] + (["valid_auprc"] if config.fit_on == "train" else [])
+        pd.DataFrame(result.history, columns=columns).to_csv(tmp / "history.csv", index=False)
+        np.savez(
             tmp / "predictions.npz",
             y_true=y_test.astype(np.uint8),
             mean_probs=mean_probs.numpy().astype(np.float32),

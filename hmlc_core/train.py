@@ -112,7 +112,7 @@ class TrainConfig:
     fit_on: str = "train+valid"
     patience: int | None = None
     threads: int = 1
-    eval_batch_size: int = 2048
+    eval_batch_size: int = 512
 
     def resolved(self) -> TrainConfig:
         """A copy with ``epochs``, ``hidden``, ``lr`` and ``batch_size`` filled in from preset and profile.
@@ -214,7 +214,7 @@ class TrainResult:
 
 
 @torch.no_grad()
-def predict_members(model: HMCEnsemble, mcm: MCM, x: np.ndarray | torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+def predict_members(model: HMCEnsemble, mcm: MCM, x: np.ndarray | torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Coherent member probabilities ``MCM(sigmoid(logits))`` with dropout off (METHOD.md C2).
 
     Parameters

@@ -68,7 +68,7 @@ def test_failed_save_leaves_old_run_intact(trained, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(runs_module.np, "savez_compressed", boom)
+    monkeypatch.setattr(runs_module.np, "savez", boom)
     with pytest.raises(OSError, match="disk full"):
         save_run(path, result, ds, overwrite=True)
     assert (path / "summary.json").read_text() == before
@@ -96,3 +96,14 @@ def test_model_file_is_a_plain_state_dict(trained, tmp_path):
     assert set(state) == set(result.model.state_dict())
     config = json.loads((path / "config.json").read_text())
     assert config["model"]["n_heads"] == 2 and config["train"]["focal"] == "pcs"
+
+
+def test_run_stopped_in_its_first_epoch_loads(tmp_path):
+    ds = make_synthetic(n_train=120, n_valid=40, n_test=60, seed=3)
+    calls = iter(range(1000))
+    result = train(TrainConfig(dataset="synthetic", epochs=3, hidden=16, batch_size=8), ds,
+                   should_stop=lambda: next(calls) >= 2)
+    assert result.interrupted and result.epochs_completed == 0
+    run = load_run(save_run(tmp_path / "r", result, ds))
+    assert run.summary["status"] == "interrupted"
+    assert len(run.history) == 0 and list(run.history.columns) == ["epoch", "loss", "seconds"]
