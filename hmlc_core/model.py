@@ -69,6 +69,9 @@ class MCM(nn.Module):
         self.n_nodes = hierarchy.n_nodes
         self.register_buffer("node_idx", torch.from_numpy(nodes), persistent=False)
         self.register_buffer("ancestor_idx", torch.from_numpy(ancestors), persistent=False)
+        # Rank of each pair's node when several descendants tie: the node itself first (rank C), then by index.
+        pair_rank = np.where(nodes == ancestors, hierarchy.n_nodes, nodes)
+        self.register_buffer("pair_rank", torch.from_numpy(pair_rank)[:, None], persistent=False)
         child, parent = hierarchy.edge_index()
         height = np.zeros(hierarchy.n_nodes, dtype=np.int64)
         for n in reversed(list(nx.topological_sort(hierarchy.graph))):
@@ -91,11 +94,9 @@ class MCM(nn.Module):
         index = self.ancestor_idx[:, None].expand(-1, m)
         best = torch.full_like(xt, float("-inf")).scatter_reduce(0, index, values, "amax")
         hit = values == best.index_select(0, self.ancestor_idx)
-        # Prefer the node itself on ties, then the largest descendant index.
-        is_self = (self.node_idx == self.ancestor_idx)[:, None]
-        rank = torch.where(is_self, self.n_nodes, self.node_idx[:, None])
-        choice = torch.full(xt.shape, -1, dtype=torch.long).scatter_reduce(
-            0, index, torch.where(hit, rank, -1), "amax")
+        # Every node has at least one hit (its arg-max), so 0 never wins over a hit's rank + 1.
+        choice = torch.zeros(xt.shape, dtype=torch.long).scatter_reduce(
+            0, index, hit * (self.pair_rank + 1), "amax") - 1
         own = torch.arange(self.n_nodes, device=xt.device)[:, None].expand_as(choice)
         return torch.where(choice == self.n_nodes, own, choice)
 
