@@ -33,16 +33,7 @@ from hmlc_core.hierarchy import Hierarchy  # noqa: E402
 from hmlc_core.losses import WeightedMCLoss, mc_loss, node_weights, select_weights  # noqa: E402
 from hmlc_core.model import MCM, HMCEnsemble  # noqa: E402
 from hmlc_core.synthetic import make_synthetic  # noqa: E402
-
-
-def random_dag(n_nodes: int, seed: int) -> Hierarchy:
-    """A GO-like DAG: node i links to 1-3 of the nodes before it (so many nodes have several parents)."""
-    rng = np.random.default_rng(seed)
-    edges = []
-    for i in range(1, n_nodes):
-        for p in rng.choice(i, size=min(i, int(rng.integers(1, 4))), replace=False):
-            edges.append((f"n{p}", f"n{i}"))
-    return Hierarchy(edges)
+from helpers import random_dag  # noqa: E402
 
 
 def random_labels(h: Hierarchy, n: int, seed: int) -> torch.Tensor:

@@ -2,12 +2,12 @@
 
 import os
 
-import numpy as np
 import pytest
 import torch
 
 from hmlc_core.hierarchy import Hierarchy
 from hmlc_core.model import MCM, HMCEnsemble
+from helpers import random_dag
 
 
 def dense_mcm(x: torch.Tensor, hierarchy: Hierarchy) -> torch.Tensor:
@@ -15,16 +15,6 @@ def dense_mcm(x: torch.Tensor, hierarchy: Hierarchy) -> torch.Tensor:
     r = torch.as_tensor(hierarchy.ancestor_matrix().T)  # R[j, i]: i is j or a descendant of j
     masked = torch.where(r, x.unsqueeze(-2), torch.tensor(float("-inf"), dtype=x.dtype))
     return masked.max(dim=-1).values
-
-
-def random_dag(n_nodes: int, seed: int) -> Hierarchy:
-    """A GO-like DAG: every node links to 1-3 earlier nodes."""
-    rng = np.random.default_rng(seed)
-    edges = []
-    for i in range(1, n_nodes):
-        for p in rng.choice(i, size=min(i, int(rng.integers(1, 4))), replace=False):
-            edges.append((f"n{p}", f"n{i}"))
-    return Hierarchy(edges)
 
 
 def assert_matches_dense(hierarchy: Hierarchy, x: torch.Tensor) -> None:
