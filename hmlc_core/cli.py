@@ -22,7 +22,7 @@ from typing import Any
 
 from hmlc_core.catalog import SYNTHETIC, available_datasets, open_dataset
 from hmlc_core.data import DatasetNotFoundError
-from hmlc_core.losses import FOCAL_MODES, FREQUENCY_COUNTINGS, WEIGHT_INDEXINGS, WEIGHTING_MODES
+from hmlc_core.losses import FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, WEIGHT_INDEXINGS, WEIGHTING_MODES
 from hmlc_core.runs import RunError, evaluate_run, load_run, save_run
 from hmlc_core.train import TrainConfig, train
 
@@ -74,6 +74,11 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                         "epistemic = JS divergence, ... (default %(default)s)")
     p.add_argument("--focal-k", type=float, default=d.focal_k, help="focal exponent k (default %(default)s)")
     p.add_argument("--focal-min", type=float, default=d.focal_min, help="focal floor (default %(default)s)")
+    p.add_argument("--loss", choices=LOSSES, default=d.loss,
+                   help="training objective: C-HMCNN's MCLoss, or ZLPR (Su et al.) on the same hierarchy-"
+                        "constrained scores (default %(default)s)")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
+                   help="ZLPR only: soft targets y(1-a) + (1-y)a (default %(default)s)")
     p.add_argument("--reduction", choices=("mean", "sum"), default=d.reduction,
                    help="loss reduction (default %(default)s)")
     p.add_argument("--fit-on", choices=("train+valid", "train"), default=d.fit_on,
@@ -172,7 +177,8 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         profile=args.profile, patience=args.patience,
         seed=args.seed, weighting=args.weighting, omega=args.omega, counting=args.counting,
         weight_indexing=args.weight_indexing, focal=args.focal, focal_k=args.focal_k, focal_min=args.focal_min,
-        reduction=args.reduction, fit_on=args.fit_on, threads=args.threads,
+        reduction=args.reduction, loss=args.loss, label_smoothing=args.label_smoothing, fit_on=args.fit_on,
+        threads=args.threads,
     )
 
 

@@ -34,12 +34,17 @@ __all__ = [
     "focal_weight",
     "NodeWeights",
     "WeightedMCLoss",
+    "zlpr_loss",
+    "hierarchical_scores",
+    "WeightedZLPRLoss",
+    "LOSSES",
 ]
 
 WEIGHTING_MODES = ("none", "class-wise", "binary")
 FREQUENCY_COUNTINGS = ("descendant-sum", "propagated")
 WEIGHT_INDEXINGS = ("released", "intended")
 FOCAL_MODES = ("none", "mean", "predictive", "aleatoric", "epistemic", "epistemic_kl", "pcs")
+LOSSES = ("mcloss", "zlpr")
 
 
 def mc_loss(
@@ -380,3 +385,134 @@ class WeightedMCLoss(nn.Module):
             probs = probs.unsqueeze(0)
         weight = self.sample_weights(probs, targets)
         return mc_loss(probs, targets, self.mcm, self.eval_index, weight, self.reduction)
+
+
+ZLPR_EPS = 1e-7
+"""Soft targets at or below this (above ``1 - ZLPR_EPS``) leave the positive (negative) sum."""
+
+
+def zlpr_loss(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    log_weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Zero-bounded log-sum-exp and pairwise rank-based loss (ZLPR), hard or soft.
+
+    For one sample with scores ``s`` and targets ``t`` in [0, 1]
+    (Su et al. 2022, arXiv 2208.02955; METHOD.md J1-J3)::
+
+        L = log(1 + sum_i t_i exp(-s_i)) + log(1 + sum_i (1 - t_i) exp(s_i))
+
+    computed stably as ``LSE([-s + log t, 0]) + LSE([s + log(1 - t), 0])``.
+    Entries with ``t <= ZLPR_EPS`` leave the positive sum and entries with
+    ``t >= 1 - ZLPR_EPS`` leave the negative sum, so 0/1 targets give the hard
+    loss ``log(1 + sum_pos e^-s) + log(1 + sum_neg e^s)`` exactly. A label is
+    predicted on when ``s > 0``.
+
+    Parameters
+    ----------
+    scores : torch.Tensor, shape (..., B, K), real (logits)
+    targets : torch.Tensor, shape (B, K), values in [0, 1]
+        0/1 labels, or soft targets (label smoothing).
+    log_weight : torch.Tensor, shape (B, K), optional
+        Added to every entry's exponent (``e^-s -> w e^-s``): a node weight or
+        focal factor ``w`` acts as a per-node margin ``log w`` (METHOD.md J4).
+        No gradient flows into it.
+    reduction : {"mean", "sum", "none"}
+        Over the leading dims and samples; "none" returns shape (..., B).
+
+    Returns
+    -------
+    torch.Tensor, a scalar or shape (..., B); values >= 0.
+
+    Raises
+    ------
+    ValueError
+        On a shape mismatch or an unknown reduction.
+    """
+    if scores.shape[-2:] != targets.shape:
+        raise ValueError(f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} do not match")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    t = targets.to(scores.dtype)
+    neg_inf = torch.tensor(float("-inf"), dtype=scores.dtype, device=scores.device)
+    log_t = torch.where(t > ZLPR_EPS, torch.log(t.clamp_min(ZLPR_EPS)), neg_inf)
+    log_not_t = torch.where(t < 1 - ZLPR_EPS, torch.log1p(-t.clamp_max(1 - ZLPR_EPS)), neg_inf)
+    if log_weight is not None:
+        log_weight = log_weight.detach().to(scores.dtype)
+        log_t = log_t + log_weight
+        log_not_t = log_not_t + log_weight
+    zero = torch.zeros(scores.shape[:-1] + (1,), dtype=scores.dtype, device=scores.device)
+    pos = torch.logsumexp(torch.cat([-scores + log_t, zero], dim=-1), dim=-1)
+    neg = torch.logsumexp(torch.cat([scores + log_not_t, zero], dim=-1), dim=-1)
+    loss = pos + neg
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def hierarchical_scores(logits: torch.Tensor, labels: torch.Tensor, mcm: MCM) -> torch.Tensor:
+    """MCLoss's coupling on logits: the scores ZLPR is computed on (METHOD.md J4).
+
+    A positive node is scored by the max logit over its *positive* descendants
+    (itself included), a negative node by the max over all its descendants,
+    both with the masked-max MCM, so the gradients follow C-HMCNN's MCLoss and
+    ``MCM(logits) > 0`` stays the (coherent) prediction.
+
+    Parameters
+    ----------
+    logits : torch.Tensor, shape (..., B, C)
+    labels : torch.Tensor, shape (B, C), values in {0, 1}
+    mcm : MCM
+
+    Returns
+    -------
+    torch.Tensor, shape (..., B, C)
+    """
+    positive = labels > 0.5
+    neg_inf = torch.tensor(float("-inf"), dtype=logits.dtype, device=logits.device)
+    all_desc, pos_desc = mcm(torch.stack(torch.broadcast_tensors(logits, torch.where(positive, logits, neg_inf))))
+    return torch.where(positive, pos_desc, all_desc)
+
+
+class WeightedZLPRLoss(WeightedMCLoss):
+    """ZLPR on hierarchy-constrained logits, with node weights and the focal factor as log-weights.
+
+    The alternative objective of the project (METHOD.md J): scores from
+    :func:`hierarchical_scores`, then :func:`zlpr_loss` over the evaluated
+    nodes of every (member, sample), the weight ``W * (focal_min + u**k)`` of
+    :class:`WeightedMCLoss` entering as ``log`` inside the sums. Label
+    smoothing ``a`` uses the soft targets ``y (1 - a) + (1 - y) a``.
+
+    Parameters
+    ----------
+    As :class:`WeightedMCLoss`, plus
+    label_smoothing : float, default 0
+        In [0, 0.5).
+
+    Shapes
+    ------
+    forward(logits (H, B, C), targets (B, C)) -> scalar
+    """
+
+    def __init__(self, hierarchy: Hierarchy, weights: NodeWeights | None = None, weight_indexing: str = "released",
+                 focal: str = "none", focal_k: float = 2.0, focal_min: float = 0.25, reduction: str = "mean",
+                 label_smoothing: float = 0.0) -> None:
+        super().__init__(hierarchy, weights, weight_indexing, focal, focal_k, focal_min, reduction)
+        if not 0.0 <= label_smoothing < 0.5:
+            raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if logits.dim() == 2:
+            logits = logits.unsqueeze(0)
+        targets = targets.to(logits.dtype)
+        weight = self.sample_weights(torch.sigmoid(logits), targets)
+        scores = hierarchical_scores(logits, targets, self.mcm).index_select(-1, self.eval_index)
+        soft = targets * (1 - self.label_smoothing) + (1 - targets) * self.label_smoothing
+        soft = soft.index_select(-1, self.eval_index)
+        log_weight = None if weight is None else torch.log(weight.index_select(-1, self.eval_index))
+        return zlpr_loss(scores, soft, log_weight, self.reduction)

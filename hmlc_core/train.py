@@ -22,9 +22,11 @@ from hmlc_core.data import HMCDataset
 from hmlc_core.losses import (
     FOCAL_MODES,
     FREQUENCY_COUNTINGS,
+    LOSSES,
     WEIGHT_INDEXINGS,
     WEIGHTING_MODES,
     WeightedMCLoss,
+    WeightedZLPRLoss,
     node_weights,
 )
 from hmlc_core.metrics import auprc_micro
@@ -76,6 +78,11 @@ class TrainConfig:
         Focal factor ``focal_min + u**k`` (E1): defaults 2 and 0.25.
     reduction : {"mean", "sum"}
         Loss reduction over members x samples x evaluated nodes (B4).
+    loss : {"mcloss", "zlpr"}
+        Training objective: C-HMCNN's MCLoss (B4) or ZLPR on the same
+        hierarchy-constrained scores (J); weights and focal factor apply to both.
+    label_smoothing : float
+        ZLPR only: soft targets ``y (1 - a) + (1 - y) a``, ``a`` in [0, 0.5).
     fit_on : {"train+valid", "train"}
         "train+valid" is C-HMCNN's final protocol; "train" keeps valid aside
         and reports its micro AUPRC after every epoch.
@@ -109,6 +116,8 @@ class TrainConfig:
     focal_k: float = 2.0
     focal_min: float = 0.25
     reduction: str = "mean"
+    loss: str = "mcloss"
+    label_smoothing: float = 0.0
     fit_on: str = "train+valid"
     patience: int | None = None
     threads: int = 1
@@ -143,7 +152,7 @@ class TrainConfig:
         """
         choices = {"weighting": WEIGHTING_MODES, "counting": FREQUENCY_COUNTINGS,
                    "weight_indexing": WEIGHT_INDEXINGS, "focal": FOCAL_MODES,
-                   "reduction": ("mean", "sum"), "fit_on": ("train+valid", "train")}
+                   "reduction": ("mean", "sum"), "fit_on": ("train+valid", "train"), "loss": LOSSES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config field {name!r} must be one of {list(allowed)}, got {getattr(self, name)!r}")
@@ -160,6 +169,8 @@ class TrainConfig:
             raise ValueError(f"config field 'dropout' must be in [0, 1), got {self.dropout}")
         if self.weight_decay < 0 or self.omega < 0 or self.focal_min < 0 or self.focal_k <= 0:
             raise ValueError("config fields weight_decay, omega and focal_min must be >= 0 and focal_k > 0")
+        if not 0 <= self.label_smoothing < 0.5 or (self.label_smoothing and self.loss != "zlpr"):
+            raise ValueError("config field 'label_smoothing' must be in [0, 0.5) and needs loss='zlpr'")
         if self.patience is not None and (int(self.patience) < 1 or self.fit_on != "train"):
             raise ValueError("config field 'patience' must be >= 1 and needs fit_on='train' (a validation split)")
         if self.focal in ("epistemic", "epistemic_kl") and self.heads < 2:
@@ -238,6 +249,16 @@ def predict_members(model: HMCEnsemble, mcm: MCM, x: np.ndarray | torch.Tensor, 
     return torch.cat(parts, dim=1)
 
 
+def _member_probs(model: HMCEnsemble, x: torch.Tensor) -> torch.Tensor:
+    """What MCLoss trains on: the raw member probabilities (H, B, C)."""
+    return model(x)
+
+
+def _member_logits(model: HMCEnsemble, x: torch.Tensor) -> torch.Tensor:
+    """What ZLPR trains on: the member logits (H, B, C)."""
+    return model.logits(x)
+
+
 def _adam(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Adam:
     """Adam with C-HMCNN's settings, as one fused kernel where this torch build has it.
 
@@ -293,8 +314,14 @@ def train(
     weights = None
     if config.weighting != "none":
         weights = node_weights(dataset.train.Y, hierarchy, config.weighting, config.omega, config.counting)
-    criterion = WeightedMCLoss(hierarchy, weights, config.weight_indexing, config.focal,
-                               config.focal_k, config.focal_min, config.reduction)
+    loss_args = (hierarchy, weights, config.weight_indexing, config.focal, config.focal_k, config.focal_min,
+                 config.reduction)
+    if config.loss == "zlpr":
+        criterion: WeightedMCLoss = WeightedZLPRLoss(*loss_args, label_smoothing=config.label_smoothing)
+        outputs = _member_logits
+    else:
+        criterion = WeightedMCLoss(*loss_args)
+        outputs = _member_probs
 
     if config.fit_on == "train+valid" and dataset.valid is not None:
         x_np = np.concatenate([dataset.train.X, dataset.valid.X])
@@ -322,7 +349,7 @@ def train(
         running = torch.zeros(())
         for first in range(0, n, config.batch_size):
             idx = order[first:first + config.batch_size]
-            loss = criterion(model(x_all[idx]), y_all[idx])
+            loss = criterion(outputs(model, x_all[idx]), y_all[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

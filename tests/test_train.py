@@ -67,3 +67,19 @@ def test_training_is_deterministic_for_a_seed():
     a, b = train(config, ds), train(config, ds)
     for pa, pb in zip(a.model.parameters(), b.model.parameters()):
         np.testing.assert_array_equal(pa.detach().numpy(), pb.detach().numpy())
+
+
+def test_zlpr_objective_trains_and_predicts_coherently():
+    ds = make_synthetic(n_train=300, n_valid=60, n_test=100, seed=6)
+    base = dict(dataset="synthetic", epochs=8, hidden=32, heads=2, batch_size=16, lr=3e-3, seed=0,
+                weighting="class-wise", focal="mean")
+    result = train(TrainConfig(loss="zlpr", label_smoothing=0.05, **base), ds)
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    probs = predict_members(result.model, MCM(ds.hierarchy), ds.test.X).mean(0).numpy()
+    assert ds.hierarchy.is_coherent(probs)
+    # Better than a random scorer by a wide margin.
+    base_rate = ds.test.Y[:, ds.hierarchy.eval_mask].mean()
+    assert auprc_micro(ds.test.Y, probs, ds.hierarchy.eval_mask) > 3 * base_rate
+    with pytest.raises(ValueError, match="label_smoothing"):
+        TrainConfig(dataset="synthetic", label_smoothing=0.1).resolved().validate()
