@@ -22,7 +22,7 @@ from typing import Any
 
 from hmlc_core.catalog import SYNTHETIC, available_datasets, open_dataset
 from hmlc_core.data import DatasetNotFoundError
-from hmlc_core.losses import FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, WEIGHT_INDEXINGS, WEIGHTING_MODES
+from hmlc_core.losses import FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, SCHEDULES, WEIGHT_INDEXINGS, WEIGHTING_MODES
 from hmlc_core.runs import RunError, evaluate_run, load_run, save_run
 from hmlc_core.train import TrainConfig, train
 
@@ -79,6 +79,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                         "constrained scores (default %(default)s)")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
                    help="ZLPR only: soft targets y(1-a) + (1-y)a (default %(default)s)")
+    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
+                   help="move the node weights towards omega within every epoch: lin, exp or alt (default "
+                        "%(default)s; needs --weighting)")
+    p.add_argument("--schedule-k", type=float, default=d.schedule_k, help="exponent of --schedule exp "
+                   "(default %(default)s)")
+    p.add_argument("--mixed-lambda", type=float, default=None,
+                   help="mixed loss: lambda * weighted + (1 - lambda) * plain MCLoss (default: off)")
     p.add_argument("--reduction", choices=("mean", "sum"), default=d.reduction,
                    help="loss reduction (default %(default)s)")
     p.add_argument("--fit-on", choices=("train+valid", "train"), default=d.fit_on,
@@ -177,7 +184,8 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         profile=args.profile, patience=args.patience,
         seed=args.seed, weighting=args.weighting, omega=args.omega, counting=args.counting,
         weight_indexing=args.weight_indexing, focal=args.focal, focal_k=args.focal_k, focal_min=args.focal_min,
-        reduction=args.reduction, loss=args.loss, label_smoothing=args.label_smoothing, fit_on=args.fit_on,
+        reduction=args.reduction, loss=args.loss, label_smoothing=args.label_smoothing, schedule=args.schedule,
+        schedule_k=args.schedule_k, mixed_lambda=args.mixed_lambda, fit_on=args.fit_on,
         threads=args.threads,
     )
 

@@ -38,6 +38,8 @@ __all__ = [
     "hierarchical_scores",
     "WeightedZLPRLoss",
     "LOSSES",
+    "SCHEDULES",
+    "schedule_fraction",
 ]
 
 WEIGHTING_MODES = ("none", "class-wise", "binary")
@@ -45,6 +47,7 @@ FREQUENCY_COUNTINGS = ("descendant-sum", "propagated")
 WEIGHT_INDEXINGS = ("released", "intended")
 FOCAL_MODES = ("none", "mean", "predictive", "aleatoric", "epistemic", "epistemic_kl", "pcs")
 LOSSES = ("mcloss", "zlpr")
+SCHEDULES = ("none", "lin", "exp", "alt")
 
 
 def mc_loss(
@@ -318,6 +321,51 @@ def focal_weight(u: torch.Tensor, k: float = 2.0, focal_min: float = 0.25) -> to
     return focal_min + u.detach().clamp_min(0) ** k
 
 
+def schedule_fraction(schedule: str, step: int, n_steps: int, k: float = 3.0) -> float:
+    """How far the node weights have moved from their values towards omega at a step of an epoch.
+
+    The weighted-to-unweighted schedules of Xu et al. 2026 (METHOD.md F2); the
+    weights at batch ``i`` are ``w_i = w_0 + (omega - w_0) * f`` with ``f``:
+
+    - ``"lin"``: ``i / (n - 1)`` (w_0 at the first batch, omega at the last);
+    - ``"exp"``: ``(i / (n - 1)) ** k``;
+    - ``"alt"``: 0 on even batches, 1 (every weight omega) on odd batches;
+    - ``"none"``: 0.
+
+    The step counts within the epoch, so the schedule is a per-epoch sawtooth;
+    with one batch per epoch ``lin`` and ``exp`` stay at 0.
+
+    Parameters
+    ----------
+    schedule : {"none", "lin", "exp", "alt"}
+    step : int
+        Batch index within the epoch, in ``[0, n_steps)``.
+    n_steps : int
+        Batches per epoch (>= 1).
+    k : float, default 3
+        Exponent of ``"exp"`` (> 0).
+
+    Returns
+    -------
+    float in [0, 1]
+
+    Raises
+    ------
+    ValueError
+        On an unknown schedule or out-of-range arguments.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if n_steps < 1 or not 0 <= step < n_steps or k <= 0:
+        raise ValueError(f"need 0 <= step < n_steps and k > 0, got step={step}, n_steps={n_steps}, k={k}")
+    if schedule == "none":
+        return 0.0
+    if schedule == "alt":
+        return float(step % 2)
+    progress = step / (n_steps - 1) if n_steps > 1 else 0.0
+    return progress if schedule == "lin" else progress ** k
+
+
 class WeightedMCLoss(nn.Module):
     """MCLoss with node-wise imbalance weights and an uncertainty focal factor.
 
@@ -338,6 +386,9 @@ class WeightedMCLoss(nn.Module):
     focal_k, focal_min : float
         See :func:`focal_weight`.
     reduction : {"mean", "sum"}
+    mixed_lambda : float, optional
+        Mixed loss (METHOD.md F3): ``lambda * weighted + (1 - lambda) * plain``
+        MCLoss, the plain one without node weights or focal factor; in [0, 1].
 
     Shapes
     ------
@@ -353,8 +404,12 @@ class WeightedMCLoss(nn.Module):
         focal_k: float = 2.0,
         focal_min: float = 0.25,
         reduction: str = "mean",
+        mixed_lambda: float | None = None,
     ) -> None:
         super().__init__()
+        if mixed_lambda is not None and not 0.0 <= mixed_lambda <= 1.0:
+            raise ValueError(f"mixed_lambda must be in [0, 1], got {mixed_lambda}")
+        self.mixed_lambda = mixed_lambda
         if focal not in FOCAL_MODES:
             raise ValueError(f"focal mode must be one of {FOCAL_MODES}, got {focal!r}")
         if weight_indexing not in WEIGHT_INDEXINGS:
@@ -380,11 +435,29 @@ class WeightedMCLoss(nn.Module):
             factor = f if factor is None else factor * f
         return factor
 
+    def set_node_weights(self, positive: torch.Tensor, negative: torch.Tensor) -> None:
+        """Replace the node weights in place (used by the schedules of METHOD.md F2).
+
+        Raises
+        ------
+        ValueError
+            If the loss was built without node weights.
+        """
+        if not self.weighted:
+            raise ValueError("this loss has no node weights to schedule")
+        self.w_pos.copy_(positive)
+        self.w_neg.copy_(negative)
+
     def forward(self, probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if probs.dim() == 2:
             probs = probs.unsqueeze(0)
         weight = self.sample_weights(probs, targets)
-        return mc_loss(probs, targets, self.mcm, self.eval_index, weight, self.reduction)
+        if self.mixed_lambda is None or weight is None:
+            return mc_loss(probs, targets, self.mcm, self.eval_index, weight, self.reduction)
+        elementwise = mc_loss(probs, targets, self.mcm, self.eval_index, None, "none")
+        weighted = elementwise * weight.index_select(-1, self.eval_index)
+        reduce = torch.mean if self.reduction == "mean" else torch.sum
+        return self.mixed_lambda * reduce(weighted) + (1 - self.mixed_lambda) * reduce(elementwise)
 
 
 ZLPR_EPS = 1e-7

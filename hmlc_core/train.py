@@ -23,11 +23,13 @@ from hmlc_core.losses import (
     FOCAL_MODES,
     FREQUENCY_COUNTINGS,
     LOSSES,
+    SCHEDULES,
     WEIGHT_INDEXINGS,
     WEIGHTING_MODES,
     WeightedMCLoss,
     WeightedZLPRLoss,
     node_weights,
+    schedule_fraction,
 )
 from hmlc_core.metrics import auprc_micro
 from hmlc_core.model import MCM, HMCEnsemble
@@ -83,6 +85,15 @@ class TrainConfig:
         hierarchy-constrained scores (J); weights and focal factor apply to both.
     label_smoothing : float
         ZLPR only: soft targets ``y (1 - a) + (1 - y) a``, ``a`` in [0, 0.5).
+    schedule : {"none", "lin", "exp", "alt"}
+        Weighted-to-unweighted schedule of the node weights within every
+        epoch (METHOD.md F2; :func:`hmlc_core.losses.schedule_fraction`); needs
+        weighting.
+    schedule_k : float
+        Exponent of the ``exp`` schedule (default 3).
+    mixed_lambda : float or None
+        Mixed loss ``lambda * weighted + (1 - lambda) * plain`` MCLoss
+        (METHOD.md F3), in [0, 1]; MCLoss only.
     fit_on : {"train+valid", "train"}
         "train+valid" is C-HMCNN's final protocol; "train" keeps valid aside
         and reports its micro AUPRC after every epoch.
@@ -118,6 +129,9 @@ class TrainConfig:
     reduction: str = "mean"
     loss: str = "mcloss"
     label_smoothing: float = 0.0
+    schedule: str = "none"
+    schedule_k: float = 3.0
+    mixed_lambda: float | None = None
     fit_on: str = "train+valid"
     patience: int | None = None
     threads: int = 1
@@ -152,7 +166,8 @@ class TrainConfig:
         """
         choices = {"weighting": WEIGHTING_MODES, "counting": FREQUENCY_COUNTINGS,
                    "weight_indexing": WEIGHT_INDEXINGS, "focal": FOCAL_MODES,
-                   "reduction": ("mean", "sum"), "fit_on": ("train+valid", "train"), "loss": LOSSES}
+                   "reduction": ("mean", "sum"), "fit_on": ("train+valid", "train"), "loss": LOSSES,
+                   "schedule": SCHEDULES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config field {name!r} must be one of {list(allowed)}, got {getattr(self, name)!r}")
@@ -171,6 +186,10 @@ class TrainConfig:
             raise ValueError("config fields weight_decay, omega and focal_min must be >= 0 and focal_k > 0")
         if not 0 <= self.label_smoothing < 0.5 or (self.label_smoothing and self.loss != "zlpr"):
             raise ValueError("config field 'label_smoothing' must be in [0, 0.5) and needs loss='zlpr'")
+        if self.schedule != "none" and (self.weighting == "none" or self.schedule_k <= 0):
+            raise ValueError("config field 'schedule' needs weighting other than 'none' (and schedule_k > 0)")
+        if self.mixed_lambda is not None and (not 0 <= self.mixed_lambda <= 1 or self.loss != "mcloss"):
+            raise ValueError("config field 'mixed_lambda' must be in [0, 1] and needs loss='mcloss'")
         if self.patience is not None and (int(self.patience) < 1 or self.fit_on != "train"):
             raise ValueError("config field 'patience' must be >= 1 and needs fit_on='train' (a validation split)")
         if self.focal in ("epistemic", "epistemic_kl") and self.heads < 2:
@@ -320,8 +339,10 @@ def train(
         criterion: WeightedMCLoss = WeightedZLPRLoss(*loss_args, label_smoothing=config.label_smoothing)
         outputs = _member_logits
     else:
-        criterion = WeightedMCLoss(*loss_args)
+        criterion = WeightedMCLoss(*loss_args, mixed_lambda=config.mixed_lambda)
         outputs = _member_probs
+    if config.schedule != "none":
+        start_pos, start_neg = criterion.w_pos.clone(), criterion.w_neg.clone()
 
     if config.fit_on == "train+valid" and dataset.valid is not None:
         x_np = np.concatenate([dataset.train.X, dataset.valid.X])
@@ -347,7 +368,12 @@ def train(
         model.train()
         order = torch.randperm(n, generator=gen)
         running = torch.zeros(())
-        for first in range(0, n, config.batch_size):
+        steps_per_epoch = -(-n // config.batch_size)
+        for step, first in enumerate(range(0, n, config.batch_size)):
+            if config.schedule != "none":
+                f = schedule_fraction(config.schedule, step, steps_per_epoch, config.schedule_k)
+                criterion.set_node_weights(start_pos + (config.omega - start_pos) * f,
+                                           start_neg + (config.omega - start_neg) * f)
             idx = order[first:first + config.batch_size]
             loss = criterion(outputs(model, x_all[idx]), y_all[idx])
             optimizer.zero_grad(set_to_none=True)

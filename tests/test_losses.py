@@ -15,6 +15,7 @@ from hmlc_core.losses import (
     mc_loss,
     node_frequencies,
     node_weights,
+    schedule_fraction,
     select_weights,
 )
 from hmlc_core.model import MCM
@@ -142,3 +143,32 @@ def test_weighted_mc_loss_combines_weights_and_focal():
     torch.testing.assert_close(full(probs, y), mc_loss(probs, y, MCM(H), mask, w))
     with pytest.raises(ValueError, match="focal"):
         WeightedMCLoss(H, focal="bogus")
+
+
+def test_schedule_end_points():
+    # METHOD.md L16: lin gives w0 at batch 0 and omega at batch n-1; alt puts every weight at omega on odd batches.
+    n = 7
+    assert schedule_fraction("lin", 0, n) == 0.0 and schedule_fraction("lin", n - 1, n) == 1.0
+    assert schedule_fraction("lin", 3, n) == pytest.approx(0.5)
+    assert schedule_fraction("exp", 0, n) == 0.0 and schedule_fraction("exp", n - 1, n) == 1.0
+    assert schedule_fraction("exp", 3, n, k=3) == pytest.approx(0.125)
+    assert [schedule_fraction("alt", i, n) for i in range(4)] == [0.0, 1.0, 0.0, 1.0]
+    assert schedule_fraction("none", 5, n) == 0.0
+    with pytest.raises(ValueError, match="schedule"):
+        schedule_fraction("cosine", 0, n)
+    with pytest.raises(ValueError, match="step"):
+        schedule_fraction("lin", 7, n)
+
+
+def test_mixed_loss_interpolates_weighted_and_plain():
+    torch.manual_seed(3)
+    probs = torch.rand(2, 3, 4, dtype=torch.float64)
+    y = torch.from_numpy(H.label_matrix([["b"], ["c"], []]).astype(np.float64))
+    weights = NodeWeights(np.array([1.0, 2.0, 3.0, 4.0]), np.ones(4))
+    weighted = WeightedMCLoss(H, weights, "intended", focal="mean")(probs, y)
+    plain = WeightedMCLoss(H)(probs, y)
+    for lam in (0.0, 0.3, 1.0):
+        mixed = WeightedMCLoss(H, weights, "intended", focal="mean", mixed_lambda=lam)(probs, y)
+        torch.testing.assert_close(mixed, lam * weighted + (1 - lam) * plain)
+    with pytest.raises(ValueError, match="mixed_lambda"):
+        WeightedMCLoss(H, weights, mixed_lambda=1.5)

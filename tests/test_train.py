@@ -1,9 +1,10 @@
-"""Training configuration (presets, profiles, validation) and early stopping."""
+"""Training configuration (presets, profiles, validation), early stopping, objectives and schedules."""
 
 import math
 
 import numpy as np
 import pytest
+import torch
 
 from hmlc_core.metrics import auprc_micro
 from hmlc_core.model import MCM
@@ -83,3 +84,30 @@ def test_zlpr_objective_trains_and_predicts_coherently():
     assert auprc_micro(ds.test.Y, probs, ds.hierarchy.eval_mask) > 3 * base_rate
     with pytest.raises(ValueError, match="label_smoothing"):
         TrainConfig(dataset="synthetic", label_smoothing=0.1).resolved().validate()
+
+
+def test_lin_schedule_ends_every_epoch_at_omega(monkeypatch):
+    from hmlc_core import losses
+
+    seen = []
+    original = losses.WeightedMCLoss.set_node_weights
+
+    def record(self, positive, negative):
+        seen.append((positive.clone(), negative.clone()))
+        original(self, positive, negative)
+
+    monkeypatch.setattr(losses.WeightedMCLoss, "set_node_weights", record)
+    ds = make_synthetic(n_train=60, n_valid=20, n_test=20, seed=8)
+    config = TrainConfig(dataset="synthetic", epochs=2, hidden=8, heads=2, batch_size=16, weighting="class-wise",
+                         omega=0.3, schedule="lin")
+    train(config, ds)
+    steps = -(-80 // 16)  # train+valid samples / batch
+    assert len(seen) == 2 * steps
+    first_pos, first_neg = seen[0]
+    last_pos, last_neg = seen[steps - 1]
+    assert torch.allclose(last_pos, torch.full_like(last_pos, 0.3))
+    assert torch.allclose(last_neg, torch.full_like(last_neg, 0.3))
+    assert not torch.allclose(first_pos, last_pos) and torch.allclose(first_neg, torch.ones_like(first_neg))
+    assert torch.equal(seen[steps][0], first_pos)  # the next epoch starts again from the weighted values
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(dataset="synthetic", schedule="lin", weighting="none").resolved().validate()
