@@ -23,6 +23,7 @@ from typing import Any
 from hmlc_core.catalog import SYNTHETIC, available_datasets, open_dataset
 from hmlc_core.data import DatasetNotFoundError
 from hmlc_core.losses import FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, SCHEDULES, WEIGHT_INDEXINGS, WEIGHTING_MODES
+from hmlc_core.model import ENSEMBLE_KINDS
 from hmlc_core.runs import RunError, evaluate_run, load_run, save_run
 from hmlc_core.train import TrainConfig, train
 
@@ -49,6 +50,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory at --out")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: C-HMCNN's value for the dataset)")
     p.add_argument("--heads", type=int, default=d.heads, help="ensemble members H (default %(default)s)")
+    p.add_argument("--ensemble", choices=ENSEMBLE_KINDS, default=d.ensemble,
+                   help="heads: H independent networks; shared: a shared first layer; mc-dropout: one network "
+                        "sampled H times with dropout, also at test time (default %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
     p.add_argument("--hidden", type=int, default=None, help="hidden width (default: C-HMCNN's value)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: 1e-4, 1e-5 for 'others')")
@@ -179,7 +183,8 @@ def _run_training(config: TrainConfig, out: Path, overwrite: bool, quiet: bool) 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
-        dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs, heads=args.heads, hidden=args.hidden,
+        dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs, heads=args.heads, ensemble=args.ensemble,
+        hidden=args.hidden,
         dropout=args.dropout, lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
         profile=args.profile, patience=args.patience,
         seed=args.seed, weighting=args.weighting, omega=args.omega, counting=args.counting,

@@ -17,7 +17,12 @@ from torch.nn import functional as F
 
 from hmlc_core.hierarchy import Hierarchy
 
-__all__ = ["MCM", "HMCEnsemble"]
+__all__ = ["MCM", "HMCEnsemble", "ENSEMBLE_KINDS"]
+
+ENSEMBLE_KINDS = ("heads", "shared", "mc-dropout")
+"""``heads``: H independent networks (the paper's tabular ensemble); ``shared``: the first layer
+shared, the rest per member (an encoder with H heads, METHOD.md C1); ``mc-dropout``: one network
+run H times with independent dropout masks, in training and at test (METHOD.md C3)."""
 
 
 class MCM(nn.Module):
@@ -152,15 +157,20 @@ def _uniform_(tensor: torch.Tensor, fan_in: int, generator: torch.Generator | No
 
 
 class HMCEnsemble(nn.Module):
-    """An ensemble of H independent C-HMCNN(h) networks evaluated in one batched matmul.
+    """An ensemble of H C-HMCNN(h) networks evaluated in batched matmuls.
 
     Each member is the C-HMCNN(h) feed-forward network (METHOD.md B1): ``n_layers``
     linear layers ``D -> h -> ... -> h -> C`` with ReLU and dropout after every
-    layer but the last, and a sigmoid output. The members' weights are stacked
-    along a leading member axis and applied with ``torch.baddbmm``, which gives
-    exactly the outputs of H separate networks (see :meth:`member_network`).
-    Parameters are initialised like :class:`torch.nn.Linear`
-    (uniform in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``), independently per member.
+    layer but the last, and a sigmoid output. A layer's weights have a leading
+    member axis of length H (one set per member, applied with ``torch.baddbmm``,
+    which gives exactly the outputs of H separate networks, see
+    :meth:`member_network`) or 1 (shared by all members). ``kind`` says which
+    (:data:`ENSEMBLE_KINDS`): ``"heads"`` (every layer per member, the paper's
+    tabular ensemble, METHOD.md C1), ``"shared"`` (the first layer shared) or
+    ``"mc-dropout"`` (every layer shared; the members differ only by their
+    dropout masks, which stay on at test time, METHOD.md C3, our reading of
+    the paper's "dropout variant"). Parameters are initialised like
+    :class:`torch.nn.Linear` (uniform in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``).
 
     Parameters
     ----------
@@ -178,11 +188,14 @@ class HMCEnsemble(nn.Module):
         Dropout probability in [0, 1), C-HMCNN's value.
     generator : torch.Generator, optional
         Source of randomness for the initialisation.
+    kind : {"heads", "shared", "mc-dropout"}, default "heads"
 
     Raises
     ------
     ValueError
-        If a size is not positive or ``dropout`` is outside [0, 1).
+        If a size is not positive, ``dropout`` is outside [0, 1), the kind is
+        unknown, or ``mc-dropout`` has no dropout to sample (``dropout == 0``
+        or a single layer).
     """
 
     def __init__(
@@ -194,8 +207,14 @@ class HMCEnsemble(nn.Module):
         n_layers: int = 3,
         dropout: float = 0.7,
         generator: torch.Generator | None = None,
+        kind: str = "heads",
     ) -> None:
         super().__init__()
+        if kind not in ENSEMBLE_KINDS:
+            raise ValueError(f"ensemble kind must be one of {ENSEMBLE_KINDS}, got {kind!r}")
+        if kind == "mc-dropout" and (dropout == 0 or n_layers < 2):
+            raise ValueError("an mc-dropout ensemble needs dropout > 0 and at least 2 layers")
+        self.kind = kind
         for name, value in (("n_features", n_features), ("n_nodes", n_nodes), ("hidden", hidden),
                             ("n_heads", n_heads), ("n_layers", n_layers)):
             if int(value) < 1:
@@ -207,9 +226,11 @@ class HMCEnsemble(nn.Module):
         dims = [self.n_features] + [self.hidden] * (self.n_layers - 1) + [self.n_nodes]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for fan_in, fan_out in zip(dims[:-1], dims[1:]):
-            w = torch.empty(self.n_heads, fan_in, fan_out)
-            b = torch.empty(self.n_heads, 1, fan_out)
+        for layer, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
+            shared = kind == "mc-dropout" or (kind == "shared" and layer == 0 and self.n_layers > 1)
+            copies = 1 if shared else self.n_heads
+            w = torch.empty(copies, fan_in, fan_out)
+            b = torch.empty(copies, 1, fan_out)
             _uniform_(w, fan_in, generator)
             _uniform_(b, fan_in, generator)
             self.weights.append(nn.Parameter(w))
@@ -218,7 +239,7 @@ class HMCEnsemble(nn.Module):
     def spec(self) -> dict[str, float | int]:
         """The constructor arguments, to rebuild the module before loading a state dict."""
         return {"n_features": self.n_features, "n_nodes": self.n_nodes, "hidden": self.hidden,
-                "n_heads": self.n_heads, "n_layers": self.n_layers, "dropout": self.dropout}
+                "n_heads": self.n_heads, "n_layers": self.n_layers, "dropout": self.dropout, "kind": self.kind}
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Member logits.
@@ -233,17 +254,20 @@ class HMCEnsemble(nn.Module):
         """
         if x.dim() != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"input must have shape (B, {self.n_features}), got {tuple(x.shape)}")
+        sample_dropout = self.training or self.kind == "mc-dropout"
         h = torch.matmul(x, self.weights[0]) + self.biases[0]
+        h = h.expand(self.n_heads, -1, -1)
         for w, b in zip(self.weights[1:], self.biases[1:]):
-            h = F.dropout(F.relu(h), p=self.dropout, training=self.training)
-            h = torch.baddbmm(b, h, w)
+            h = F.dropout(F.relu(h), p=self.dropout, training=sample_dropout)
+            h = torch.baddbmm(b, h, w) if w.shape[0] == self.n_heads else torch.matmul(h, w) + b
         return h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw (unconstrained) member probabilities ``sigmoid(logits)``, shape (H, B, C), in (0, 1).
 
         C-HMCNN trains on these through MCLoss; apply :class:`MCM` for the
-        coherent predictions (METHOD.md B1, C2).
+        coherent predictions (METHOD.md B1, C2). For ``mc-dropout`` the
+        members are stochastic also in eval mode.
         """
         return torch.sigmoid(self.logits(x))
 
@@ -263,9 +287,10 @@ class HMCEnsemble(nn.Module):
         layers: list[nn.Module] = []
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             lin = nn.Linear(w.shape[1], w.shape[2])
+            copy = member if w.shape[0] > 1 else 0
             with torch.no_grad():
-                lin.weight.copy_(w[member].T)
-                lin.bias.copy_(b[member, 0])
+                lin.weight.copy_(w[copy].T)
+                lin.bias.copy_(b[copy, 0])
             layers.append(lin)
             if i < self.n_layers - 1:
                 layers += [nn.ReLU(), nn.Dropout(self.dropout)]

@@ -32,7 +32,7 @@ from hmlc_core.losses import (
     schedule_fraction,
 )
 from hmlc_core.metrics import auprc_micro
-from hmlc_core.model import MCM, HMCEnsemble
+from hmlc_core.model import ENSEMBLE_KINDS, MCM, HMCEnsemble
 from hmlc_core.presets import PROFILES, preset_for
 
 __all__ = ["TrainConfig", "TrainResult", "train", "predict_members", "Progress"]
@@ -64,6 +64,9 @@ class TrainConfig:
         of the epochs, for interactive retraining.
     heads : int
         Ensemble members H (default 2, the paper's tabular setting).
+    ensemble : {"heads", "shared", "mc-dropout"}
+        Independent networks, a shared first layer, or one network sampled
+        with dropout (:data:`hmlc_core.model.ENSEMBLE_KINDS`).
     n_layers, dropout, weight_decay : C-HMCNN's 3, 0.7, 1e-5.
     seed : int
     weighting : {"none", "class-wise", "binary"}
@@ -111,6 +114,7 @@ class TrainConfig:
     data_dir: str | None = None
     epochs: int | None = None
     heads: int = 2
+    ensemble: str = "heads"
     hidden: int | None = None
     n_layers: int = 3
     dropout: float = 0.7
@@ -167,7 +171,7 @@ class TrainConfig:
         choices = {"weighting": WEIGHTING_MODES, "counting": FREQUENCY_COUNTINGS,
                    "weight_indexing": WEIGHT_INDEXINGS, "focal": FOCAL_MODES,
                    "reduction": ("mean", "sum"), "fit_on": ("train+valid", "train"), "loss": LOSSES,
-                   "schedule": SCHEDULES}
+                   "schedule": SCHEDULES, "ensemble": ENSEMBLE_KINDS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config field {name!r} must be one of {list(allowed)}, got {getattr(self, name)!r}")
@@ -182,6 +186,8 @@ class TrainConfig:
             raise ValueError(f"config field 'lr' must be > 0, got {self.lr}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"config field 'dropout' must be in [0, 1), got {self.dropout}")
+        if self.ensemble == "mc-dropout" and (self.dropout == 0 or self.n_layers < 2):
+            raise ValueError("config field 'ensemble' = 'mc-dropout' needs dropout > 0 and n_layers >= 2")
         if self.weight_decay < 0 or self.omega < 0 or self.focal_min < 0 or self.focal_k <= 0:
             raise ValueError("config fields weight_decay, omega and focal_min must be >= 0 and focal_k > 0")
         if not 0 <= self.label_smoothing < 0.5 or (self.label_smoothing and self.loss != "zlpr"):
@@ -245,7 +251,10 @@ class TrainResult:
 
 @torch.no_grad()
 def predict_members(model: HMCEnsemble, mcm: MCM, x: np.ndarray | torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Coherent member probabilities ``MCM(sigmoid(logits))`` with dropout off (METHOD.md C2).
+    """Coherent member probabilities ``MCM(sigmoid(logits))`` in eval mode (METHOD.md C2).
+
+    Dropout is off, except for an ``mc-dropout`` ensemble, whose members are
+    its stochastic passes (so the result depends on torch's random state).
 
     Parameters
     ----------
@@ -354,7 +363,7 @@ def train(
     n = x_all.shape[0]
 
     model = HMCEnsemble(x_all.shape[1], hierarchy.n_nodes, config.hidden, config.heads,
-                        config.n_layers, config.dropout, generator=gen)
+                        config.n_layers, config.dropout, generator=gen, kind=config.ensemble)
     optimizer = _adam(model, config)
     result = TrainResult(config=config, model=model, train_frequency=train_freq)
     log.info("training %s: %d samples, %d features, %d nodes, %d members, %d epochs",

@@ -120,3 +120,25 @@ def test_mcm_on_real_hierarchies(name):
         pytest.skip(f"{name} not found in HMLC_DATA_DIR: {exc}")
     torch.manual_seed(0)
     assert_matches_dense(h, torch.rand(2, h.n_nodes, dtype=torch.float64))
+
+
+def test_shared_and_mc_dropout_ensembles():
+    torch.manual_seed(0)
+    x = torch.randn(6, 5)
+    shared = HMCEnsemble(5, 7, hidden=8, n_heads=3, kind="shared").eval()
+    assert shared.weights[0].shape[0] == 1 and shared.weights[1].shape[0] == 3
+    out = shared(x)
+    assert out.shape == (3, 6, 7) and not torch.allclose(out[0], out[1])
+    for h in range(3):
+        torch.testing.assert_close(out[h], shared.member_network(h).eval()(x))
+    mc = HMCEnsemble(5, 7, hidden=8, n_heads=4, kind="mc-dropout", dropout=0.5).eval()
+    assert all(w.shape[0] == 1 for w in mc.weights)
+    n_params = sum(p.numel() for p in mc.parameters())
+    assert n_params * 4 == sum(p.numel() for p in HMCEnsemble(5, 7, hidden=8, n_heads=4).parameters())
+    members = mc(x)
+    assert members.shape == (4, 6, 7)
+    assert not torch.allclose(members[0], members[1])  # dropout stays on at test time
+    with pytest.raises(ValueError, match="mc-dropout"):
+        HMCEnsemble(5, 7, kind="mc-dropout", dropout=0.0)
+    with pytest.raises(ValueError, match="kind"):
+        HMCEnsemble(5, 7, kind="forest")

@@ -107,3 +107,15 @@ def test_run_stopped_in_its_first_epoch_loads(tmp_path):
     run = load_run(save_run(tmp_path / "r", result, ds))
     assert run.summary["status"] == "interrupted"
     assert len(run.history) == 0 and list(run.history.columns) == ["epoch", "loss", "seconds"]
+
+
+@pytest.mark.parametrize("kind", ["shared", "mc-dropout"])
+def test_ensemble_kinds_train_save_and_reload(kind, tmp_path):
+    ds = make_synthetic(n_train=80, n_valid=20, n_test=30, seed=9)
+    result = train(TrainConfig(dataset="synthetic", epochs=1, hidden=8, heads=3, batch_size=16, ensemble=kind), ds)
+    run = load_run(save_run(tmp_path / kind, result, ds))
+    assert run.config.ensemble == kind and run.model_spec["kind"] == kind
+    model = run.load_model()
+    for saved, loaded in zip(result.model.parameters(), model.parameters()):
+        assert torch.equal(saved, loaded)
+    assert run.predictions()["member_probs"].shape[0] == 3
