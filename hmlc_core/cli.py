@@ -22,6 +22,7 @@ from typing import Any
 
 from hmlc_core.catalog import SYNTHETIC, available_datasets, open_dataset
 from hmlc_core.data import DatasetNotFoundError
+from hmlc_core.experiments import SEED_METRICS, describe, paired_wilcoxon, seed_table, train_seeds
 from hmlc_core.losses import FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, SCHEDULES, WEIGHT_INDEXINGS, WEIGHTING_MODES
 from hmlc_core.model import ENSEMBLE_KINDS
 from hmlc_core.runs import RunError, evaluate_run, load_run, save_run
@@ -112,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--out", default=str(DEMO_RUN_DIR), help="default: %(default)s")
     p_demo.add_argument("--epochs", type=int, default=None, help="default: the synthetic preset")
     p_demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_seeds = sub.add_parser("seeds", help="train one configuration with several seeds into OUT/seed-S")
+    _add_train_options(p_seeds)
+    p_seeds.add_argument("--seeds", type=int, nargs="+", required=True, help="for example --seeds 0 1 2")
+    p_seeds.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_wil = sub.add_parser("wilcoxon", help="paired Wilcoxon signed-rank test between two folders of seed runs")
+    p_wil.add_argument("runs_a", help="folder of runs (configuration A), e.g. written by 'seeds'")
+    p_wil.add_argument("runs_b", help="folder of runs (configuration B); runs pair up on (dataset, seed)")
+    p_wil.add_argument("--metric", choices=SEED_METRICS, action="append",
+                       help="metric(s) to test (default: all)")
     p_data = sub.add_parser("datasets", help="list the datasets found in the data directory")
     p_data.add_argument("--data-dir", default=None, help="default: $HMLC_DATA_DIR")
     return parser
@@ -234,6 +244,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps(_json_safe(result)))
             else:
                 print(_format_metrics(result))
+        elif args.command == "seeds":
+            config = _config_from_args(args)
+            config.resolved().validate()
+            if not args.out:
+                raise ValueError("'seeds' needs --out DIR (each seed is saved as DIR/seed-S)")
+            dataset = open_dataset(config.dataset, config.data_dir)
+            flag = _StopFlag()
+            flag.install()
+            progress, bar = _progress_printer(args.quiet, config.resolved().epochs * len(args.seeds))
+            try:
+                paths = train_seeds(config, dataset, args.seeds, args.out, progress=progress, should_stop=flag)
+            finally:
+                if bar is not None:
+                    bar.close()
+            print(seed_table(args.out).drop(columns="run").to_string(index=False) if paths else "no seed finished")
+        elif args.command == "wilcoxon":
+            a, b = seed_table(args.runs_a), seed_table(args.runs_b)
+            print(describe([paired_wilcoxon(a, b, m) for m in (args.metric or SEED_METRICS)]))
         elif args.command == "datasets":
             for name in available_datasets(args.data_dir):
                 print(name)

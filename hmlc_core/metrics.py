@@ -23,6 +23,7 @@ __all__ = [
     "precision_recall_f1",
     "macro_precision_recall_f1",
     "recall_by_depth",
+    "rare_node_recall",
     "node_metrics_table",
     "summarize",
 ]
@@ -180,6 +181,40 @@ def recall_by_depth(recall: np.ndarray, depth: np.ndarray, eval_mask: np.ndarray
     d = np.asarray(depth)
     keep = np.ones_like(d, dtype=bool) if eval_mask is None else np.asarray(eval_mask, dtype=bool)
     return {int(k): float(r[keep & (d == k)].mean()) for k in np.unique(d[keep])}
+
+
+def rare_node_recall(
+    recall: np.ndarray, train_frequency: np.ndarray, eval_mask: np.ndarray | None = None, quantile: float = 0.25
+) -> float:
+    """Macro recall of the rare nodes: evaluated nodes whose training frequency is at or below its ``quantile``.
+
+    The quantile is taken over the evaluated nodes' training frequencies
+    (default: the bottom quartile, as in the reproduction report of issue 4).
+
+    Parameters
+    ----------
+    recall, train_frequency : array-like, shape (C,)
+    eval_mask : array-like of bool, shape (C,), optional
+    quantile : float in (0, 1]
+
+    Returns
+    -------
+    float in [0, 1]
+
+    Raises
+    ------
+    ValueError
+        If ``quantile`` is outside (0, 1] or no node is evaluated.
+    """
+    if not 0 < quantile <= 1:
+        raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+    r = np.asarray(recall, dtype=np.float64)
+    f = np.asarray(train_frequency, dtype=np.float64)
+    keep = np.ones_like(r, dtype=bool) if eval_mask is None else np.asarray(eval_mask, dtype=bool)
+    if not keep.any():
+        raise ValueError("no evaluated node")
+    cut = np.quantile(f[keep], quantile)
+    return float(r[keep & (f <= cut)].mean())
 
 
 def node_metrics_table(
