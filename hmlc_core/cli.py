@@ -15,7 +15,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -152,6 +153,19 @@ def _default_out(config: TrainConfig) -> Path:
     return root / f"{config.dataset}-{config.weighting}-{config.focal}-h{config.heads}-s{config.seed}-{stamp}"
 
 
+@contextmanager
+def _interactive(quiet: bool, epochs: int) -> Iterator[tuple[Any, _StopFlag]]:
+    """Progress reporting and the Ctrl-C flag for one training command; closes the bar at the end."""
+    progress, bar = _progress_printer(quiet, epochs)
+    flag = _StopFlag()
+    flag.install()
+    try:
+        yield progress, flag
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def _progress_printer(quiet: bool, epochs: int) -> tuple[Any, Any]:
     bar = None
     if not quiet and sys.stderr.isatty():
@@ -175,15 +189,8 @@ def _run_training(config: TrainConfig, out: Path, overwrite: bool, quiet: bool) 
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"run directory {out} already exists; choose another --out or pass --overwrite")
     dataset = open_dataset(config.dataset, config.data_dir)
-    resolved = config.resolved()
-    progress, bar = _progress_printer(quiet, resolved.epochs)
-    flag = _StopFlag()
-    flag.install()
-    try:
+    with _interactive(quiet, config.resolved().epochs) as (progress, flag):
         result = train(config, dataset, progress=progress, should_stop=flag)
-    finally:
-        if bar is not None:
-            bar.close()
     saved = save_run(out, result, dataset, overwrite=overwrite)
     summary = load_run(saved).summary
     log.info("saved %s run to %s: auprc_micro %.4f, macro recall %.4f, %.1f s/epoch", summary["status"], saved,
@@ -250,14 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.out:
                 raise ValueError("'seeds' needs --out DIR (each seed is saved as DIR/seed-S)")
             dataset = open_dataset(config.dataset, config.data_dir)
-            flag = _StopFlag()
-            flag.install()
-            progress, bar = _progress_printer(args.quiet, config.resolved().epochs * len(args.seeds))
-            try:
+            with _interactive(args.quiet, config.resolved().epochs * len(args.seeds)) as (progress, flag):
                 paths = train_seeds(config, dataset, args.seeds, args.out, progress=progress, should_stop=flag)
-            finally:
-                if bar is not None:
-                    bar.close()
             print(seed_table(args.out).drop(columns="run").to_string(index=False) if paths else "no seed finished")
         elif args.command == "wilcoxon":
             a, b = seed_table(args.runs_a), seed_table(args.runs_b)
