@@ -13,6 +13,8 @@ import streamlit as st
 from pages import common as app_common
 from hmlc_core import explore
 
+# Column headers and number formats of the per-node tables. (A bare string here would be drawn on the page:
+# Streamlit "magic" writes top-level literals.)
 METRIC_COLUMNS = {
     "_index": st.column_config.TextColumn("node"),
     "train_frequency": st.column_config.NumberColumn("train freq."),
@@ -22,7 +24,6 @@ METRIC_COLUMNS = {
     "average_precision": st.column_config.NumberColumn("AP", format="%.3f"),
     "uncertainty": st.column_config.NumberColumn(format="%.3f"),
 }
-"""Column headers and number formats of the per-node tables."""
 
 run = app_common.current_run()
 path = str(run.path)

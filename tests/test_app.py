@@ -73,6 +73,14 @@ def test_app_renders_the_run_from_the_url(app_env: Path) -> None:
     assert "python -m hmlc_core demo" in "\n".join(e.value for e in at.sidebar.error)
 
 
+def test_page_starts_with_its_title(app_env: Path) -> None:
+    at = _app(run=app_env.name)
+    first = at.main.children[0]
+    while getattr(first, "children", None):  # containers: take their first element
+        first = next(iter(first.children.values())) if isinstance(first.children, dict) else first.children[0]
+    assert first.type == "title" and "Explorer" in first.value
+
+
 def test_app_accepts_a_run_path_in_the_url(app_env: Path) -> None:
     at = _app(run=str(app_env))
     assert not at.exception and not at.warning
