@@ -50,6 +50,21 @@ LOSSES = ("mcloss", "zlpr")
 SCHEDULES = ("none", "lin", "exp", "alt")
 
 
+def _check_loss_args(name: str, outputs: torch.Tensor, targets: torch.Tensor, reduction: str) -> None:
+    if outputs.shape[-2:] != targets.shape:
+        raise ValueError(f"{name} {tuple(outputs.shape)} and targets {tuple(targets.shape)} do not match")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
 def mc_loss(
     probs: torch.Tensor,
     targets: torch.Tensor,
@@ -95,10 +110,7 @@ def mc_loss(
     ValueError
         On a shape mismatch or an unknown reduction.
     """
-    if probs.shape[-2:] != targets.shape:
-        raise ValueError(f"probs {tuple(probs.shape)} and targets {tuple(targets.shape)} do not match")
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    _check_loss_args("probs", probs, targets, reduction)
     targets = targets.to(probs.dtype)
     # One MCM pass over [h, y * h] computes both C-HMCNN terms.
     constrained, constrained_pos = mcm(torch.stack([probs, targets * probs]))
@@ -112,11 +124,7 @@ def mc_loss(
     loss = F.binary_cross_entropy(out, targets.expand_as(out), reduction="none")
     if weight is not None:
         loss = loss * weight.detach()
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
+    return _reduce(loss, reduction)
 
 
 def node_frequencies(
@@ -456,8 +464,8 @@ class WeightedMCLoss(nn.Module):
             return mc_loss(probs, targets, self.mcm, self.eval_index, weight, self.reduction)
         elementwise = mc_loss(probs, targets, self.mcm, self.eval_index, None, "none")
         weighted = elementwise * weight.index_select(-1, self.eval_index)
-        reduce = torch.mean if self.reduction == "mean" else torch.sum
-        return self.mixed_lambda * reduce(weighted) + (1 - self.mixed_lambda) * reduce(elementwise)
+        return (self.mixed_lambda * _reduce(weighted, self.reduction)
+                + (1 - self.mixed_lambda) * _reduce(elementwise, self.reduction))
 
 
 ZLPR_EPS = 1e-7
@@ -504,10 +512,7 @@ def zlpr_loss(
     ValueError
         On a shape mismatch or an unknown reduction.
     """
-    if scores.shape[-2:] != targets.shape:
-        raise ValueError(f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} do not match")
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    _check_loss_args("scores", scores, targets, reduction)
     t = targets.to(scores.dtype)
     neg_inf = torch.tensor(float("-inf"), dtype=scores.dtype, device=scores.device)
     log_t = torch.where(t > ZLPR_EPS, torch.log(t.clamp_min(ZLPR_EPS)), neg_inf)
@@ -519,12 +524,7 @@ def zlpr_loss(
     zero = torch.zeros(scores.shape[:-1] + (1,), dtype=scores.dtype, device=scores.device)
     pos = torch.logsumexp(torch.cat([-scores + log_t, zero], dim=-1), dim=-1)
     neg = torch.logsumexp(torch.cat([scores + log_not_t, zero], dim=-1), dim=-1)
-    loss = pos + neg
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
+    return _reduce(pos + neg, reduction)
 
 
 def hierarchical_scores(logits: torch.Tensor, labels: torch.Tensor, mcm: MCM) -> torch.Tensor:
