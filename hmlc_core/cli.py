@@ -92,6 +92,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    "(default %(default)s)")
     p.add_argument("--mixed-lambda", type=float, default=None,
                    help="mixed loss: lambda * weighted + (1 - lambda) * plain MCLoss (default: off)")
+    p.add_argument("--lpros", type=float, default=None, metavar="S",
+                   help="LPROS: oversample minority label paths of the train split, creating about S x the "
+                        "number of annotations (the released default is 0.1; default: off)")
     p.add_argument("--reduction", choices=("mean", "sum"), default=d.reduction,
                    help="loss reduction (default %(default)s)")
     p.add_argument("--fit-on", choices=("train+valid", "train"), default=d.fit_on,
@@ -207,7 +210,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         seed=args.seed, weighting=args.weighting, omega=args.omega, counting=args.counting,
         weight_indexing=args.weight_indexing, focal=args.focal, focal_k=args.focal_k, focal_min=args.focal_min,
         reduction=args.reduction, loss=args.loss, label_smoothing=args.label_smoothing, schedule=args.schedule,
-        schedule_k=args.schedule_k, mixed_lambda=args.mixed_lambda, fit_on=args.fit_on,
+        schedule_k=args.schedule_k, mixed_lambda=args.mixed_lambda, lpros=args.lpros, fit_on=args.fit_on,
         threads=args.threads,
     )
 

@@ -121,6 +121,7 @@ def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, over
         "train_seconds": result.train_seconds,
         "seconds_per_epoch": result.train_seconds / max(result.epochs_completed, 1),
         "n_train": dataset.train.n_samples,
+        "n_resampled": result.n_resampled,
         "n_valid": dataset.valid.n_samples if dataset.valid is not None else 0,
         "heads": config.heads,
         "uncertainty_mode": mode,

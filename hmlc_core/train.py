@@ -34,6 +34,7 @@ from hmlc_core.losses import (
 from hmlc_core.metrics import auprc_micro
 from hmlc_core.model import ENSEMBLE_KINDS, MCM, HMCEnsemble
 from hmlc_core.presets import PROFILES, preset_for
+from hmlc_core.resample import lpros
 
 __all__ = ["TrainConfig", "TrainResult", "train", "predict_members", "Progress"]
 
@@ -97,6 +98,11 @@ class TrainConfig:
     mixed_lambda : float or None
         Mixed loss ``lambda * weighted + (1 - lambda) * plain`` MCLoss
         (METHOD.md F3), in [0, 1]; MCLoss only.
+    lpros : float or None
+        Oversample minority label paths of the train split before training
+        (:func:`hmlc_core.resample.lpros`, METHOD.md F1) with this fraction
+        ``S`` (the released default is 0.1); None switches it off. Works alone
+        or with the weighted loss.
     fit_on : {"train+valid", "train"}
         "train+valid" is C-HMCNN's final protocol; "train" keeps valid aside
         and reports its micro AUPRC after every epoch.
@@ -136,6 +142,7 @@ class TrainConfig:
     schedule: str = "none"
     schedule_k: float = 3.0
     mixed_lambda: float | None = None
+    lpros: float | None = None
     fit_on: str = "train+valid"
     patience: int | None = None
     threads: int = 1
@@ -196,6 +203,8 @@ class TrainConfig:
             raise ValueError("config field 'schedule' needs weighting other than 'none' (and schedule_k > 0)")
         if self.mixed_lambda is not None and (not 0 <= self.mixed_lambda <= 1 or self.loss != "mcloss"):
             raise ValueError("config field 'mixed_lambda' must be in [0, 1] and needs loss='mcloss'")
+        if self.lpros is not None and not 0 < self.lpros <= 1:
+            raise ValueError(f"config field 'lpros' must be in (0, 1], got {self.lpros}")
         if self.patience is not None and (int(self.patience) < 1 or self.fit_on != "train"):
             raise ValueError("config field 'patience' must be >= 1 and needs fit_on='train' (a validation split)")
         if self.focal in ("epistemic", "epistemic_kl") and self.heads < 2:
@@ -236,6 +245,8 @@ class TrainResult:
         True when ``should_stop`` ended training early.
     best_epoch : int or None
         With early stopping, the epoch whose weights were kept.
+    n_resampled : int
+        Training rows added by LPROS.
     train_seconds : float
     """
 
@@ -246,6 +257,7 @@ class TrainResult:
     epochs_completed: int = 0
     interrupted: bool = False
     best_epoch: int | None = None
+    n_resampled: int = 0
     train_seconds: float = 0.0
 
 
@@ -353,11 +365,17 @@ def train(
     if config.schedule != "none":
         start_pos, start_neg = criterion.w_pos.clone(), criterion.w_neg.clone()
 
+    x_np, y_np = dataset.train.X, dataset.train.Y
+    n_resampled = 0
+    if config.lpros is not None:
+        extra = lpros(dataset.train.Y, hierarchy, config.lpros, config.seed)
+        x_np = np.concatenate([x_np, dataset.train.X[extra.rows]])
+        y_np = np.concatenate([y_np, extra.labels])
+        n_resampled = len(extra.rows)
+        log.info("LPROS added %d rows for %d minority label paths", n_resampled, extra.minority_keys)
     if config.fit_on == "train+valid" and dataset.valid is not None:
-        x_np = np.concatenate([dataset.train.X, dataset.valid.X])
-        y_np = np.concatenate([dataset.train.Y, dataset.valid.Y])
-    else:
-        x_np, y_np = dataset.train.X, dataset.train.Y
+        x_np = np.concatenate([x_np, dataset.valid.X])
+        y_np = np.concatenate([y_np, dataset.valid.Y])
     x_all = torch.as_tensor(x_np, dtype=torch.float32)
     y_all = torch.as_tensor(y_np, dtype=torch.float32)
     n = x_all.shape[0]
@@ -365,7 +383,7 @@ def train(
     model = HMCEnsemble(x_all.shape[1], hierarchy.n_nodes, config.hidden, config.heads,
                         config.n_layers, config.dropout, generator=gen, kind=config.ensemble)
     optimizer = _adam(model, config)
-    result = TrainResult(config=config, model=model, train_frequency=train_freq)
+    result = TrainResult(config=config, model=model, train_frequency=train_freq, n_resampled=n_resampled)
     log.info("training %s: %d samples, %d features, %d nodes, %d members, %d epochs",
              dataset.name, n, x_all.shape[1], hierarchy.n_nodes, config.heads, config.epochs)
 
