@@ -42,6 +42,7 @@ __all__ = [
     "load_dataset",
     "parse_arff",
     "resolve_data_dir",
+    "standardize_features",
 ]
 
 logger = logging.getLogger(__name__)
@@ -682,12 +683,17 @@ def find_dataset_files(name: str, data_dir: str | Path | None = None) -> dict[st
 # =====================================================================
 # Loading
 # =====================================================================
-def _preprocess(
+def standardize_features(
     train: np.ndarray, valid: np.ndarray | None, test: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Mean-impute then standardise, both fitted on train+valid (METHOD.md A6, simplified).
 
-    Returns float32 copies. A column missing everywhere in train+valid is
+    Parameters
+    ----------
+    train, valid, test : numpy.ndarray, shape (N_split, D), NaN for missing values
+        ``valid`` may be None; then the statistics come from train alone.
+
+    Returns float32 copies (``scikit-learn``'s ``SimpleImputer`` and ``StandardScaler``). A column missing everywhere in train+valid is
     imputed with 0 (``keep_empty_features=True``); a constant column is only
     centred (``StandardScaler`` uses scale 1 for zero variance).
     """
@@ -783,7 +789,7 @@ def load_arff_files(
     hierarchy = Hierarchy(list(edges), nodes=sorted(all_nodes), skip_eval=roots | GO_ROOTS)
 
     Ys = {split: hierarchy.label_matrix(t.label_terms) for split, t in tables.items()}
-    x_train, x_valid, x_test = _preprocess(
+    x_train, x_valid, x_test = standardize_features(
         tables["train"].X, tables["valid"].X if "valid" in tables else None, tables["test"].X
     )
 

@@ -289,16 +289,6 @@ def predict_members(model: HMCEnsemble, mcm: MCM, x: np.ndarray | torch.Tensor, 
     return torch.cat(parts, dim=1)
 
 
-def _member_probs(model: HMCEnsemble, x: torch.Tensor) -> torch.Tensor:
-    """What MCLoss trains on: the raw member probabilities (H, B, C)."""
-    return model(x)
-
-
-def _member_logits(model: HMCEnsemble, x: torch.Tensor) -> torch.Tensor:
-    """What ZLPR trains on: the member logits (H, B, C)."""
-    return model.logits(x)
-
-
 def _adam(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Adam:
     """Adam with C-HMCNN's settings, as one fused kernel where this torch build has it.
 
@@ -358,10 +348,8 @@ def train(
                  config.reduction)
     if config.loss == "zlpr":
         criterion: WeightedMCLoss = WeightedZLPRLoss(*loss_args, label_smoothing=config.label_smoothing)
-        outputs = _member_logits
     else:
         criterion = WeightedMCLoss(*loss_args, mixed_lambda=config.mixed_lambda)
-        outputs = _member_probs
     if config.schedule != "none":
         start_pos, start_neg = criterion.w_pos.clone(), criterion.w_neg.clone()
 
@@ -383,6 +371,9 @@ def train(
     model = HMCEnsemble(x_all.shape[1], hierarchy.n_nodes, config.hidden, config.heads,
                         config.n_layers, config.dropout, generator=gen, kind=config.ensemble)
     optimizer = _adam(model, config)
+    # MCLoss trains on the raw member probabilities, ZLPR on the logits (both (H, B, C)).
+    outputs = model.logits if config.loss == "zlpr" else model
+    steps_per_epoch = -(-n // config.batch_size)
     result = TrainResult(config=config, model=model, train_frequency=train_freq, n_resampled=n_resampled)
     log.info("training %s: %d samples, %d features, %d nodes, %d members, %d epochs",
              dataset.name, n, x_all.shape[1], hierarchy.n_nodes, config.heads, config.epochs)
@@ -395,14 +386,13 @@ def train(
         model.train()
         order = torch.randperm(n, generator=gen)
         running = torch.zeros(())
-        steps_per_epoch = -(-n // config.batch_size)
         for step, first in enumerate(range(0, n, config.batch_size)):
             if config.schedule != "none":
                 f = schedule_fraction(config.schedule, step, steps_per_epoch, config.schedule_k)
                 criterion.set_node_weights(start_pos + (config.omega - start_pos) * f,
                                            start_neg + (config.omega - start_neg) * f)
             idx = order[first:first + config.batch_size]
-            loss = criterion(outputs(model, x_all[idx]), y_all[idx])
+            loss = criterion(outputs(x_all[idx]), y_all[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -106,7 +106,7 @@ with left:
 
 # -------------------------------------------------------------- neighbourhood
 shown = explore.neighbourhood(hierarchy, node)
-total = len({node, *hierarchy.ancestors(node), *hierarchy.children(node), *hierarchy.siblings(node)})
+total = len(explore.neighbourhood(hierarchy, node, max_nodes=hierarchy.n_nodes))
 st.subheader(f"Neighbourhood of {node}")
 caption = ("Ancestors, children and siblings; colour as above, size grows with training frequency. "
            "Hover a node for its metrics; drag to pan, scroll to zoom.")

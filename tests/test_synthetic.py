@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -111,10 +109,3 @@ def test_no_deep_nodes_when_walk_never_continues():
 def test_argument_validation(kwargs, name):
     with pytest.raises(ValueError, match=name):
         make_synthetic(**kwargs)
-
-
-def test_fast():
-    make_synthetic(seed=0)  # warm-up (imports, first-call overheads)
-    start = time.perf_counter()
-    make_synthetic(seed=1)
-    assert time.perf_counter() - start < 0.5
