@@ -1,0 +1,466 @@
+"""Reproduction report: the paper's method family on the CLUS FunCat (and GO) benchmarks (issue 4, item 8).
+
+Trains every configuration of :data:`CONFIGS` on each dataset for several
+seeds, then writes ``docs/reproduction.md``: per dataset the mean +- std over
+seeds of test micro AUPRC, macro precision / recall / F1, rare-node recall
+(evaluated nodes in the bottom quartile of training frequency) and recall by
+depth, next to C-HMCNN's published AUPRC (METHOD.md H1), and paired Wilcoxon
+signed-rank p-values over (dataset, seed) pairs against the plain ensemble.
+
+Every trained run is an ordinary run directory (``WORK/BUDGET/DATASET/CONFIG/seed-S``),
+so finished runs are reused when the command is repeated, the report can be
+rebuilt from them alone (``--report-only``), and any of them opens in the
+dashboard. Each run also records its wall time and the peak resident memory of
+the process that trained it (``resources.json``), since every run trains in a
+fresh worker process.
+
+Run by hand (it is not part of the test suite)::
+
+    HMLC_DATA_DIR=../shared/data/hmc python bench/reproduce.py --quick          # < 30 min on 2 cores
+    HMLC_DATA_DIR=../shared/data/hmc python bench/reproduce.py --configs chmcnn --seeds 3 \
+        --datasets cellcycle_FUN derisi_FUN eisen_FUN                            # paper budget, full epochs
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import logging
+import multiprocessing
+import os
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from hmlc_core.catalog import open_dataset  # noqa: E402
+from hmlc_core.data import list_datasets, resolve_data_dir  # noqa: E402
+from hmlc_core.experiments import SEED_METRICS, paired_wilcoxon, seed_table  # noqa: E402
+from hmlc_core.metrics import recall_by_depth  # noqa: E402
+from hmlc_core.runs import load_run, save_run  # noqa: E402
+from hmlc_core.train import TrainConfig, train  # noqa: E402
+from hmlc_core.uncertainty import UNCERTAINTY_LABELS, UNCERTAINTY_MODES  # noqa: E402
+
+log = logging.getLogger("reproduce")
+
+PUBLISHED_AUPRC = {
+    "cellcycle_FUN": 0.255, "derisi_FUN": 0.195, "eisen_FUN": 0.306, "expr_FUN": 0.302, "gasch1_FUN": 0.286,
+    "gasch2_FUN": 0.258, "seq_FUN": 0.292, "spo_FUN": 0.215,
+    "cellcycle_GO": 0.413, "derisi_GO": 0.370, "eisen_GO": 0.455, "expr_GO": 0.447, "gasch1_GO": 0.436,
+    "gasch2_GO": 0.414, "seq_GO": 0.446, "spo_GO": 0.382,
+}
+"""C-HMCNN's published micro AUPRC, mean of 10 seeds (METHOD.md H1, from the C-HMCNN README)."""
+
+PLAIN = "plain"
+CHMCNN = "chmcnn"
+_OFF = {"weighting": "none", "focal": "none"}
+_WEIGHTED = {"weighting": "class-wise", "focal": "mean"}
+CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    CHMCNN: ("C-HMCNN, one network (the published setting)", {**_OFF, "heads": 1}),
+    PLAIN: ("plain MCLoss, 2-head ensemble", dict(_OFF)),
+    "weighting": ("class-wise node weights", {"weighting": "class-wise", "focal": "none"}),
+    **{f"focal-{m}": (f"focal only, {UNCERTAINTY_LABELS[m]}", {"weighting": "none", "focal": m})
+       for m in UNCERTAINTY_MODES},
+    "weighting-focal": ("class-wise weights + bBMA focal (the default)", dict(_WEIGHTED)),
+    "weighting-focal-intended": ("as weighting-focal, intended weight indexing (METHOD.md D5)",
+                                 {**_WEIGHTED, "weight_indexing": "intended"}),
+    "weighting-focal-propagated": ("as weighting-focal, propagated frequency counting (METHOD.md D1)",
+                                   {**_WEIGHTED, "counting": "propagated"}),
+    "lpros": ("LPROS (S = 0.1), plain loss", {**_OFF, "lpros": 0.1}),
+    "lpros-weighting": ("LPROS (S = 0.1) + class-wise weights + bBMA focal", {**_WEIGHTED, "lpros": 0.1}),
+    "weighting-focal-mcdropout": ("class-wise weights + bBMA focal, MC-dropout (2 passes)",
+                                  {**_WEIGHTED, "ensemble": "mc-dropout"}),
+}
+"""Name -> (description, TrainConfig overrides). Anything not overridden is TrainConfig's default (2 heads)."""
+
+QUICK_DATASETS = ("cellcycle_FUN", "derisi_FUN", "eisen_FUN")
+COMPARABLE_F1 = 0.9
+"""A configuration's macro-F1 counts as comparable to plain's when at least this fraction of it."""
+
+METRIC_NAMES = {"auprc_micro": "AUPRC", "macro_precision": "macro P", "macro_recall": "macro R",
+                "macro_f1": "macro F1", "rare_node_recall": "rare-node R"}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One training run: a configuration on a dataset with a seed, saved to ``out``."""
+
+    config_name: str
+    config: TrainConfig
+    out: str
+
+
+def budget_name(profile: str, epochs: int | None) -> str:
+    """Folder name of a training budget: the profile, plus ``-eN`` when the epochs are fixed."""
+    return profile if epochs is None else f"{profile}-e{epochs}"
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _train_one(task: Task) -> str:
+    """Worker: train and save one run (in its own process, so its peak RSS is its own)."""
+    logging.basicConfig(level=logging.WARNING)
+    start = time.perf_counter()
+    dataset = open_dataset(task.config.dataset, task.config.data_dir)
+    result = train(task.config, dataset)
+    path = save_run(task.out, result, dataset, overwrite=True)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    _write_text_atomic(path / "resources.json", json.dumps({
+        "wall_seconds": time.perf_counter() - start,
+        "train_seconds": result.train_seconds,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+    }))
+    return str(path)
+
+
+def plan(work: Path, datasets: list[str], configs: list[str], seeds: list[int], profile: str,
+         epochs: int | None, data_dir: str | None) -> list[Task]:
+    """The runs still to train (those without a ``summary.json``), seed-major so early seeds finish first."""
+    budget = work / budget_name(profile, epochs)
+    tasks = []
+    for seed in seeds:
+        for dataset in datasets:
+            for name in configs:
+                out = budget / dataset / name / f"seed-{seed}"
+                if (out / "summary.json").exists():
+                    continue
+                config = TrainConfig(dataset=dataset, data_dir=data_dir, profile=profile, epochs=epochs, seed=seed,
+                                     **CONFIGS[name][1])
+                config.resolved().validate()
+                tasks.append(Task(name, config, str(out)))
+    return tasks
+
+
+def run_tasks(tasks: list[Task], jobs: int) -> list[str]:
+    """Train ``tasks`` in ``jobs`` worker processes (one task per fresh process); returns failures."""
+    failures = []
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
+        futures = {pool.submit(_train_one, t): t for t in tasks}
+        for i, future in enumerate(cf.as_completed(futures), 1):
+            task = futures[future]
+            label = f"{task.config.dataset} {task.config_name} seed {task.config.seed}"
+            try:
+                future.result()
+                log.info("[%d/%d] %s done", i, len(tasks), label)
+            except Exception as exc:  # a failed run is reported and the others go on
+                log.error("[%d/%d] %s failed: %s", i, len(tasks), label, exc)
+                failures.append(f"{label}: {exc}")
+    return failures
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def collect(budget_dir: Path) -> pd.DataFrame:
+    """One row per finished run below ``budget_dir``: dataset, config, seed, headline metrics, depths, resources."""
+    frames = []
+    for dataset_dir in sorted(p for p in budget_dir.iterdir() if p.is_dir()):
+        for config_dir in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
+            if config_dir.name not in CONFIGS:
+                continue
+            table = seed_table(config_dir)
+            if table.empty:
+                continue
+            table["config"] = config_dir.name
+            extra = []
+            for run_path in table["run"]:
+                run = load_run(run_path)
+                nm = run.node_metrics
+                depths = recall_by_depth(nm["recall"].to_numpy(), nm["depth"].to_numpy(),
+                                         nm["evaluated"].to_numpy(dtype=bool))
+                res_path = Path(run_path) / "resources.json"
+                res = json.loads(res_path.read_text()) if res_path.exists() else {}
+                extra.append({**{f"depth_{d}": r for d, r in depths.items()},
+                              "epochs": run.summary["epochs_completed"],
+                              "train_seconds": res.get("train_seconds", run.summary.get("train_seconds")),
+                              "peak_rss_mb": res.get("peak_rss_mb", np.nan)})
+            frames.append(pd.concat([table.reset_index(drop=True), pd.DataFrame(extra)], axis=1))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _pm(values: pd.Series, digits: int = 4) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "n/a"
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.{digits}f} ± {std:.{digits}f}"
+
+
+def _config_order(names: list[str]) -> list[str]:
+    return [c for c in CONFIGS if c in names]
+
+
+def _dataset_section(df: pd.DataFrame, dataset: str) -> list[str]:
+    sub = df[df["dataset"] == dataset]
+    published = PUBLISHED_AUPRC.get(dataset)
+    pub = f"{published:.3f}" if published is not None else "not published"
+    lines = [f"#### {dataset} (C-HMCNN published AUPRC: {pub})", "",
+             "| config | seeds | epochs | AUPRC | macro P | macro R | macro F1 | rare-node R | train s | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in _config_order(list(sub["config"].unique())):
+        rows = sub[sub["config"] == name]
+        lines.append(
+            f"| {name} | {len(rows)} | {int(rows['epochs'].median())} | "
+            + " | ".join(_pm(rows[m]) for m in SEED_METRICS)
+            + f" | {rows['train_seconds'].mean():.1f} | {rows['peak_rss_mb'].mean():.0f} |")
+    depth_cols = sorted((c for c in sub.columns if c.startswith("depth_") and sub[c].notna().any()),
+                        key=lambda c: int(c.split("_")[1]))
+    lines += ["", "Recall by depth (macro recall of the evaluated nodes at each depth, mean ± std over seeds):", "",
+              "| config | " + " | ".join(f"depth {c.split('_')[1]}" for c in depth_cols) + " |",
+              "|---|" + "---|" * len(depth_cols)]
+    for name in _config_order(list(sub["config"].unique())):
+        rows = sub[sub["config"] == name]
+        lines.append(f"| {name} | " + " | ".join(_pm(rows[c], 3) for c in depth_cols) + " |")
+    return lines + [""]
+
+
+def _published_section(df: pd.DataFrame) -> list[str]:
+    rows = df[df["config"] == CHMCNN]
+    if rows.empty:
+        return []
+    lines = ["### C-HMCNN against its published AUPRC", "",
+             "| dataset | seeds | epochs | AUPRC (ours) | published | difference | within 0.01 |", "|---|---|---|---|---|---|---|"]
+    for dataset, sub in rows.groupby("dataset"):
+        published = PUBLISHED_AUPRC.get(dataset)
+        mean = sub["auprc_micro"].mean()
+        diff = "n/a" if published is None else f"{mean - published:+.4f}"
+        ok = "n/a" if published is None else ("yes" if abs(mean - published) <= 0.01 else "**no**")
+        pub = "n/a" if published is None else f"{published:.3f}"
+        lines.append(f"| {dataset} | {len(sub)} | {int(sub['epochs'].median())} | {_pm(sub['auprc_micro'])} | {pub} "
+                     f"| {diff} | {ok} |")
+    return lines + [""]
+
+
+def _tests(df: pd.DataFrame, name: str) -> dict[str, Any]:
+    a = df[df["config"] == PLAIN][["dataset", "seed", *SEED_METRICS]]
+    b = df[df["config"] == name][["dataset", "seed", *SEED_METRICS]]
+    return {m: paired_wilcoxon(a, b, m) for m in SEED_METRICS}
+
+
+def best_config(df: pd.DataFrame) -> str | None:
+    """The weighted/focal configuration with the highest mean rare-node recall among those whose mean macro-F1
+    is at least :data:`COMPARABLE_F1` times plain's; if none is comparable, the one with the highest macro-F1.
+    Means are over every (dataset, seed) of the configuration. None without a plain baseline."""
+    if PLAIN not in set(df["config"]):
+        return None
+    means = df.groupby("config")[["macro_f1", "rare_node_recall"]].mean()
+    candidates = means.drop(index=[c for c in (PLAIN, CHMCNN) if c in means.index])
+    if candidates.empty:
+        return None
+    comparable = candidates[candidates["macro_f1"] >= COMPARABLE_F1 * means.loc[PLAIN, "macro_f1"]]
+    if comparable.empty:
+        return str(candidates["macro_f1"].idxmax())
+    return str(comparable["rare_node_recall"].idxmax())
+
+
+def _comparison_section(df: pd.DataFrame) -> list[str]:
+    if PLAIN not in set(df["config"]):
+        return []
+    lines = ["### Each configuration against plain (paired over dataset x seed)", "",
+             "Ratios are of means over all pairs; p: two-sided Wilcoxon signed-rank test (scipy) on the pairs.", "",
+             "| config | pairs | AUPRC Δ (p) | macro R ratio (p) | rare-node R ratio (p) | macro F1 Δ (p) |",
+             "|---|---|---|---|---|---|"]
+    for name in _config_order(list(df["config"].unique())):
+        if name in (PLAIN, CHMCNN):
+            continue
+        try:
+            t = _tests(df, name)
+        except ValueError as exc:  # fewer than two matching pairs
+            lines.append(f"| {name} | n/a ({exc}) | | | | |")
+            continue
+        lines.append(
+            f"| {name} | {t['auprc_micro'].n_pairs} "
+            f"| {t['auprc_micro'].mean_b - t['auprc_micro'].mean_a:+.4f} ({t['auprc_micro'].p_value:.2g}) "
+            f"| {_ratio(t['macro_recall'])} ({t['macro_recall'].p_value:.2g}) "
+            f"| {_ratio(t['rare_node_recall'])} ({t['rare_node_recall'].p_value:.2g}) "
+            f"| {t['macro_f1'].mean_b - t['macro_f1'].mean_a:+.4f} ({t['macro_f1'].p_value:.2g}) |")
+    best = best_config(df)
+    if best is None:
+        return lines + [""]
+    lines += ["", f"### Best weighted/focal configuration: `{best}`", "",
+              f"Chosen as the highest mean rare-node recall among the configurations whose mean macro-F1 is at least "
+              f"{COMPARABLE_F1:.0%} of plain's (if none is, the highest macro-F1).", "",
+              "| dataset | seeds | macro R ratio | rare-node R ratio | macro F1 plain → best |", "|---|---|---|---|---|"]
+    for dataset, sub in df.groupby("dataset"):
+        a, b = sub[sub["config"] == PLAIN], sub[sub["config"] == best]
+        if a.empty or b.empty:
+            continue
+        lines.append(
+            f"| {dataset} | {min(len(a), len(b))} "
+            f"| {_safe_ratio(b['macro_recall'].mean(), a['macro_recall'].mean())} "
+            f"| {_safe_ratio(b['rare_node_recall'].mean(), a['rare_node_recall'].mean())} "
+            f"| {a['macro_f1'].mean():.4f} → {b['macro_f1'].mean():.4f} |")
+    try:
+        f1 = _tests(df, best)["macro_f1"]
+        verdict = "changed significantly" if f1.p_value < 0.05 else "did not change significantly"
+        lines += ["", f"Macro-F1 {verdict} (Wilcoxon over {f1.n_pairs} dataset x seed pairs: mean "
+                      f"{f1.mean_a:.4f} → {f1.mean_b:.4f}, p = {f1.p_value:.3g}, at the 0.05 level)."]
+    except ValueError as exc:
+        lines += ["", f"No significance test: {exc}."]
+    return lines + [""]
+
+
+def _ratio(result: Any) -> str:
+    return _safe_ratio(result.mean_b, result.mean_a)
+
+
+def _safe_ratio(b: float, a: float) -> str:
+    return f"{b / a:.2f}x" if a > 0 else "n/a (plain is 0)"
+
+
+def _ensemble_cost_section(df: pd.DataFrame) -> list[str]:
+    heads, mc = "weighting-focal", "weighting-focal-mcdropout"
+    if not {heads, mc} <= set(df["config"]):
+        return []
+    lines = ["### MC-dropout against the heads ensemble (same loss, 2 members)", "",
+             "| dataset | train s heads | train s MC-dropout | time ratio | peak RSS MB heads | peak RSS MB MC-dropout "
+             "| macro F1 heads → MC-dropout |", "|---|---|---|---|---|---|---|"]
+    for dataset, sub in df.groupby("dataset"):
+        a, b = sub[sub["config"] == heads], sub[sub["config"] == mc]
+        if a.empty or b.empty:
+            continue
+        lines.append(f"| {dataset} | {a['train_seconds'].mean():.1f} | {b['train_seconds'].mean():.1f} "
+                     f"| {b['train_seconds'].mean() / a['train_seconds'].mean():.2f} | {a['peak_rss_mb'].mean():.0f} "
+                     f"| {b['peak_rss_mb'].mean():.0f} | {a['macro_f1'].mean():.4f} → {b['macro_f1'].mean():.4f} |")
+    lines += ["", "Peak RSS is the whole training process (Python, torch, data), not the model alone."]
+    return lines + [""]
+
+
+def _invocations(budget_dir: Path) -> list[dict[str, Any]]:
+    path = budget_dir / "invocations.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+PROFILE_TEXT = {"paper": ("C-HMCNN's recipe: batch 4, the dataset's learning rate", "the dataset's epochs"),
+                "quick": ("the quick profile: batch 64, 20x the learning rate", "40% of the dataset's epochs (>= 10)")}
+
+
+def _budget_lines(name: str, df: pd.DataFrame, budget_dir: Path) -> list[str]:
+    profile, _, epochs = name.partition("-e")
+    recipe, default_epochs = PROFILE_TEXT.get(profile, (profile, "default epochs"))
+    what = f"{recipe}, {epochs + ' epochs' if epochs else default_epochs}"
+    lines = [f"- `{name}` ({what}): {len(df)} runs, {df['dataset'].nunique()} datasets, seeds "
+             f"{', '.join(str(s) for s in sorted(df['seed'].unique()))}; "
+             f"{df['train_seconds'].sum() / 60:.1f} CPU-minutes of training (sum over runs, one thread each)."]
+    for inv in _invocations(budget_dir):
+        lines.append(f"  - {inv['date']}: {inv['runs_trained']} runs in {inv['wall_minutes']:.1f} min wall with "
+                     f"{inv['jobs']} worker process(es) on {inv['machine']}: `{inv['command']}`")
+    return lines
+
+
+def render_report(work: Path) -> str:
+    """Markdown report of every budget folder below ``work``."""
+    budgets = sorted(p for p in work.iterdir() if p.is_dir()) if work.exists() else []
+    frames = {b: collect(b) for b in budgets}
+    frames = {b: df for b, df in frames.items() if not df.empty}
+    lines = ["# Reproduction report", "",
+             "Generated by `bench/reproduce.py` from the run folders it trained (rebuild with `--report-only`). "
+             "Datasets: the CLUS HMC benchmarks in `HMLC_DATA_DIR`; test-set metrics at threshold 0.5 on the "
+             "ensemble-mean constrained probabilities (METHOD.md G1); rare nodes are the evaluated nodes in the "
+             "bottom quartile of training frequency. Published AUPRC: C-HMCNN's README (METHOD.md H1).", "",
+             "## Budgets", ""]
+    for budget, df in frames.items():
+        lines += _budget_lines(budget.name, df, budget)
+    lines += ["", "## Configurations", "", "| name | what |", "|---|---|"]
+    lines += [f"| `{name}` | {desc} |" for name, (desc, _) in CONFIGS.items()]
+    lines += ["", "All but `chmcnn` are 2-member ensembles (the paper's tabular default); everything not named "
+              "is the TrainConfig default (released weight indexing, descendant-sum counting, omega 0.25, "
+              "focal_min 0.25, k = 2).", ""]
+    for budget, df in frames.items():
+        lines += [f"## Budget `{budget.name}`", ""]
+        lines += _published_section(df)
+        lines += _comparison_section(df)
+        lines += _ensemble_cost_section(df)
+        lines += ["### Per dataset", ""]
+        for dataset in sorted(df["dataset"].unique()):
+            lines += _dataset_section(df, dataset)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", nargs="+", help="default: every *_FUN dataset in the data dir (and *_GO with --go)")
+    p.add_argument("--go", action="store_true", help="also the GO datasets")
+    p.add_argument("--configs", nargs="+", choices=list(CONFIGS), help="default: all but chmcnn")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--epochs", type=int, default=None, help="default: the dataset's C-HMCNN epochs under --profile")
+    p.add_argument("--profile", choices=["paper", "quick"], default="paper")
+    p.add_argument("--quick", action="store_true",
+                   help=f"the 30-minute budget: --profile quick on {', '.join(QUICK_DATASETS)}")
+    p.add_argument("--jobs", type=int, default=2, help="worker processes, one torch thread each (default 2)")
+    p.add_argument("--work", default=str(ROOT / "runs" / "reproduce"), help="run folders (default runs/reproduce)")
+    p.add_argument("--report", default=str(ROOT / "docs" / "reproduction.md"))
+    p.add_argument("--report-only", action="store_true", help="rebuild the report from the run folders")
+    p.add_argument("--data-dir", default=None, help="default: $HMLC_DATA_DIR")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    work = Path(args.work)
+    if not args.report_only:
+        profile = "quick" if args.quick else args.profile
+        if args.datasets:
+            datasets = args.datasets
+        elif args.quick:
+            datasets = list(QUICK_DATASETS)
+        else:
+            found = list_datasets(resolve_data_dir(args.data_dir))
+            datasets = [d for d in found if d.endswith("_FUN") or (args.go and d.endswith("_GO"))]
+        configs = args.configs or [c for c in CONFIGS if c != CHMCNN]
+        tasks = plan(work, datasets, configs, list(range(args.seeds)), profile, args.epochs, args.data_dir)
+        log.info("%d runs to train (%s) with %d workers", len(tasks), budget_name(profile, args.epochs), args.jobs)
+        start = time.perf_counter()
+        failures = run_tasks(tasks, args.jobs) if tasks else []
+        if tasks:
+            budget_dir = work / budget_name(profile, args.epochs)
+            record = _invocations(budget_dir) + [{
+                "date": time.strftime("%Y-%m-%d"), "machine": _machine(), "jobs": args.jobs,
+                "runs_trained": len(tasks) - len(failures), "wall_minutes": (time.perf_counter() - start) / 60,
+                "command": "python bench/reproduce.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            }]
+            _write_text_atomic(budget_dir / "invocations.json", json.dumps(record, indent=1))
+        for failure in failures:
+            log.error("failed: %s", failure)
+    report = Path(args.report)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    _write_text_atomic(report, render_report(work))
+    log.info("wrote %s", report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
