@@ -1,8 +1,10 @@
-"""Command line: ``python -m hmlc_core {train,evaluate,demo,datasets}``.
+"""Command line: ``python -m hmlc_core {train,evaluate,demo,datasets,seeds,wilcoxon,worker}``.
 
 ``train`` fits an ensemble and writes a run directory; ``evaluate`` prints a
 run's headline metrics; ``demo`` regenerates the dashboard's bundled demo run;
-``datasets`` lists what the data directory holds.
+``datasets`` lists what the data directory holds; ``worker`` runs one job of a
+runs folder's registry (the dashboard's Retrain page starts it; see
+:mod:`hmlc_core.jobs`), through the same function as ``train``.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from typing import Any
 from hmlc_core.catalog import SYNTHETIC, available_datasets, open_dataset
 from hmlc_core.data import DatasetNotFoundError
 from hmlc_core.experiments import SEED_METRICS, describe, paired_wilcoxon, seed_table, train_seeds
+from hmlc_core.jobs import run_worker, train_and_save
 from hmlc_core.losses import FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, SCHEDULES, WEIGHT_INDEXINGS, WEIGHTING_MODES
 from hmlc_core.model import ENSEMBLE_KINDS
-from hmlc_core.runs import RunError, evaluate_run, load_run, save_run
-from hmlc_core.train import TrainConfig, train
+from hmlc_core.runs import RunError, evaluate_run, load_run
+from hmlc_core.train import TrainConfig
 
 __all__ = ["main", "build_parser", "DEMO_RUN_DIR"]
 
@@ -128,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="metric(s) to test (default: all)")
     p_data = sub.add_parser("datasets", help="list the datasets found in the data directory")
     p_data.add_argument("--data-dir", default=None, help="default: $HMLC_DATA_DIR")
+    p_work = sub.add_parser("worker", help="run one queued job of a runs folder's registry (started by the "
+                                           "dashboard's Retrain page; logs to RUNS_DIR/.logs/RUN_ID.log there)")
+    p_work.add_argument("run_id", help="the job's id in RUNS_DIR/registry.sqlite")
+    p_work.add_argument("--runs-dir", required=True, help="the runs folder holding registry.sqlite")
     return parser
 
 
@@ -191,14 +198,12 @@ def _progress_printer(quiet: bool, epochs: int) -> tuple[Any, Any]:
 def _run_training(config: TrainConfig, out: Path, overwrite: bool, quiet: bool) -> Path:
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"run directory {out} already exists; choose another --out or pass --overwrite")
-    dataset = open_dataset(config.dataset, config.data_dir)
     with _interactive(quiet, config.resolved().epochs) as (progress, flag):
-        result = train(config, dataset, progress=progress, should_stop=flag)
-    saved = save_run(out, result, dataset, overwrite=overwrite)
-    summary = load_run(saved).summary
-    log.info("saved %s run to %s: auprc_micro %.4f, macro recall %.4f, %.1f s/epoch", summary["status"], saved,
+        run = train_and_save(config, out, overwrite=overwrite, progress=progress, should_stop=flag)
+    summary = run.summary
+    log.info("saved %s run to %s: auprc_micro %.4f, macro recall %.4f, %.1f s/epoch", summary["status"], run.path,
              summary["auprc_micro"], summary["macro_recall"], summary["seconds_per_epoch"])
-    return saved
+    return run.path
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -266,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "wilcoxon":
             a, b = seed_table(args.runs_a), seed_table(args.runs_b)
             print(describe([paired_wilcoxon(a, b, m) for m in (args.metric or SEED_METRICS)]))
+        elif args.command == "worker":
+            return run_worker(args.runs_dir, args.run_id)
         elif args.command == "datasets":
             for name in available_datasets(args.data_dir):
                 print(name)
