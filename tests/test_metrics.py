@@ -99,3 +99,110 @@ def test_mean_of_coherent_member_predictions_is_coherent():
 def test_shape_mismatch():
     with pytest.raises(ValueError, match="shapes"):
         precision_recall_f1(np.zeros((2, 3)), np.zeros((2, 4)))
+
+
+# ----------------------------------------------- hierarchical P/R/F1 and deepest correct level
+def _naive_hierarchical(h: Hierarchy, y_true, y_pred, scored: set[str]):
+    """Python-set reference: Kiritchenko's augmented sets via networkx, depth via BFS from the root."""
+    import networkx as nx
+
+    depth = {n: min(nx.shortest_path_length(h.graph, r, n) for r in h.roots if nx.has_path(h.graph, r, n))
+             for n in h.graph.nodes}
+    both = n_pred = n_true = 0
+    correct, true_depth = [], []
+    for t_row, p_row in zip(y_true, y_pred, strict=True):
+        sets = []
+        for row in (t_row, p_row):
+            named = {h.nodes[j] for j in np.flatnonzero(row)}
+            augmented = set(named)
+            for n in named:
+                augmented |= nx.ancestors(h.graph, n)
+            sets.append(augmented & scored)
+        t, p = sets
+        both += len(t & p)
+        n_pred += len(p)
+        n_true += len(t)
+        correct.append(max((depth[n] for n in t & p), default=0))
+        true_depth.append(max((depth[n] for n in t), default=0))
+    hp = both / n_pred if n_pred else 0.0
+    hr = both / n_true if n_true else 0.0
+    hf = 2 * hp * hr / (hp + hr) if hp + hr else 0.0
+    return (hp, hr, hf), np.array(correct), np.array(true_depth)
+
+
+def test_hierarchical_prf_and_deepest_level_hand_case():
+    from hmlc_core.metrics import deepest_correct_level, hierarchical_precision_recall_f1
+
+    # columns root, a, c, b (depths 0, 1, 1, 2); only the most specific terms are set, and some predictions are
+    # incoherent (b without a), so the ancestor augmentation matters.
+    y_true = np.array([[0, 0, 0, 1], [0, 0, 1, 0], [0, 0, 0, 1], [0, 1, 1, 0], [1, 0, 0, 0]])
+    y_pred = np.array([[0, 0, 1, 0], [0, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 1], [1, 0, 1, 0]])
+    # augmented, root excluded: T = {a,b} {c} {a,b} {a,c} {};  P = {c} {a,b} {a} {a,b,c} {c}
+    # |T & P| = 0 + 0 + 1 + 2 + 0 = 3;  sum |P| = 1 + 2 + 1 + 3 + 1 = 8;  sum |T| = 2 + 1 + 2 + 2 + 0 = 7
+    hp, hr, hf = hierarchical_precision_recall_f1(y_true, y_pred, H)
+    assert hp == pytest.approx(3 / 8)
+    assert hr == pytest.approx(3 / 7)
+    assert hf == pytest.approx(2 * (3 / 8) * (3 / 7) / (3 / 8 + 3 / 7))
+    assert hf == pytest.approx(0.4)
+    correct, true = deepest_correct_level(y_true, y_pred, H)
+    np.testing.assert_array_equal(correct, [0, 0, 1, 1, 0])
+    np.testing.assert_array_equal(true, [2, 1, 2, 1, 0])
+    assert correct.dtype == np.int64 and true.dtype == np.int64
+    # a custom mask that also drops a: T & P = {} {} {} {c} {}, P = {c} {b} {} {b,c} {c}, T = {b} {c} {b} {c} {}
+    mask = np.array([False, False, True, True])
+    assert hierarchical_precision_recall_f1(y_true, y_pred, H, mask) == pytest.approx((1 / 5, 1 / 4, 2 / 9))
+    np.testing.assert_array_equal(deepest_correct_level(y_true, y_pred, H, mask)[0], [0, 0, 0, 1, 0])
+    # nothing predicted / nothing true: zero_division = 0
+    assert hierarchical_precision_recall_f1(y_true, np.zeros_like(y_pred), H) == (0.0, 0.0, 0.0)
+    assert hierarchical_precision_recall_f1(np.zeros_like(y_true), y_pred, H) == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hierarchical_metrics_match_a_naive_set_implementation_on_a_random_dag(seed):
+    from helpers import random_dag
+
+    from hmlc_core.metrics import deepest_correct_level, hierarchical_precision_recall_f1
+
+    h = random_dag(40, seed)
+    assert not h.is_tree
+    rng = np.random.default_rng(seed)
+    y_true = (rng.random((60, h.n_nodes)) < 0.05).astype(np.uint8)  # sparse, not propagated
+    y_pred = (rng.random((60, h.n_nodes)) < 0.08).astype(np.uint8)  # incoherent
+    for mask in (h.eval_mask, rng.random(h.n_nodes) < 0.7):
+        scored = {n for n, keep in zip(h.nodes, mask, strict=True) if keep}
+        want, want_correct, want_true = _naive_hierarchical(h, y_true, y_pred, scored)
+        assert hierarchical_precision_recall_f1(y_true, y_pred, h, mask) == pytest.approx(want)
+        correct, true = deepest_correct_level(y_true, y_pred, h, mask)
+        np.testing.assert_array_equal(correct, want_correct)
+        np.testing.assert_array_equal(true, want_true)
+        assert np.all(correct <= true)
+
+
+def test_hierarchical_metrics_equal_flat_micro_for_coherent_predictions():
+    from helpers import random_dag
+
+    from hmlc_core.metrics import hierarchical_precision_recall_f1
+
+    h = random_dag(30, 5)
+    rng = np.random.default_rng(5)
+    y_true = h.propagate(rng.random((80, h.n_nodes)) < 0.04)
+    y_pred = h.propagate(rng.random((80, h.n_nodes)) < 0.06)
+    m = h.eval_mask
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sp, sr, sf, _ = precision_recall_fscore_support(y_true[:, m], y_pred[:, m], average="micro", zero_division=0)
+    assert hierarchical_precision_recall_f1(y_true, y_pred, h) == pytest.approx((sp, sr, sf))
+
+
+def test_hierarchical_metrics_reject_bad_input():
+    from hmlc_core.metrics import deepest_correct_level, hierarchical_precision_recall_f1
+
+    y = np.zeros((3, 4), dtype=np.uint8)
+    with pytest.raises(ValueError, match="y_pred must hold 0/1"):
+        hierarchical_precision_recall_f1(y, np.full((3, 4), 0.7), H)
+    with pytest.raises(ValueError, match=r"y_true must have shape \(N, 4\)"):
+        hierarchical_precision_recall_f1(np.zeros((3, 5)), y, H)
+    with pytest.raises(ValueError, match="same shape"):
+        deepest_correct_level(y, np.zeros((2, 4)), H)
+    with pytest.raises(ValueError, match="eval_mask"):
+        deepest_correct_level(y, y, H, np.ones(3, dtype=bool))
