@@ -8,10 +8,15 @@ Main views
 ----------
 - :func:`sunburst_figure`: the whole label hierarchy as a plotly sunburst (for a
   DAG, its first-parent spanning tree), coloured by a per-node quantity.
+  :func:`hierarchy_sunburst` draws the same sunburst from any :class:`ColorSpec`
+  (the Compare page colours it by a per-node difference, :func:`diverging_color_spec`).
 - :func:`neighbourhood` and :func:`pyvis_html`: a small local subgraph around one
   node (ancestors, children, siblings) drawn with pyvis/vis-network.
 - :func:`recall_by_depth_figure`, :func:`node_table`, :func:`relatives_table`,
   :func:`headline_metrics`: summary chart and tables.
+- The node card: :func:`node_facts`, :func:`member_probs_figure` (each ensemble
+  member's probabilities on the node's positive test samples) and
+  :func:`uncertainty_by_mode`.
 - :func:`node_from_selection`: turns a plotly selection event into a node id
   (the sunburst click handler).
 - :func:`discover_runs`, :func:`resolve_run_key`: the run chooser's list.
@@ -30,6 +35,12 @@ columns. :func:`color_values` gives the numbers the figures colour by:
   uncertainty of the run's display mode (``summary["uncertainty_mode"]``).
 
 Any non-finite value is also drawn grey.
+
+Imports
+-------
+This module imports neither torch nor :mod:`hmlc_core.runs` at import time
+(only for type checking), so a page can import it cheaply; the modules that
+need torch are imported by the functions that use them.
 """
 
 from __future__ import annotations
@@ -39,8 +50,9 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -48,18 +60,28 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
 from hmlc_core.hierarchy import Hierarchy
-from hmlc_core.runs import Run, find_runs
-from hmlc_core.uncertainty import UNCERTAINTY_LABELS
+
+if TYPE_CHECKING:
+    from hmlc_core.runs import Run
 
 __all__ = [
     "COLOR_QUANTITIES",
     "DEFAULT_COLOR",
     "NO_DATA",
     "GREY",
+    "THRESHOLD",
+    "MAX_STRIP_POINTS",
+    "DIVERGING_SCALE",
+    "ColorSpec",
+    "make_color_spec",
+    "color_spec",
+    "diverging_color_spec",
     "color_values",
     "color_title",
     "uncertainty_label",
+    "hover_columns",
     "sunburst_figure",
+    "hierarchy_sunburst",
     "neighbourhood",
     "lineage",
     "node_hover_text",
@@ -69,6 +91,9 @@ __all__ = [
     "relatives_table",
     "headline_metrics",
     "node_facts",
+    "positive_member_probs",
+    "member_probs_figure",
+    "uncertainty_by_mode",
     "node_from_selection",
     "node_from_row_selection",
     "discover_runs",
@@ -102,6 +127,9 @@ of the colour scale."""
 GREY = "rgb(200, 200, 200)"
 """Colour of nodes without data."""
 
+THRESHOLD = 0.5
+"""Decision threshold on the ensemble-mean probability behind every precision/recall/F1 (METHOD.md G1)."""
+
 _TEST_METRICS = frozenset({"recall", "precision", "f1", "average_precision"})
 
 
@@ -114,8 +142,151 @@ _SCALES: dict[str, str] = {
     "uncertainty": "YlOrRd",  # red = uncertain
 }
 
+DIVERGING_SCALE = "RdBu"
+"""Colour scale of differences: red below 0 (worse), white at 0, blue above 0 (better)."""
+
 
 # ---------------------------------------------------------------- colours
+@dataclass(frozen=True)
+class ColorSpec:
+    """How a figure colours the hierarchy's nodes (built by :func:`make_color_spec`).
+
+    Attributes
+    ----------
+    values : numpy.ndarray of float64, shape (C,)
+        Colour value of each node, in the hierarchy's column order. Nodes
+        without data hold a value in the grey band below ``lo``.
+    valid : numpy.ndarray of bool, shape (C,)
+        Nodes that have a value to show (the others are drawn :data:`GREY`).
+    scale : str
+        Named plotly colour scale of the data range ``[lo, hi]``.
+    lo, hi : float
+        Data range mapped onto ``scale``.
+    cmin : float
+        Lower end of the whole colour bar: ``lo`` without missing nodes, else
+        the grey band's value below ``lo``.
+    colorscale : list of [float, str]
+        Plotly colour scale over ``[cmin, hi]``: grey up to ``lo``, then
+        ``scale`` sampled at 11 points; positions start at 0 and end at
+        exactly 1 (plotly.js rejects anything else).
+    tickvals : list of float
+    ticktext : list of str
+        Colour-bar ticks (``"n/a"`` marks the grey band).
+    title : str
+        Colour-bar title (plotly's HTML subset, e.g. ``<br>``).
+    """
+
+    values: np.ndarray
+    valid: np.ndarray
+    scale: str
+    lo: float
+    hi: float
+    cmin: float
+    colorscale: list[list[Any]]
+    tickvals: list[float]
+    ticktext: list[str]
+    title: str
+
+
+def make_color_spec(values: np.ndarray, valid: np.ndarray, scale: str, lo: float, hi: float, title: str,
+                    tickvals: Sequence[float] | None = None, ticktext: Sequence[str] | None = None) -> ColorSpec:
+    """A :class:`ColorSpec` mapping ``[lo, hi]`` onto ``scale``, with a grey band below ``lo`` for missing nodes.
+
+    Parameters
+    ----------
+    values : array-like of float, shape (C,)
+        Per-node values; entries where ``valid`` is False are ignored.
+    valid : array-like of bool, shape (C,)
+        Nodes that have a value. Non-finite values are treated as invalid too.
+    scale : str
+        A named plotly colour scale (``"RdYlBu"``, ``"Viridis"``, ``"RdBu"``...).
+    lo, hi : float
+        The data range; values outside it get the end colours.
+    title : str
+        Colour-bar title.
+    tickvals, ticktext : sequence, optional
+        Colour-bar ticks; by default 5 evenly spaced values from ``lo`` to
+        ``hi`` written with 2 significant digits. An ``"n/a"`` tick is added
+        in the grey band when a node is missing.
+
+    Returns
+    -------
+    ColorSpec
+        Missing nodes get the value ``lo - 0.1 (hi - lo)`` (:data:`NO_DATA`
+        for the range [0, 1]).
+
+    Raises
+    ------
+    ValueError
+        If ``values`` and ``valid`` differ in shape, or ``hi <= lo``.
+    """
+    raw = np.asarray(values, dtype=np.float64)
+    ok = np.asarray(valid, dtype=bool)
+    if raw.shape != ok.shape or raw.ndim != 1:
+        raise ValueError(f"values {raw.shape} and valid {ok.shape} must be equal 1-D shapes")
+    if not hi > lo:
+        raise ValueError(f"the colour range needs hi > lo, got lo={lo}, hi={hi}")
+    ok = ok & np.isfinite(raw)
+    missing = lo - 0.1 * (hi - lo)
+    has_missing = not bool(ok.all())
+    cmin = missing if has_missing else lo
+    band = (lo - cmin) / (hi - cmin)
+    n_samples = 11
+    samples = sample_colorscale(scale, [i / (n_samples - 1) for i in range(n_samples)])
+    colorscale: list[list[Any]] = [[0.0, GREY], [band, GREY]] if has_missing else []
+    colorscale += [[band + (1 - band) * i / (n_samples - 1), c] for i, c in enumerate(samples)]
+    colorscale[-1][0] = 1.0  # plotly.js rejects a scale whose last stop is not exactly 1 (rounding)
+    if tickvals is None:
+        tickvals = [float(v) for v in np.linspace(lo, hi, 5)]
+        ticktext = [f"{v:.2g}" for v in tickvals]
+    elif ticktext is None or len(ticktext) != len(tickvals):
+        raise ValueError("give ticktext with one label per tick value")
+    tickvals, ticktext = list(tickvals), list(ticktext)
+    if has_missing:
+        tickvals = [(cmin + lo) / 2] + tickvals
+        ticktext = ["n/a"] + ticktext
+    return ColorSpec(values=np.where(ok, raw, missing), valid=ok, scale=scale, lo=float(lo), hi=float(hi),
+                     cmin=float(cmin), colorscale=colorscale, tickvals=tickvals, ticktext=ticktext, title=title)
+
+
+def diverging_color_spec(values: np.ndarray, valid: np.ndarray, title: str, limit: float | None = None) -> ColorSpec:
+    """A :class:`ColorSpec` for signed differences: :data:`DIVERGING_SCALE` centred at 0.
+
+    The range is symmetric, ``[-limit, limit]``, so 0 is white; positive
+    values are blue, negative red, missing nodes grey.
+
+    Parameters
+    ----------
+    values : array-like of float, shape (C,)
+        Differences (for example per-node recall of run B minus run A).
+    valid : array-like of bool, shape (C,)
+    title : str
+    limit : float, optional
+        Half-width of the range. Default: the largest ``|value|`` over valid
+        nodes, or 1 when all of them are 0 (or none is valid).
+
+    Returns
+    -------
+    ColorSpec
+        Ticks at ``-limit, -limit/2, 0, limit/2, limit`` written with a sign.
+
+    Raises
+    ------
+    ValueError
+        If ``limit`` is given and not positive, or the shapes differ.
+    """
+    raw = np.asarray(values, dtype=np.float64)
+    ok = np.asarray(valid, dtype=bool) & np.isfinite(raw)
+    if limit is None:
+        biggest = float(np.abs(raw[ok]).max()) if ok.any() else 0.0
+        limit = biggest if biggest > 0 else 1.0
+    elif not limit > 0:
+        raise ValueError(f"limit must be > 0, got {limit}")
+    ticks = [float(v) for v in np.linspace(-limit, limit, 5)]
+    labels = ["0" if v == 0 else f"{v:+.2g}" for v in ticks]
+    return make_color_spec(raw, ok, DIVERGING_SCALE, -limit, limit, title, ticks, labels)
+
+
 def _column(color_by: str) -> str:
     try:
         return COLOR_QUANTITIES[color_by]
@@ -125,6 +296,8 @@ def _column(color_by: str) -> str:
 
 def uncertainty_label(run: Run) -> str:
     """User-facing name of the run's display uncertainty, e.g. ``"bBMA (mean confidence)"``."""
+    from hmlc_core.uncertainty import UNCERTAINTY_LABELS
+
     mode = str(run.summary.get("uncertainty_mode", ""))
     return UNCERTAINTY_LABELS.get(mode, mode or "uncertainty")
 
@@ -155,11 +328,32 @@ def _raw_and_valid(run: Run, column: str) -> tuple[np.ndarray, np.ndarray]:
     return values, valid
 
 
-def _range(column: str, values: np.ndarray, valid: np.ndarray) -> tuple[float, float]:
+def color_spec(run: Run, color_by: str = DEFAULT_COLOR) -> ColorSpec:
+    """The :class:`ColorSpec` of a colour quantity of :data:`COLOR_QUANTITIES` (see the module docstring).
+
+    Ranges: [0, 1] for the test metrics; ``[0, max]`` over valid nodes for
+    the uncertainty and for ``log10(1 + training frequency)``, whose ticks
+    are labelled in counts (0, 1, 10, 100, ...).
+
+    Raises
+    ------
+    ValueError
+        If ``color_by`` is unknown.
+    """
+    column = _column(color_by)
+    values, valid = _raw_and_valid(run, column)
+    title = color_title(run, color_by)
     if column in _TEST_METRICS:
-        return 0.0, 1.0
+        return make_color_spec(values, valid, _SCALES[column], 0.0, 1.0, title)
+    if column == "train_frequency":
+        values = np.log10(1.0 + np.where(valid, values, 0.0))
     hi = float(values[valid].max()) if valid.any() else 1.0
-    return 0.0, hi if hi > 0 else 1.0
+    hi = hi if hi > 0 else 1.0
+    if column == "train_frequency":
+        counts = [0] + [10 ** k for k in range(0, int(math.floor(hi)) + 1)]
+        return make_color_spec(values, valid, _SCALES[column], 0.0, hi, title,
+                               [math.log10(1 + c) for c in counts], [str(c) for c in counts])
+    return make_color_spec(values, valid, _SCALES[column], 0.0, hi, title)
 
 
 def color_values(run: Run, color_by: str) -> np.ndarray:
@@ -184,54 +378,14 @@ def color_values(run: Run, color_by: str) -> np.ndarray:
     ValueError
         If ``color_by`` is unknown.
     """
-    column = _column(color_by)
-    values, valid = _raw_and_valid(run, column)
-    if column == "train_frequency":
-        values = np.log10(1.0 + np.where(valid, values, 0.0))
-    lo, hi = _range(column, values, valid)
-    missing = NO_DATA if column in _TEST_METRICS else lo - 0.1 * (hi - lo)
-    return np.where(valid, values, missing)
+    return color_spec(run, color_by).values
 
 
-def _color_spec(run: Run, color_by: str) -> dict[str, Any]:
-    """Values, limits, colour scale (with a grey band for missing data) and colour-bar ticks."""
-    column = _column(color_by)
-    _, valid = _raw_and_valid(run, column)
-    values = color_values(run, color_by)
-    lo, hi = _range(column, np.where(valid, values, 0.0), valid)
-    n_samples = 11
-    samples = sample_colorscale(_SCALES[column], [i / (n_samples - 1) for i in range(n_samples)])
-    has_missing = not bool(valid.all())
-    cmin = float(values.min()) if has_missing else lo
-    span = hi - cmin
-    band = (lo - cmin) / span if span > 0 else 0.0
-    colorscale: list[list[Any]] = []
-    if has_missing:
-        colorscale += [[0.0, GREY], [band, GREY]]
-    colorscale += [[band + (1 - band) * i / (n_samples - 1), c] for i, c in enumerate(samples)]
-    colorscale[-1][0] = 1.0  # plotly.js rejects a scale whose last stop is not exactly 1 (rounding)
-    if column == "train_frequency":
-        counts = [0] + [10 ** k for k in range(0, int(math.floor(hi)) + 1)]
-        tickvals = [math.log10(1 + c) for c in counts]
-        ticktext = [str(c) for c in counts]
-    else:
-        step = 0.25 if column in _TEST_METRICS else hi / 4
-        tickvals = [lo + step * k for k in range(5)]
-        ticktext = [f"{v:.2g}" for v in tickvals]
-    if has_missing:
-        tickvals = [(cmin + lo) / 2] + tickvals
-        ticktext = ["n/a"] + ticktext
-    return {"column": column, "values": values, "valid": valid, "cmin": cmin, "cmax": hi, "lo": lo,
-            "colorscale": colorscale, "tickvals": tickvals, "ticktext": ticktext}
-
-
-def _hex_colors(spec: Mapping[str, Any]) -> list[str]:
+def _hex_colors(spec: ColorSpec) -> list[str]:
     """Per-node CSS colours matching the sunburst's colour scale (grey for missing)."""
-    lo, hi = spec["lo"], spec["cmax"]
-    span = hi - lo if hi > lo else 1.0
-    pos = np.clip((spec["values"] - lo) / span, 0.0, 1.0)
-    colors = sample_colorscale(_SCALES[spec["column"]], [float(p) for p in pos])
-    return [c if ok else GREY for c, ok in zip(colors, spec["valid"], strict=True)]
+    pos = np.clip((spec.values - spec.lo) / (spec.hi - spec.lo), 0.0, 1.0)
+    colors = sample_colorscale(spec.scale, [float(p) for p in pos])
+    return [c if ok else GREY for c, ok in zip(colors, spec.valid, strict=True)]
 
 
 # ------------------------------------------------------------------ labels
@@ -256,6 +410,30 @@ def _round(values: np.ndarray, digits: int) -> list[float | int | None]:
     return out
 
 
+def hover_columns(table: pd.DataFrame, digits: int = 3) -> np.ndarray:
+    """Per-node hover data for plotly's ``customdata``: rounded numbers in a numpy *object* array.
+
+    Plotly validates a numpy array without walking it row by row (nested
+    lists cost about 0.5 s for GO's 4,126 x 8 values) and writes an object
+    array as plain JSON numbers, so the figure stays small (rounded, integral
+    values as int, NaN as null) and quick to build, pickle and cache.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame, shape (C, k)
+        Numeric columns, one row per node.
+    digits : int, default 3
+
+    Returns
+    -------
+    numpy.ndarray of object, shape (C, k)
+    """
+    out = np.empty(table.shape, dtype=object)
+    for j, column in enumerate(table.columns):
+        out[:, j] = _round(table[column].to_numpy(dtype=np.float64), digits)
+    return out
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     try:
         v = float(value)
@@ -265,9 +443,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 # ----------------------------------------------------------------- sunburst
-def sunburst_figure(run: Run, color_by: str = DEFAULT_COLOR, maxdepth: int = 3, root: str | None = None,
-                    height: int = 640) -> go.Figure:
-    """The label hierarchy as a sunburst coloured by a per-node quantity.
+def hierarchy_sunburst(hierarchy: Hierarchy, spec: ColorSpec, customdata: np.ndarray | None = None,
+                       hovertemplate: str | None = None, maxdepth: int = 3, root: str | None = None,
+                       height: int = 640, uirevision: str = "") -> go.Figure:
+    """The label hierarchy as a sunburst coloured by ``spec``.
 
     Sectors are the hierarchy's nodes (``ids`` = node ids) and each sector's
     parent is the node's first parent (:meth:`Hierarchy.first_parent`), so a
@@ -276,6 +455,79 @@ def sunburst_figure(run: Run, color_by: str = DEFAULT_COLOR, maxdepth: int = 3, 
     frequencies would break plotly's ``branchvalues="total"`` in multi-label
     data). Only ``maxdepth`` rings are drawn at a time; clicking a sector
     zooms into it.
+
+    Parameters
+    ----------
+    hierarchy : Hierarchy
+    spec : ColorSpec
+        Per-node colours, in ``hierarchy``'s column order.
+    customdata : numpy.ndarray, shape (C, k), optional
+        Per-node hover data (see :func:`hover_columns`).
+    hovertemplate : str, optional
+        Plotly hover template; default: the node id and its colour value.
+    maxdepth : int, default 3
+        Rings drawn at once (plotly's ``maxdepth``; -1 for all, slow on GO).
+    root : str, optional
+        Start zoomed into this node (plotly's ``level``).
+    height : int, default 640
+        Figure height in pixels.
+    uirevision : str, default ""
+        Plotly's ``uirevision``: the zoom is kept while it stays the same.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One ``go.Sunburst`` trace. Colours are rounded to 4 decimals.
+
+    Raises
+    ------
+    KeyError
+        If ``root`` is not a node of ``hierarchy``.
+    ValueError
+        If ``spec`` or ``customdata`` does not have one row per node.
+    """
+    h = hierarchy
+    if root is not None and root not in h:
+        raise KeyError(f"node {root!r} is not in the hierarchy")
+    if spec.values.shape != (h.n_nodes,):
+        raise ValueError(f"the colour spec has {spec.values.shape[0]} values, the hierarchy {h.n_nodes} nodes")
+    if customdata is not None and len(customdata) != h.n_nodes:
+        raise ValueError(f"customdata has {len(customdata)} rows, the hierarchy {h.n_nodes} nodes")
+    parents = [h.first_parent(n) or "" for n in h.nodes]
+    labels = [_short_label(n, p) for n, p in zip(h.nodes, parents, strict=True)]
+    trace = go.Sunburst(
+        ids=list(h.nodes),
+        labels=labels,
+        parents=parents,
+        count="leaves",
+        branchvalues="remainder",
+        maxdepth=maxdepth,
+        level=root,
+        sort=False,
+        textinfo="label",
+        insidetextorientation="radial",
+        customdata=customdata,
+        hovertemplate=hovertemplate or "<b>%{id}</b><br>%{color:.3f}<extra></extra>",
+        marker={
+            "colors": _round(spec.values, 4),
+            "colorscale": spec.colorscale,
+            "autocolorscale": False,
+            "cmin": spec.cmin,
+            "cmax": spec.hi,
+            "showscale": True,
+            "colorbar": {"title": {"text": spec.title}, "tickvals": spec.tickvals,
+                         "ticktext": spec.ticktext, "thickness": 14},
+            "line": {"width": 0.5, "color": "white"},
+        },
+    )
+    fig = go.Figure(trace)
+    fig.update_layout(margin={"t": 10, "l": 10, "r": 10, "b": 10}, height=height, uirevision=uirevision)
+    return fig
+
+
+def sunburst_figure(run: Run, color_by: str = DEFAULT_COLOR, maxdepth: int = 3, root: str | None = None,
+                    height: int = 640) -> go.Figure:
+    """The run's label hierarchy as a sunburst coloured by a per-node quantity (:func:`hierarchy_sunburst`).
 
     Parameters
     ----------
@@ -306,17 +558,9 @@ def sunburst_figure(run: Run, color_by: str = DEFAULT_COLOR, maxdepth: int = 3, 
         If ``root`` is not a node of the run's hierarchy.
     """
     h = run.hierarchy
-    nm = run.node_metrics
-    if root is not None and root not in h:
-        raise KeyError(f"node {root!r} is not in the hierarchy")
-    spec = _color_spec(run, color_by)
-    parents = [h.first_parent(n) or "" for n in h.nodes]
-    labels = [_short_label(n, p) for n, p in zip(h.nodes, parents, strict=True)]
     columns = ["depth", "train_frequency", "support", "precision", "recall", "f1", "uncertainty"]
     if not h.is_tree:
         columns.append("n_parents")
-    custom = nm[columns].to_numpy(dtype=np.float64)
-    customdata = [_round(row, 3) for row in custom]
     hover = (
         "<b>%{id}</b><br>depth %{customdata[0]}"
         + (" · parents %{customdata[7]}" if not h.is_tree else "")
@@ -324,35 +568,8 @@ def sunburst_figure(run: Run, color_by: str = DEFAULT_COLOR, maxdepth: int = 3, 
         "<br>precision %{customdata[3]:.3f} · recall %{customdata[4]:.3f} · F1 %{customdata[5]:.3f}"
         f"<br>uncertainty ({uncertainty_label(run)}) " + "%{customdata[6]:.3f}<extra></extra>"
     )
-    trace = go.Sunburst(
-        ids=list(h.nodes),
-        labels=labels,
-        parents=parents,
-        count="leaves",
-        branchvalues="remainder",
-        maxdepth=maxdepth,
-        level=root,
-        sort=False,
-        textinfo="label",
-        insidetextorientation="radial",
-        customdata=customdata,
-        hovertemplate=hover,
-        marker={
-            "colors": _round(spec["values"], 4),
-            "colorscale": spec["colorscale"],
-            "autocolorscale": False,
-            "cmin": spec["cmin"],
-            "cmax": spec["cmax"],
-            "showscale": True,
-            "colorbar": {"title": {"text": color_title(run, color_by)}, "tickvals": spec["tickvals"],
-                         "ticktext": spec["ticktext"], "thickness": 14},
-            "line": {"width": 0.5, "color": "white"},
-        },
-    )
-    fig = go.Figure(trace)
-    fig.update_layout(margin={"t": 10, "l": 10, "r": 10, "b": 10}, height=height,
-                      uirevision=str(run.path))
-    return fig
+    return hierarchy_sunburst(h, color_spec(run, color_by), hover_columns(run.node_metrics[columns]), hover,
+                              maxdepth=maxdepth, root=root, height=height, uirevision=str(run.path))
 
 
 # -------------------------------------------------------------- neighbourhood
@@ -489,8 +706,7 @@ def pyvis_html(run: Run, node: str, color_by: str = DEFAULT_COLOR, max_nodes: in
         raise KeyError(f"node {node!r} is not in the hierarchy")
     keep = neighbourhood(h, node, max_nodes)
     keep_set = set(keep)
-    spec = _color_spec(run, color_by)
-    colors = _hex_colors(spec)
+    colors = _hex_colors(color_spec(run, color_by))
     freq = run.node_metrics["train_frequency"].to_numpy(dtype=np.float64)
 
     net = Network(height=f"{height_px}px", width="100%", directed=True, cdn_resources="in_line",
@@ -660,7 +876,8 @@ def node_facts(run: Run, node: str) -> dict[str, str]:
     """Formatted facts of one node (label -> text), for the node panel's ``st.metric`` cards.
 
     Keys: "depth", "train freq.", "test support", "parents", "precision",
-    "recall", "F1", "uncertainty".
+    "recall", "F1", "AP" (average precision, "n/a" without test positives)
+    and "uncertainty" (mean over the test set, the run's display mode).
 
     Raises
     ------
@@ -676,8 +893,170 @@ def node_facts(run: Run, node: str) -> dict[str, str]:
         "precision": _fmt(row["precision"]),
         "recall": _fmt(row["recall"]),
         "F1": _fmt(row["f1"]),
+        "AP": _fmt(row["average_precision"]),
         "uncertainty": _fmt(row["uncertainty"]),
     }
+
+
+# ---------------------------------------------------------------- node card
+def positive_member_probs(predictions: Mapping[str, np.ndarray], hierarchy: Hierarchy,
+                          node: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each ensemble member's probability of ``node`` on the node's positive test samples.
+
+    Parameters
+    ----------
+    predictions : mapping
+        :meth:`Run.predictions`: ``y_true`` (N, C) {0, 1} and ``member_probs``
+        (H, N, C) float16 coherent probabilities in [0, 1].
+    hierarchy : Hierarchy
+        The run's hierarchy (column order of the arrays).
+    node : str
+
+    Returns
+    -------
+    samples : numpy.ndarray of int64, shape (P,)
+        Test-sample indices (rows of ``y_true``) where the node is positive.
+    probs : numpy.ndarray of float32, shape (H, P)
+        ``member_probs[h, samples, column]``, values in [0, 1].
+
+    Raises
+    ------
+    KeyError
+        If ``node`` is not in the hierarchy or an array is missing.
+    ValueError
+        If the arrays do not have ``hierarchy.n_nodes`` columns.
+    """
+    if node not in hierarchy:
+        raise KeyError(f"node {node!r} is not in the hierarchy")
+    y, members = predictions["y_true"], predictions["member_probs"]
+    if y.shape[-1] != hierarchy.n_nodes or members.shape[-1] != hierarchy.n_nodes or members.ndim != 3:
+        raise ValueError(f"predictions y_true {y.shape} / member_probs {members.shape} do not match "
+                         f"the hierarchy's {hierarchy.n_nodes} nodes")
+    j = hierarchy.index[node]
+    samples = np.flatnonzero(y[:, j] != 0)
+    return samples, members[:, samples, j].astype(np.float32)
+
+
+MAX_STRIP_POINTS = 500
+"""Above this many positive test samples, :func:`member_probs_figure` draws boxes and outliers, not every point."""
+
+_MEMBER_COLOR = "#4c78a8"
+_MEAN_COLOR = "#e45756"
+
+
+def member_probs_figure(predictions: Mapping[str, np.ndarray], hierarchy: Hierarchy, node: str,
+                        height: int = 320, max_points: int = MAX_STRIP_POINTS) -> go.Figure:
+    """Box plot with the points: each member's probability on the node's positive test samples.
+
+    One box per ensemble member ("member 1" ... "member H") and a last one for
+    the ensemble mean (the probability the metrics threshold at
+    :data:`THRESHOLD`, METHOD.md G1), each with all its points jittered over
+    it (a strip plot); a dashed line marks the threshold, so points below it
+    are the node's misses (its false negatives, for the mean). Hovering a
+    point shows its test-sample index. Nodes with more than ``max_points``
+    positives (the top of GO has over a thousand) show only the boxes and
+    their outliers, which keeps the browser responsive.
+
+    Parameters
+    ----------
+    predictions : mapping
+        :meth:`Run.predictions` (``y_true``, ``member_probs``).
+    hierarchy : Hierarchy
+    node : str
+    height : int, default 320
+    max_points : int, default :data:`MAX_STRIP_POINTS` (500)
+        Draw every point up to this many positive samples (plotly's
+        ``boxpoints="all"``), only the outliers above it.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        ``H + 1`` ``go.Box`` traces (``y`` in [0, 1], ``customdata`` the
+        sample indices); with no positive test sample, no trace and an
+        annotation saying so.
+
+    Raises
+    ------
+    KeyError, ValueError
+        As :func:`positive_member_probs`.
+    """
+    samples, probs = positive_member_probs(predictions, hierarchy, node)
+    fig = go.Figure()
+    n_members = probs.shape[0]
+    points = "all" if samples.size <= max_points else "outliers"
+    if samples.size:
+        names = [f"member {h + 1}" for h in range(n_members)] + ["ensemble mean"]
+        rows = [*probs, probs.mean(axis=0)]
+        for i, (name, values) in enumerate(zip(names, rows, strict=True)):
+            color = _MEAN_COLOR if i == n_members else _MEMBER_COLOR
+            fig.add_trace(go.Box(
+                y=values, name=name, customdata=samples, boxpoints=points, jitter=0.5, pointpos=0,
+                marker={"size": 4, "opacity": 0.6, "color": color}, line={"color": color},
+                fillcolor="rgba(0,0,0,0)", showlegend=False,
+                hovertemplate=f"{name}<br>test sample %{{customdata}}<br>p = %{{y:.3f}}<extra></extra>",
+            ))
+        fig.add_hline(y=THRESHOLD, line={"dash": "dash", "color": "#555555", "width": 1},
+                      annotation_text=f"threshold {THRESHOLD:g}", annotation_position="top left")
+    else:
+        fig.add_annotation(text="no positive test sample", x=0.5, y=0.5, xref="paper", yref="paper",
+                           showarrow=False, font={"size": 14, "color": "#666666"})
+    fig.update_layout(
+        height=height, margin={"t": 30, "l": 10, "r": 10, "b": 10},
+        title={"text": f"Probability of {node} on its {samples.size} positive test samples", "x": 0,
+               "font": {"size": 14}},
+        yaxis={"title": {"text": "probability"}, "range": [-0.02, 1.02]},
+    )
+    return fig
+
+
+def uncertainty_by_mode(run: Run, node: str) -> pd.DataFrame:
+    """The node's mean test-set uncertainty under every uncertainty mode, with its rank among the nodes.
+
+    Read from the ``uncertainty_<mode>`` columns of ``run.node_metrics``
+    (the per-sample uncertainty of :func:`hmlc_core.uncertainty.uncertainty`
+    averaged over the test set; METHOD.md E2). Modes missing from the run are
+    left out.
+
+    Parameters
+    ----------
+    run : Run
+    node : str
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per mode, indexed by the mode's user-facing name
+        (``UNCERTAINTY_LABELS``), in the order of ``UNCERTAINTY_MODES``;
+        columns ``mode`` (str), ``uncertainty`` (float; [0, 1] bits or
+        fraction, ``epistemic_kl`` unbounded), ``percentile`` (float in [0,
+        100]: the share of evaluated nodes whose value is at most this
+        node's, ``scipy.stats.percentileofscore(kind="weak")``) and
+        ``display`` (bool: the mode the run's colours and tables use).
+
+    Raises
+    ------
+    KeyError
+        If ``node`` is not in the run's node metrics.
+    """
+    from hmlc_core.uncertainty import UNCERTAINTY_LABELS, UNCERTAINTY_MODES
+
+    nm = run.node_metrics
+    row = nm.loc[node]
+    evaluated = nm["evaluated"].to_numpy(dtype=bool)
+    display = str(run.summary.get("uncertainty_mode", ""))
+    records = []
+    for mode in UNCERTAINTY_MODES:
+        column = f"uncertainty_{mode}"
+        if column not in nm.columns:
+            continue
+        value = float(row[column])
+        others = nm[column].to_numpy(dtype=np.float64)[evaluated]
+        others = others[np.isfinite(others)]
+        percentile = float(np.mean(others <= value) * 100) if others.size and math.isfinite(value) else math.nan
+        records.append({"label": UNCERTAINTY_LABELS.get(mode, mode), "mode": mode, "uncertainty": value,
+                        "percentile": percentile, "display": mode == display})
+    table = pd.DataFrame(records, columns=["label", "mode", "uncertainty", "percentile", "display"])
+    return table.set_index("label").rename_axis("uncertainty mode")
 
 
 # --------------------------------------------------------------- selection
@@ -765,6 +1144,8 @@ def discover_runs(demo_dir: str | Path | None, roots: Sequence[str | Path] = ())
         Key -> resolved run directory. A run's key is its folder name; on a
         clash, ``"<parent>/<name>"``, then the full path.
     """
+    from hmlc_core.runs import find_runs
+
     found: dict[str, Path] = {}
     seen: set[Path] = set()
     if demo_dir is not None:

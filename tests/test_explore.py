@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import plotly.io as pio
 import pytest
 
@@ -181,6 +182,45 @@ def test_sunburst_of_a_dag_uses_first_parents(dag_run: Run) -> None:
     assert "parents" in trace.hovertemplate
 
 
+def test_make_color_spec_grey_band_ticks_and_errors() -> None:
+    spec = explore.make_color_spec(np.array([0.0, 5.0, np.nan, 10.0]), np.array([True, True, True, False]),
+                                   "Viridis", 0.0, 10.0, "t")
+    assert list(spec.valid) == [True, True, False, False]  # NaN counts as missing
+    assert spec.values[2] == spec.values[3] == pytest.approx(-1.0) == spec.cmin  # 10 % of the range below lo
+    assert spec.tickvals == [-0.5, 0.0, 2.5, 5.0, 7.5, 10.0] and spec.ticktext[0] == "n/a"
+    assert spec.colorscale[0] == [0.0, explore.GREY] and spec.colorscale[-1][0] == 1.0
+    full = explore.make_color_spec(np.array([1.0, 2.0]), np.array([True, True]), "Viridis", 0.0, 4.0, "t")
+    assert full.cmin == 0.0 and explore.GREY not in [c for _, c in full.colorscale]
+    with pytest.raises(ValueError, match="hi > lo"):
+        explore.make_color_spec(np.zeros(2), np.ones(2, bool), "Viridis", 1.0, 1.0, "t")
+    with pytest.raises(ValueError, match="shapes"):
+        explore.make_color_spec(np.zeros(3), np.ones(2, bool), "Viridis", 0.0, 1.0, "t")
+
+
+def test_diverging_color_spec_is_symmetric_around_zero() -> None:
+    spec = explore.diverging_color_spec(np.array([-0.2, 0.5, 0.1, 3.0]), np.array([True, True, True, False]), "d")
+    assert (spec.lo, spec.hi) == (-0.5, 0.5)  # the largest |value| of the valid nodes
+    assert spec.ticktext == ["n/a", "-0.5", "-0.25", "0", "+0.25", "+0.5"]
+    assert spec.scale == explore.DIVERGING_SCALE
+    assert explore.diverging_color_spec(np.zeros(3), np.ones(3, bool), "d").hi == 1.0
+    assert explore.diverging_color_spec(np.zeros(3), np.ones(3, bool), "d", limit=0.25).lo == -0.25
+    with pytest.raises(ValueError):
+        explore.diverging_color_spec(np.zeros(3), np.ones(3, bool), "d", limit=0)
+
+
+def test_hierarchy_sunburst_takes_any_colour_spec(run: Run) -> None:
+    h = run.hierarchy
+    values = np.linspace(-1, 1, h.n_nodes)
+    fig = explore.hierarchy_sunburst(h, explore.diverging_color_spec(values, np.ones(h.n_nodes, bool), "x"))
+    np.testing.assert_allclose(np.asarray(fig.data[0].marker.colors, dtype=float), values, atol=1e-4)
+    assert list(fig.data[0].ids) == h.nodes
+    with pytest.raises(ValueError, match="121 nodes"):
+        explore.hierarchy_sunburst(h, explore.diverging_color_spec(values[:5], np.ones(5, bool), "x"))
+    with pytest.raises(ValueError, match="customdata"):
+        explore.hierarchy_sunburst(h, explore.diverging_color_spec(values, np.ones(h.n_nodes, bool), "x"),
+                                   customdata=np.zeros((3, 2)))
+
+
 # ----------------------------------------------------------- neighbourhood
 @pytest.fixture(scope="module")
 def wide() -> Hierarchy:
@@ -332,6 +372,88 @@ def test_node_facts(run: Run) -> None:
     assert facts["depth"] == "2"
     assert facts["recall"] == f"{row['recall']:.3f}"
     assert facts["test support"] == str(int(row["support"]))
+    assert facts["AP"] == f"{row['average_precision']:.3f}"
+    no_positives = run.node_metrics.index[run.node_metrics["support"] == 0][0]
+    assert explore.node_facts(run, no_positives)["AP"] == "n/a"
+
+
+# --------------------------------------------------------------- node card
+@pytest.fixture(scope="module")
+def npz(run: Run) -> dict[str, np.ndarray]:
+    """predictions.npz read directly with numpy."""
+    with np.load(run.path / "predictions.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+def test_positive_member_probs_match_a_naive_loop(run: Run, npz: dict[str, np.ndarray]) -> None:
+    j = run.hierarchy.nodes.index("1.2")
+    samples, probs = explore.positive_member_probs(npz, run.hierarchy, "1.2")
+    expected_samples = [i for i in range(npz["y_true"].shape[0]) if npz["y_true"][i, j] == 1]
+    assert list(samples) == expected_samples and len(expected_samples) == run.node_metrics.loc["1.2", "support"]
+    assert probs.shape == (2, len(expected_samples))
+    for h in range(2):
+        assert list(probs[h]) == [float(npz["member_probs"][h, i, j]) for i in expected_samples]
+    with pytest.raises(KeyError):
+        explore.positive_member_probs(npz, run.hierarchy, "no-such-node")
+    with pytest.raises(ValueError, match="do not match"):
+        explore.positive_member_probs({"y_true": npz["y_true"][:, :5], "member_probs": npz["member_probs"]},
+                                      run.hierarchy, "1.2")
+
+
+def test_member_probs_figure_has_a_box_per_member_and_the_mean(run: Run, npz: dict[str, np.ndarray]) -> None:
+    node = "2.1"
+    j = run.hierarchy.nodes.index(node)
+    pos = npz["y_true"][:, j] == 1
+    fig = explore.member_probs_figure(npz, run.hierarchy, node)
+    assert [t.type for t in fig.data] == ["box"] * 3
+    assert [t.name for t in fig.data] == ["member 1", "member 2", "ensemble mean"]
+    for h in range(2):
+        np.testing.assert_allclose(fig.data[h].y, npz["member_probs"][h, pos, j].astype(float), rtol=1e-6)
+        assert fig.data[h].boxpoints == "all"
+    # the saved ensemble mean is the members' mean (up to the float16 storage of the members)
+    np.testing.assert_allclose(fig.data[2].y, npz["mean_probs"][pos, j], atol=2e-3)
+    assert list(fig.data[0].customdata) == list(np.flatnonzero(pos))
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert len(lines) == 1 and lines[0].y0 == lines[0].y1 == explore.THRESHOLD == 0.5
+    assert f"{int(pos.sum())} positive" in fig.layout.title.text
+    few = explore.member_probs_figure(npz, run.hierarchy, node, max_points=int(pos.sum()) - 1)
+    assert {t.boxpoints for t in few.data} == {"outliers"}
+    np.testing.assert_allclose(few.data[0].y, fig.data[0].y)  # the same data, fewer drawn points
+
+
+def test_member_probs_figure_without_positives(run: Run, npz: dict[str, np.ndarray]) -> None:
+    node = run.node_metrics.index[run.node_metrics["support"] == 0][0]
+    fig = explore.member_probs_figure(npz, run.hierarchy, node)
+    assert len(fig.data) == 0
+    assert "no positive test sample" in fig.layout.annotations[0].text
+
+
+def test_uncertainty_by_mode_reads_every_mode_with_its_rank(run: Run) -> None:
+    from scipy.stats import percentileofscore
+
+    nm = pd.read_csv(run.path / "node_metrics.csv", index_col="node", dtype={"node": str})
+    table = explore.uncertainty_by_mode(run, "1.2")
+    modes = [c.removeprefix("uncertainty_") for c in nm.columns if c.startswith("uncertainty_")]
+    assert list(table["mode"]) == modes and len(modes) == 6
+    assert list(table.index) == [UNCERTAINTY_LABELS[m] for m in modes]
+    evaluated = nm[nm["evaluated"]]
+    for mode, row in zip(modes, table.itertuples(), strict=True):
+        column = f"uncertainty_{mode}"
+        assert row.uncertainty == pytest.approx(nm.loc["1.2", column])
+        assert row.percentile == pytest.approx(percentileofscore(evaluated[column], nm.loc["1.2", column],
+                                                                 kind="weak"))
+        assert row.display == (mode == run.summary["uncertainty_mode"])
+    assert table["display"].sum() == 1
+
+
+def test_explore_imports_neither_torch_nor_runs() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, hmlc_core.explore; print('torch' in sys.modules, 'hmlc_core.runs' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.split() == ["False", "False"]
 
 
 # --------------------------------------------------------------- selection

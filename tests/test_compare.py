@@ -1,0 +1,240 @@
+"""Tests of hmlc_core.compare, the Compare page's pure functions.
+
+Expected values come from the runs' own files (node_metrics.csv, summary.json,
+config.json, hierarchy.json) read here with pandas/json, from naive loops over
+nodes, and from scipy (wilcoxon, percentile bins), never from the functions
+under test.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from plotly.colors import sample_colorscale
+from scipy.stats import wilcoxon
+
+from hmlc_core import compare, explore
+from hmlc_core.runs import Run, load_run, save_run
+from hmlc_core.synthetic import make_synthetic
+from hmlc_core.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def base(synthetic_run: Path) -> Run:
+    return load_run(synthetic_run)
+
+
+@pytest.fixture(scope="module")
+def other_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second synthetic run with other options (no node weights, no focal factor, 3 heads, seed 1)."""
+    dataset = make_synthetic(seed=0)
+    config = TrainConfig(dataset="synthetic", epochs=4, heads=3, seed=1, weighting="none", focal="none")
+    return save_run(tmp_path_factory.mktemp("other") / "other_run", train(config, dataset), dataset)
+
+
+@pytest.fixture(scope="module")
+def other(other_dir: Path) -> Run:
+    return load_run(other_dir)
+
+
+def _csv(run: Run) -> pd.DataFrame:
+    return pd.read_csv(run.path / "node_metrics.csv", index_col="node", dtype={"node": str})
+
+
+def _valid_pairs(a: pd.DataFrame, b: pd.DataFrame, column: str) -> list[str]:
+    """Naive: nodes evaluated, with test positives in both runs and finite values."""
+    keep = []
+    for node in a.index:
+        va, vb = a.loc[node, column], b.loc[node, column]
+        if (bool(a.loc[node, "evaluated"]) and a.loc[node, "support"] > 0 and b.loc[node, "support"] > 0
+                and np.isfinite(va) and np.isfinite(vb)):
+            keep.append(node)
+    return keep
+
+
+# ------------------------------------------------------------------- checks
+def test_same_hierarchy_is_accepted(base: Run, other: Run) -> None:
+    h = compare.check_same_hierarchy({"a": base, "b": other})
+    assert h.nodes == json.loads((base.path / "hierarchy.json").read_text())["nodes"]
+
+
+def test_different_hierarchies_are_rejected_naming_the_runs(base: Run, tmp_path: Path) -> None:
+    from hmlc_core.data import HMCDataset, Split
+    from hmlc_core.hierarchy import Hierarchy
+
+    h = Hierarchy([("root", "A"), ("root", "B"), ("A", "A1")])
+    rng = np.random.default_rng(0)
+
+    def split(n: int) -> Split:
+        return Split(X=rng.normal(size=(n, 3)).astype(np.float32),
+                     Y=h.label_matrix([["A1"] if i % 2 else ["B"] for i in range(n)]))
+
+    ds = HMCDataset(name="tiny", hierarchy=h, feature_names=["f0", "f1", "f2"], train=split(20), valid=split(10),
+                    test=split(10), source={"train": "synthetic"})
+    tiny = load_run(save_run(tmp_path / "tiny", train(TrainConfig(dataset="tiny", epochs=1, heads=1, hidden=8), ds),
+                             ds))
+    with pytest.raises(ValueError, match=r"'first'.*'second'.*different hierarchies.*121 vs 4 nodes"):
+        compare.check_same_hierarchy({"first": base, "second": tiny})
+    with pytest.raises(ValueError, match="no run"):
+        compare.check_same_hierarchy({})
+
+
+def test_same_nodes_with_other_edges_are_rejected(base: Run, tmp_path: Path) -> None:
+    moved = tmp_path / "moved"
+    shutil.copytree(base.path, moved)
+    doc = json.loads((moved / "hierarchy.json").read_text())
+    # move leaf 1.1.1 from 1.1 to 1.2: same depth, so the same nodes in the same column order
+    doc["edges"] = [["1.2", "1.1.1"] if e == ["1.1", "1.1.1"] else e for e in doc["edges"]]
+    (moved / "hierarchy.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"'a'.*'b'.*2 edges differ, e\.g\. 1\.1 -> 1\.1\.1"):
+        compare.check_same_hierarchy({"a": base, "b": load_run(moved)})
+
+
+# ------------------------------------------------------------- side by side
+def test_headline_table_matches_the_summaries_and_node_files(base: Run, other: Run) -> None:
+    table = compare.headline_table({"A": base, "B": other})
+    assert list(table.columns) == ["A", "B"]
+    for name, run in (("A", base), ("B", other)):
+        summary = json.loads((run.path / "summary.json").read_text())
+        nm = _csv(run)
+        ev = nm[nm["evaluated"]]
+        col = table[name]
+        assert col["micro AUPRC"] == pytest.approx(summary["auprc_micro"])
+        assert col["macro recall"] == pytest.approx(summary["macro_recall"])
+        assert col["macro F1"] == pytest.approx(summary["macro_f1"])
+        assert col["macro precision"] == pytest.approx(summary["macro_precision"])
+        cut = np.quantile(ev["train_frequency"], 0.25)
+        assert col["rare-node recall"] == pytest.approx(ev.loc[ev["train_frequency"] <= cut, "recall"].mean())
+        assert col["nodes found (recall > 0)"] == (ev["recall"] > 0).sum()
+        assert col["nodes with test positives"] == summary["n_eval_nodes_with_positives"]
+        assert col["heads"] == summary["heads"] and col["epochs"] == summary["epochs_completed"]
+    text = compare.headline_text(table)
+    assert text.loc["micro AUPRC", "A"] == f"{base.summary['auprc_micro']:.3f}"
+    assert text.loc["heads", "B"] == "3"
+    assert text.loc["seconds per epoch", "A"] == f"{base.summary['seconds_per_epoch']:.1f}"
+
+
+def test_config_differences_lists_exactly_the_changed_options(base: Run, other: Run) -> None:
+    a = json.loads((base.path / "config.json").read_text())["train"]
+    b = json.loads((other.path / "config.json").read_text())["train"]
+    expected = sorted(k for k in a if a[k] != b[k])
+    table = compare.config_differences({"A": base, "B": other})
+    assert list(table.index) == expected
+    assert {"weighting", "focal", "heads", "seed", "epochs"} <= set(expected)
+    assert table.loc["weighting", "B"] == "none" and table.loc["heads", "A"] == "2"
+    assert compare.config_differences({"A": base, "A again": base}).empty
+
+
+def test_recall_by_depth_lines_follow_the_summaries(base: Run, other: Run) -> None:
+    fig = compare.recall_by_depth_figure({"A": base, "B": other})
+    assert [t.name for t in fig.data] == ["A", "B"]
+    for trace, run in zip(fig.data, (base, other), strict=True):
+        rbd = {int(k): v for k, v in json.loads((run.path / "summary.json").read_text())["recall_by_depth"].items()}
+        assert list(trace.x) == sorted(rbd)
+        np.testing.assert_allclose(trace.y, [rbd[d] for d in sorted(rbd)])
+
+
+def test_recall_vs_frequency_points_and_bin_means(base: Run, other: Run) -> None:
+    fig = compare.recall_vs_frequency_figure({"A": base, "B": other}, n_bins=6)
+    assert fig.layout.xaxis.type == "log"
+    points = [t for t in fig.data if t.type == "scattergl"]
+    lines = [t for t in fig.data if t.type == "scatter"]
+    assert len(points) == len(lines) == 2
+    for pts, line, run in zip(points, lines, (base, other), strict=True):
+        nm = _csv(run)
+        keep = nm[nm["evaluated"] & (nm["support"] > 0)]
+        assert sorted(pts.text) == sorted(keep.index)
+        by_node = dict(zip(pts.text, zip(pts.x, pts.y, strict=True), strict=True))
+        for node, row in keep.iterrows():
+            assert by_node[node] == pytest.approx((1 + row["train_frequency"], row["recall"]))
+        # the bins partition the points: counts add up and the count-weighted bin means give the overall mean
+        counts = np.asarray(line.customdata, dtype=float)
+        assert counts.sum() == len(keep) and len(line.x) <= 6
+        assert np.average(line.y, weights=counts) == pytest.approx(keep["recall"].mean())
+        assert np.all(np.diff(line.x) > 0)
+    with pytest.raises(ValueError):
+        compare.recall_vs_frequency_figure({"A": base}, n_bins=0)
+
+
+# ---------------------------------------------------------- node by node
+@pytest.mark.parametrize("metric", list(compare.METRICS))
+def test_node_difference_is_other_minus_base_on_comparable_nodes(base: Run, other: Run, metric: str) -> None:
+    column = compare.METRICS[metric]
+    diff = compare.node_difference(base, other, metric)
+    a, b = _csv(base), _csv(other)
+    valid = _valid_pairs(a, b, column)
+    assert list(diff.index[diff["valid"]]) == valid
+    np.testing.assert_allclose(diff.loc[valid, "difference"], b.loc[valid, column] - a.loc[valid, column])
+    assert diff.loc[~diff["valid"], "difference"].isna().all()
+    with pytest.raises(ValueError, match="unknown metric"):
+        compare.node_difference(base, other, "accuracy")
+
+
+def test_difference_sunburst_is_centred_at_zero(base: Run, other: Run) -> None:
+    fig = compare.difference_sunburst(base, other, "recall", names=("A", "B"))
+    trace = fig.data[0]
+    a, b = _csv(base), _csv(other)
+    valid = _valid_pairs(a, b, "recall")
+    colors = pd.Series(np.asarray(trace.marker.colors, dtype=float), index=list(trace.ids))
+    np.testing.assert_allclose(colors[valid], (b.loc[valid, "recall"] - a.loc[valid, "recall"]), atol=1e-4)
+    limit = float(np.abs(b.loc[valid, "recall"] - a.loc[valid, "recall"]).max())
+    assert trace.marker.cmax == pytest.approx(limit)
+    missing = [n for n in trace.ids if n not in set(valid)]
+    assert missing and (colors[missing] < -limit).all()  # grey band below the range
+    # the colour of a zero difference is the middle of the diverging scale (white-ish)
+    scale = [(float(p), c) for p, c in trace.marker.colorscale]
+    zero_pos = (0 - trace.marker.cmin) / (trace.marker.cmax - trace.marker.cmin)
+    nearest = min(scale, key=lambda pc: abs(pc[0] - zero_pos))
+    assert abs(nearest[0] - zero_pos) < 1e-9
+    assert nearest[1] == sample_colorscale(explore.DIVERGING_SCALE, [0.5])[0]
+    assert "B − A" in trace.marker.colorbar.title.text.replace("<br>", " ")
+    assert sorted(trace.ids) == sorted(a.index)
+
+
+def test_gained_and_lost_follow_the_definition(base: Run, other: Run) -> None:
+    a, b = _csv(base), _csv(other)
+    valid = _valid_pairs(a, b, "recall")
+    for threshold in (0.0, 0.5):
+        gained, lost = compare.gained_and_lost(base, other, "recall", threshold)
+        exp_gained = {n for n in valid if a.loc[n, "recall"] <= threshold < b.loc[n, "recall"]}
+        exp_lost = {n for n in valid if b.loc[n, "recall"] <= threshold < a.loc[n, "recall"]}
+        assert set(gained.index) == exp_gained and set(lost.index) == exp_lost
+        assert list(gained["difference"]) == sorted(gained["difference"], reverse=True)
+        assert list(lost["difference"]) == sorted(lost["difference"])
+    assert exp_gained or exp_lost  # the fixture runs differ at 0.5 at least
+    none_gained, none_lost = compare.gained_and_lost(base, base)
+    assert none_gained.empty and none_lost.empty
+    with pytest.raises(ValueError):
+        compare.gained_and_lost(base, other, threshold=1.0)
+
+
+# ------------------------------------------------------------- paired test
+def test_paired_tests_match_scipy_on_the_comparable_nodes(base: Run, other: Run) -> None:
+    result = compare.paired_tests(base, other)
+    assert list(result.index) == list(compare.TESTED_METRICS)
+    a, b = _csv(base), _csv(other)
+    for metric in compare.TESTED_METRICS:
+        column = compare.METRICS[metric]
+        nodes = _valid_pairs(a, b, column)
+        x, y = a.loc[nodes, column].to_numpy(), b.loc[nodes, column].to_numpy()
+        row = result.loc[metric]
+        assert row["n_pairs"] == len(nodes)
+        assert row["n_nonzero"] == int(np.sum(y != x))
+        assert row["mean_base"] == pytest.approx(x.mean()) and row["mean_other"] == pytest.approx(y.mean())
+        assert row["median_difference"] == pytest.approx(np.median(y - x))
+        reference = wilcoxon(y, x)
+        assert row["statistic"] == pytest.approx(reference.statistic)
+        assert row["p_value"] == pytest.approx(reference.pvalue)
+
+
+def test_paired_tests_without_differences(base: Run) -> None:
+    result = compare.paired_tests(base, base)
+    assert (result["n_nonzero"] == 0).all()
+    assert result["statistic"].isna().all()
+    assert (result["p_value"] == 1.0).all()
+    assert "not" in compare.PAIRED_TEST_NOTE and "independent" in compare.PAIRED_TEST_NOTE
