@@ -20,8 +20,16 @@ from pages import common as app_common  # noqa: E402
 
 st.set_page_config(page_title="hmlc-lab", page_icon="🌳", layout="wide")
 
+# Each URL path differs from its file's name on purpose. Because a folder named pages/ sits next to this
+# script, a freshly started Streamlit server runs its legacy multipage mode until some session has run
+# app.py, and in that mode /explorer would run pages/explorer.py alone, without this frame. A path that
+# names no file in pages/ falls back to app.py, whose st.navigation then opens the right page.
 pages = [
-    st.Page("pages/explorer.py", title="Explorer", icon="🌳", default=True),
+    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("pages/explorer.py", title="Hierarchy explorer", icon=":material/account_tree:", url_path="hierarchy"),
+    st.Page("pages/missed.py", title="Missed nodes", icon=":material/search:", url_path="missed-nodes"),
+    st.Page("pages/retrain.py", title="Retrain", icon=":material/model_training:", url_path="retraining"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="comparison"),
 ]
 navigation = st.navigation(pages)
 

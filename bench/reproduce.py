@@ -205,6 +205,12 @@ def _pm(values: pd.Series, digits: int = 4) -> str:
     return f"{values.mean():.{digits}f} ± {std:.{digits}f}"
 
 
+def _num(values: pd.Series, digits: int) -> str:
+    """Mean of the known values, or n/a (runs trained outside this script have no resources.json)."""
+    values = values.dropna()
+    return "n/a" if values.empty else f"{values.mean():.{digits}f}"
+
+
 def _config_order(names: list[str]) -> list[str]:
     return [c for c in CONFIGS if c in names]
 
@@ -221,7 +227,7 @@ def _dataset_section(df: pd.DataFrame, dataset: str) -> list[str]:
         lines.append(
             f"| {name} | {len(rows)} | {int(rows['epochs'].median())} | "
             + " | ".join(_pm(rows[m]) for m in SEED_METRICS)
-            + f" | {rows['train_seconds'].mean():.1f} | {rows['peak_rss_mb'].mean():.0f} |")
+            + f" | {_num(rows['train_seconds'], 1)} | {_num(rows['peak_rss_mb'], 0)} |")
     depth_cols = sorted((c for c in sub.columns if c.startswith("depth_") and sub[c].notna().any()),
                         key=lambda c: int(c.split("_")[1]))
     lines += ["", "Recall by depth (macro recall of the evaluated nodes at each depth, mean ± std over seeds):", "",
@@ -238,7 +244,8 @@ def _published_section(df: pd.DataFrame) -> list[str]:
     if rows.empty:
         return []
     lines = ["### C-HMCNN against its published AUPRC", "",
-             "| dataset | seeds | epochs | AUPRC (ours) | published | difference | within 0.01 |", "|---|---|---|---|---|---|---|"]
+             "| dataset | seeds | epochs | AUPRC (ours) | published | difference | within 0.01 |",
+             "|---|---|---|---|---|---|---|"]
     for dataset, sub in rows.groupby("dataset"):
         published = PUBLISHED_AUPRC.get(dataset)
         mean = sub["auprc_micro"].mean()
@@ -299,7 +306,8 @@ def _comparison_section(df: pd.DataFrame) -> list[str]:
     lines += ["", f"### Best weighted/focal configuration: `{best}`", "",
               f"Chosen as the highest mean rare-node recall among the configurations whose mean macro-F1 is at least "
               f"{COMPARABLE_F1:.0%} of plain's (if none is, the highest macro-F1).", "",
-              "| dataset | seeds | macro R ratio | rare-node R ratio | macro F1 plain → best |", "|---|---|---|---|---|"]
+              "| dataset | seeds | macro R ratio | rare-node R ratio | macro F1 plain → best |",
+              "|---|---|---|---|---|"]
     for dataset, sub in df.groupby("dataset"):
         a, b = sub[sub["config"] == PLAIN], sub[sub["config"] == best]
         if a.empty or b.empty:

@@ -1,4 +1,8 @@
-"""Explorer page: the label hierarchy coloured by a per-node quantity, with a node drill-down.
+"""Hierarchy explorer page: the label hierarchy coloured by a per-node quantity, with a node card.
+
+The node card shows the node's path from the root, its facts and metrics,
+its parents and children, each ensemble member's probabilities on the node's
+positive test samples, and its uncertainty under every mode.
 
 URL state: ``run`` (sidebar), ``node`` (node selectbox) and ``color`` (colour
 selector) are query parameters, so a URL reproduces the view. A click on a
@@ -12,6 +16,7 @@ import streamlit as st
 
 from pages import common as app_common
 from hmlc_core import explore
+from hmlc_core.runs import RunError
 
 # Column headers and number formats of the per-node tables. (A bare string here would be drawn on the page:
 # Streamlit "magic" writes top-level literals.)
@@ -31,7 +36,7 @@ stamp = app_common.run_stamp(path)
 hierarchy = run.hierarchy
 nm = run.node_metrics
 
-st.title(f"Explorer · {run.name}")
+st.title(f"Hierarchy explorer · {run.name}")
 
 # ------------------------------------------------------------------ headline
 headline = list(explore.headline_metrics(run).items())
@@ -55,6 +60,28 @@ def _select_from_sunburst() -> None:
 
 
 left, right = st.columns([3, 2], gap="large")
+
+# The overview is drawn first, so the browser can show it while the node card is computed.
+with left:
+    color_by = st.radio("Colour by", list(explore.COLOR_QUANTITIES), index=0, key="color",
+                        horizontal=True, bind="query-params")
+    if not hierarchy.is_tree:
+        n_multi = int((nm["n_parents"] > 1).sum())
+        st.info(
+            f"This hierarchy is a DAG ({n_multi} of {hierarchy.n_nodes} nodes have several parents). "
+            "The overview draws its first-parent spanning tree; a node's other parents are listed on the right.",
+            icon="ℹ️",
+        )
+    st.plotly_chart(
+        app_common.sunburst(path, stamp, color_by), key="sunburst", on_select=_select_from_sunburst,
+        selection_mode="points", config={"displaylogo": False}, theme=None,
+    )
+    legend = "Click a sector to zoom in and select it; click the centre to go back up."
+    if color_by in ("recall", "precision", "F1", "average precision"):
+        legend += " Grey: not evaluated, or no positive test sample."
+    if color_by == "ensemble uncertainty":
+        legend += f" Uncertainty mode: {explore.uncertainty_label(run)}."
+    st.caption(legend)
 
 with right:
     node = st.selectbox(
@@ -82,27 +109,31 @@ with right:
             relatives, height=min(38 + 35 * len(relatives), 300),
             column_config=METRIC_COLUMNS,
         )
-
-with left:
-    color_by = st.radio("Colour by", list(explore.COLOR_QUANTITIES), index=0, key="color",
-                        horizontal=True, bind="query-params")
-    if not hierarchy.is_tree:
-        n_multi = int((nm["n_parents"] > 1).sum())
-        st.info(
-            f"This hierarchy is a DAG ({n_multi} of {hierarchy.n_nodes} nodes have several parents). "
-            "The overview draws its first-parent spanning tree; a node's other parents are listed on the right.",
-            icon="ℹ️",
-        )
-    st.plotly_chart(
-        app_common.sunburst(path, stamp, color_by), key="sunburst", on_select=_select_from_sunburst,
-        selection_mode="points", config={"displaylogo": False}, theme=None,
+    st.markdown("**Ensemble members on the positive test samples**")
+    try:
+        st.plotly_chart(app_common.member_probs(path, stamp, node), key="member_probs",
+                        config={"displaylogo": False})
+        st.caption(f"Each member's probability of {node} on the test samples where it is a true label, and the "
+                   f"ensemble mean that the metrics threshold at {explore.THRESHOLD:g}: points below the dashed "
+                   "line are misses. Hover a point for its test-sample index (nodes with more than "
+                   f"{explore.MAX_STRIP_POINTS} positives show the boxes and outliers only).")
+    except RunError as exc:
+        st.warning(f"Cannot read this run's test predictions: {exc}")
+    st.markdown("**Uncertainty by mode**")
+    st.dataframe(
+        explore.uncertainty_by_mode(run, node), key="uncertainty_modes",
+        column_config={
+            "mode": None,
+            "uncertainty": st.column_config.NumberColumn("mean over test set", format="%.4f"),
+            "percentile": st.column_config.ProgressColumn(
+                "percentile", format="%.0f", min_value=0, max_value=100,
+                help="Share of evaluated nodes with at most this node's uncertainty."),
+            "display": st.column_config.CheckboxColumn("in colours", help="The run's display mode."),
+        },
     )
-    legend = "Click a sector to zoom in and select it; click the centre to go back up."
-    if color_by in ("recall", "precision", "F1", "average precision"):
-        legend += " Grey: not evaluated, or no positive test sample."
-    if color_by == "ensemble uncertainty":
-        legend += f" Uncertainty mode: {explore.uncertainty_label(run)}."
-    st.caption(legend)
+    st.caption("Mean per-sample uncertainty over the whole test set (METHOD.md E2); entropies in bits, "
+               "epistemic (KL) is unbounded. Percentile: rank among the evaluated nodes.")
+
 
 # -------------------------------------------------------------- neighbourhood
 shown = explore.neighbourhood(hierarchy, node)

@@ -1,29 +1,33 @@
-"""AppTest tests of the Streamlit app (app.py + pages/explorer.py).
+"""AppTest tests of the Streamlit app (app.py, its run chooser) and the Hierarchy explorer (pages/explorer.py).
 
 Charts and iframes cannot be clicked in AppTest; their content is read from the
 element protos (plotly spec JSON, iframe srcdoc). The click handlers are unit
 tests in test_explore.py.
 
-AppTest quirk (Streamlit 1.67): with a ``pages/`` folder next to the entry point,
-every rerun after the first runs only the current page script, not ``app.py``;
-so changes to the sidebar (run chooser) are tested with a fresh AppTest and a
-``run`` query parameter, as a URL would do, while page widgets can be changed
-with ``set_value``.
+Reaching a page (Streamlit 1.67): app.py gives every page a URL path that differs from its file name
+(see the comment there), so each rerun runs app.py's frame (run chooser, navigation) and then the page,
+in AppTest as in a browser. A page other than the default (Overview) is reached by running the app once
+and then ``switch_page`` (:func:`_explorer`); changes of run are tested with a fresh AppTest and a ``run``
+query parameter, as a URL would do, and page widgets are changed with ``set_value``.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from pages import common as app_common
 from hmlc_core.runs import load_run
+from hmlc_core.uncertainty import UNCERTAINTY_LABELS
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
+EXPLORER = "pages/explorer.py"
 
 
 @pytest.fixture
@@ -40,6 +44,11 @@ def _app(**query: str) -> AppTest:
     for key, value in query.items():
         at.query_params[key] = value
     return at.run()
+
+
+def _explorer(**query: str) -> AppTest:
+    """The app run once on its default page (sidebar checks), then switched to the Hierarchy explorer."""
+    return _app(**query).switch_page(EXPLORER).run()
 
 
 def _sunburst_spec(at: AppTest) -> dict:
@@ -63,22 +72,24 @@ def test_app_renders_the_run_from_the_url(app_env: Path) -> None:
     assert not at.exception
     assert not at.warning
     assert at.selectbox(key="run").value == app_env.name
+    assert "demo" in _alltext(at)  # the missing demo run is reported in the sidebar with the command
+    assert "python -m hmlc_core demo" in "\n".join(e.value for e in at.sidebar.error)
+    at.switch_page(EXPLORER).run()
+    assert not at.exception and not at.warning
     nodes = load_run(app_env).hierarchy.nodes
     spec = _sunburst_spec(at)
     assert sorted(spec["data"][0]["ids"]) == sorted(nodes)
     assert at.selectbox(key="node").value == nodes[0]
     assert f'"{nodes[0]}"' in _srcdoc(at)
     assert any(m.label == "micro AUPRC" for m in at.metric)
-    assert "demo" in _alltext(at)  # the missing demo run is reported in the sidebar with the command
-    assert "python -m hmlc_core demo" in "\n".join(e.value for e in at.sidebar.error)
 
 
 def test_page_starts_with_its_title(app_env: Path) -> None:
-    at = _app(run=app_env.name)
+    at = _explorer(run=app_env.name)
     first = at.main.children[0]
     while getattr(first, "children", None):  # containers: take their first element
         first = next(iter(first.children.values())) if isinstance(first.children, dict) else first.children[0]
-    assert first.type == "title" and "Explorer" in first.value
+    assert first.type == "title" and first.value == f"Hierarchy explorer · {app_env.name}"
 
 
 def test_app_accepts_a_run_path_in_the_url(app_env: Path) -> None:
@@ -88,7 +99,7 @@ def test_app_accepts_a_run_path_in_the_url(app_env: Path) -> None:
 
 
 def test_node_query_param_selects_the_node(app_env: Path) -> None:
-    at = _app(run=app_env.name, node="2.3.1")
+    at = _explorer(run=app_env.name, node="2.3.1")
     assert not at.exception and not at.warning
     assert at.selectbox(key="node").value == "2.3.1"
     html = _srcdoc(at)
@@ -97,7 +108,7 @@ def test_node_query_param_selects_the_node(app_env: Path) -> None:
 
 
 def test_node_selectbox_changes_the_neighbourhood(app_env: Path) -> None:
-    at = _app(run=app_env.name)
+    at = _explorer(run=app_env.name)
     at.selectbox(key="node").set_value("3.1").run()
     assert not at.exception
     assert '"3.1.2"' in _srcdoc(at)
@@ -105,7 +116,7 @@ def test_node_selectbox_changes_the_neighbourhood(app_env: Path) -> None:
 
 
 def test_colour_selector_changes_the_colours(app_env: Path) -> None:
-    at = _app(run=app_env.name)
+    at = _explorer(run=app_env.name)
     assert at.radio(key="color").value == "recall"
     before = _sunburst_spec(at)["data"][0]["marker"]["colors"]
     at.radio(key="color").set_value("training frequency").run()
@@ -121,11 +132,13 @@ def test_invalid_run_in_url_warns_and_falls_back(app_env: Path) -> None:
     assert not at.exception
     assert any("no-such-run" in w.value for w in at.warning)
     assert at.selectbox(key="run").value == app_env.name
-    assert at.get("plotly_chart")
+    at.switch_page(EXPLORER).run()
+    assert not at.exception
+    assert sorted(_sunburst_spec(at)["data"][0]["ids"]) == sorted(load_run(app_env).hierarchy.nodes)
 
 
 def test_invalid_node_in_url_warns_and_falls_back(app_env: Path) -> None:
-    at = _app(run=app_env.name, node="GO:nothing")
+    at = _explorer(run=app_env.name, node="GO:nothing")
     assert not at.exception
     assert any("GO:nothing" in w.value for w in at.warning)
     assert at.selectbox(key="node").value == "root"
@@ -156,5 +169,53 @@ def test_bundled_demo_run_renders(monkeypatch: pytest.MonkeyPatch) -> None:
     at = _app()
     assert not at.exception
     assert at.selectbox(key="run").value == "demo"
+    at.switch_page(EXPLORER).run()
+    assert not at.exception
     ids = _sunburst_spec(at)["data"][0]["ids"]
     assert sorted(ids) == sorted(load_run(app_common.DEMO_RUN_DIR).hierarchy.nodes)
+
+
+# ---------------------------------------------------------------- node card
+def _chart(at: AppTest, trace_type: str) -> dict:
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return next(s for s in specs if s["data"] and s["data"][0]["type"] == trace_type)
+
+
+def test_node_card_shows_member_probabilities_and_uncertainty_by_mode(app_env: Path) -> None:
+    at = _explorer(run=app_env.name, node="1.2")
+    assert not at.exception
+    with np.load(app_env / "predictions.npz") as data:
+        y, members = data["y_true"], data["member_probs"]
+    nodes = load_run(app_env).hierarchy.nodes
+
+    def expected(node: str) -> list[np.ndarray]:
+        j = nodes.index(node)
+        pos = y[:, j] == 1
+        return [members[h, pos, j].astype(float) for h in range(members.shape[0])]
+
+    boxes = _chart(at, "box")["data"]
+    assert [b["name"] for b in boxes] == ["member 1", "member 2", "ensemble mean"]
+    for box, want in zip(boxes[:2], expected("1.2"), strict=True):
+        np.testing.assert_allclose(_numbers(box["y"]), want, rtol=1e-6)
+    modes = next(d for d in at.dataframe if "uncertainty" in d.value.columns and "percentile" in d.value.columns)
+    nm = pd.read_csv(app_env / "node_metrics.csv", index_col="node", dtype={"node": str})
+    assert list(modes.value.index) == [UNCERTAINTY_LABELS[m] for m in modes.value["mode"]]
+    for mode, value in zip(modes.value["mode"], modes.value["uncertainty"], strict=True):
+        assert value == pytest.approx(nm.loc["1.2", f"uncertainty_{mode}"])
+    facts = "\n".join(m.value for m in at.markdown)
+    assert f"**{nm.loc['1.2', 'average_precision']:.3f}**" in facts  # AP among the node facts
+
+    at.selectbox(key="node").set_value("3.1").run()
+    assert not at.exception
+    for box, want in zip(_chart(at, "box")["data"][:2], expected("3.1"), strict=True):
+        np.testing.assert_allclose(_numbers(box["y"]), want, rtol=1e-6)
+    modes = next(d for d in at.dataframe if "percentile" in d.value.columns).value
+    first = modes["mode"].iloc[0]
+    assert modes["uncertainty"].iloc[0] == pytest.approx(nm.loc["3.1", f"uncertainty_{first}"])
+
+
+def _numbers(value: object) -> np.ndarray:
+    """A plotly JSON array: a plain list, or a typed array ``{"dtype", "bdata"}`` (base64, little-endian)."""
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]).newbyteorder("<"))
+    return np.asarray(value, dtype=float)

@@ -1,0 +1,78 @@
+"""Overview page: the chosen run at a glance.
+
+Dataset and hierarchy facts, headline test metrics (micro AUPRC, macro and
+hierarchical precision/recall/F1, rare-node recall), the training recipe and
+configuration, the training curve, recall by depth, and links to the other
+pages. All numbers come from :mod:`hmlc_core.explore` and
+:mod:`hmlc_core.diagnose` through the cached wrappers of ``pages/common.py``.
+URL state: only ``run`` (sidebar).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import common as app_common
+from hmlc_core import diagnose, explore
+from hmlc_core.runs import RunError
+
+run = app_common.current_run()
+path = str(run.path)
+stamp = app_common.run_stamp(path)
+
+st.title(f"Overview · {run.name}")
+st.caption(diagnose.config_headline(run))
+
+# ------------------------------------------------------------------ dataset
+st.subheader("Dataset and hierarchy")
+facts = list(diagnose.run_facts(run).items())
+for start in range(0, len(facts), 6):
+    for column, (label, value) in zip(st.columns(6), facts[start:start + 6], strict=False):
+        column.metric(label, value)
+
+# ------------------------------------------------------------------ metrics
+st.subheader("Test metrics")
+try:
+    scores = app_common.prediction_scores(path, stamp)
+except RunError as exc:
+    scores = None
+    st.warning(f"Hierarchical metrics are unavailable: {exc}")
+headline = explore.headline_metrics(run)
+cards = [(k, headline[k]) for k in ("micro AUPRC", "macro precision", "macro recall", "macro F1")]
+cards += list(diagnose.score_metrics(run, scores).items())
+for start in (0, 4):
+    for column, (label, value) in zip(st.columns(4), cards[start:start + 4], strict=False):
+        column.metric(label, value)
+st.caption(
+    "Threshold 0.5 on the ensemble-mean probabilities. Macro values are means over all evaluated nodes "
+    "(nodes without a positive test sample count as recall 0). Rare-node recall: macro recall of the evaluated "
+    "nodes in the bottom quartile of training frequency. Hierarchical precision/recall/F1 (Kiritchenko et al. "
+    "2005): each test example's true and predicted sets with their ancestors, pooled over examples, roots excluded. "
+    f"Run status: {headline['status']}, epochs {headline['epochs']}."
+)
+
+# ------------------------------------------------------------------- charts
+left, right = st.columns(2, gap="large")
+with left:
+    st.plotly_chart(app_common.training_curve(path, stamp), key="training_curve", config={"displaylogo": False})
+    if "valid_auprc" not in run.history.columns:
+        st.caption("No validation AUPRC: this run was trained on train+valid (C-HMCNN's final protocol).")
+with right:
+    st.plotly_chart(app_common.recall_by_depth(path, stamp), key="overview_recall_by_depth",
+                    config={"displaylogo": False})
+    st.caption("Macro recall of the evaluated nodes at each depth (shortest path from the root).")
+
+# ------------------------------------------------------------------- config
+st.subheader("Training configuration")
+with st.expander("All settings", expanded=False):
+    st.dataframe(diagnose.config_table(run), height=420)
+
+# ------------------------------------------------------------------ pointers
+st.subheader("Where next")
+st.page_link("pages/explorer.py", label="Hierarchy explorer: the hierarchy coloured by recall, frequency or "
+             "uncertainty, with a drill-down per node", icon=":material/account_tree:")
+st.page_link("pages/missed.py", label="Missed nodes: which nodes the ensemble misses, by depth, frequency and "
+             "support, with a CSV export", icon=":material/search:")
+st.page_link("pages/retrain.py", label="Retrain: train a variant of this run from the browser",
+             icon=":material/model_training:")
+st.page_link("pages/compare.py", label="Compare: runs side by side, per node", icon=":material/compare_arrows:")

@@ -1,0 +1,140 @@
+"""AppTest tests of the Missed nodes page (pages/missed.py).
+
+Expected tables come from a plain pandas filter of the run's node_metrics.csv
+and the comparison numbers from summary.json, not from hmlc_core.diagnose.
+The page is reached with ``switch_page`` after the app's first run (see the
+note in tests/test_app.py); its filters are bound to query parameters,
+which the tests also set directly, as a shared URL would.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pages import common as app_common
+from hmlc_core.runs import load_run
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+PAGE = "pages/missed.py"
+
+
+@pytest.fixture
+def app_env(synthetic_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The synthetic run is the only run: no demo, an empty local runs/ folder, HMLC_RUNS_DIR = its folder."""
+    monkeypatch.setattr(app_common, "DEMO_RUN_DIR", tmp_path / "no_demo_run")
+    monkeypatch.setattr(app_common, "LOCAL_RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setenv("HMLC_RUNS_DIR", str(synthetic_run.parent))
+    return synthetic_run
+
+
+def _page(**query: str | list[str]) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    return at.switch_page(PAGE).run()
+
+
+def _expected(run_dir: Path, below: float = 0.5, zero: bool = False, depth: tuple[int, int] = (0, 99),
+              support: tuple[int, int] = (1, 10 ** 9)) -> set[str]:
+    nm = pd.read_csv(run_dir / "node_metrics.csv", index_col="node", dtype={"node": str})
+    keep = nm["evaluated"] & ((nm["recall"] == 0) if zero else (nm["recall"] < below))
+    keep &= nm["depth"].between(*depth) & nm["support"].between(*support)
+    return set(nm.index[keep])
+
+
+def _table(at: AppTest) -> pd.DataFrame:
+    return at.dataframe[0].value
+
+
+def _figures(at: AppTest) -> dict[str, dict]:
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return {s["layout"]["title"]["text"]: s for s in specs}
+
+
+def _outlined(fig: dict) -> set[str]:
+    return set(next(t for t in fig["data"] if t.get("name") == "nodes in the table").get("text", []))
+
+
+def test_missed_page_renders_the_default_view(app_env: Path) -> None:
+    at = _page(run=app_env.name)
+    assert not at.exception and not at.warning
+    assert at.title[0].value == f"Missed nodes · {app_env.name}"
+    want = _expected(app_env)
+    table = _table(at)
+    assert set(table.index) == want and want
+    assert (table["recall"] < 0.5).all() and (table["support"] >= 1).all()
+    assert at.subheader[0].value == f"{len(want)} missed nodes"
+    assert [b.proto.label for b in at.get("download_button")] == ["Download table (CSV)"]
+    figs = _figures(at)
+    assert set(figs) == {"Recall vs training frequency", "Recall vs depth",
+                         "Deepest correct level vs true depth (test examples)"}
+    assert figs["Recall vs training frequency"]["layout"]["xaxis"]["type"] == "log"
+    assert _outlined(figs["Recall vs training frequency"]) == want
+    assert _outlined(figs["Recall vs depth"]) == want
+    summary = load_run(app_env).summary
+    scores = at.dataframe[1].value
+    assert scores.loc["recall", "flat macro"] == pytest.approx(summary["macro_recall"])
+    assert scores.loc["F1", "flat macro"] == pytest.approx(summary["macro_f1"])
+    assert scores.loc["recall", "hierarchical (hP, hR, hF)"] == pytest.approx(scores.loc["recall", "flat micro"])
+
+
+def test_recall_slider_changes_the_table_and_the_charts(app_env: Path) -> None:
+    at = _page(run=app_env.name)
+    before = set(_table(at).index)
+    assert before  # a 3-epoch run misses many nodes
+    at.slider(key="recall_below").set_value(0.0).run()  # recall < 0: nothing
+    assert not at.exception
+    assert _table(at).empty and at.subheader[0].value == "0 missed nodes"
+    assert _outlined(_figures(at)["Recall vs depth"]) == set()
+    at.slider(key="recall_below").set_value(0.95).run()
+    after = set(_table(at).index)
+    assert after == _expected(app_env, below=0.95) and after >= before
+    figs = _figures(at)
+    assert _outlined(figs["Recall vs depth"]) == after
+    assert [s["y0"] for s in figs["Recall vs depth"]["layout"]["shapes"]] == [0.95]
+
+
+def test_zero_recall_toggle_and_depth_filter(app_env: Path) -> None:
+    at = _page(run=app_env.name)
+    at.toggle(key="zero_recall").set_value(True).run()
+    assert not at.exception
+    assert set(_table(at).index) == _expected(app_env, zero=True)
+    assert (_table(at)["recall"] == 0).all()
+    assert at.slider(key="recall_below").disabled
+    at.slider(key="depth_range").set_value((3, 3)).run()
+    assert set(_table(at).index) == _expected(app_env, zero=True, depth=(3, 3))
+    assert set(_table(at)["depth"]) <= {3}
+
+
+def test_query_params_reproduce_a_view(app_env: Path) -> None:
+    at = _page(run=app_env.name, recall_below="0.3", depth_range=["2", "3"], support_range=["5", "40"])
+    assert not at.exception
+    assert at.slider(key="recall_below").value == pytest.approx(0.3)
+    assert at.slider(key="depth_range").value == (2, 3)
+    assert at.slider(key="support_range").value == (5, 40)
+    assert set(_table(at).index) == _expected(app_env, below=0.3, depth=(2, 3), support=(5, 40))
+
+
+def test_selected_node_opens_in_the_explorer(app_env: Path) -> None:
+    node = sorted(_expected(app_env))[0]
+    at = _page(run=app_env.name, node=node)
+    assert not at.exception
+    assert any(f"Selected **{node}**" in m.value for m in at.markdown)
+    at.button(key="open_in_explorer").click().run()
+    assert not at.exception
+    assert "explorer" in at.title[0].value.lower()
+    assert at.selectbox(key="node").value == node
+
+
+def test_missed_page_renders_the_bundled_demo_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HMLC_RUNS_DIR", raising=False)
+    at = _page()
+    assert not at.exception and not at.warning
+    assert set(_table(at).index) == _expected(app_common.DEMO_RUN_DIR)
+    assert len(at.get("plotly_chart")) == 3
