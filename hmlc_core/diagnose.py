@@ -43,6 +43,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from hmlc_core.config import UNCERTAINTY_LABELS
 from hmlc_core.explore import lineage, uncertainty_label
 from hmlc_core.hierarchy import Hierarchy
 from hmlc_core.metrics import (
@@ -53,7 +54,6 @@ from hmlc_core.metrics import (
     rare_node_recall,
 )
 from hmlc_core.runs import Run
-from hmlc_core.uncertainty import UNCERTAINTY_LABELS
 
 __all__ = [
     "PREDICTION_THRESHOLD",

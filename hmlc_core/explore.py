@@ -38,9 +38,9 @@ Any non-finite value is also drawn grey.
 
 Imports
 -------
-This module imports neither torch nor :mod:`hmlc_core.runs` at import time
-(only for type checking), so a page can import it cheaply; the modules that
-need torch are imported by the functions that use them.
+This module never imports torch, and imports :mod:`hmlc_core.runs` only for
+type checking and in :func:`discover_runs`, so a page can import it cheaply;
+the uncertainty mode names come from the torch-free :mod:`hmlc_core.config`.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
+from hmlc_core.config import UNCERTAINTY_LABELS, UNCERTAINTY_MODE_NAMES
 from hmlc_core.hierarchy import Hierarchy
 
 if TYPE_CHECKING:
@@ -296,8 +297,6 @@ def _column(color_by: str) -> str:
 
 def uncertainty_label(run: Run) -> str:
     """User-facing name of the run's display uncertainty, e.g. ``"bBMA (mean confidence)"``."""
-    from hmlc_core.uncertainty import UNCERTAINTY_LABELS
-
     mode = str(run.summary.get("uncertainty_mode", ""))
     return UNCERTAINTY_LABELS.get(mode, mode or "uncertainty")
 
@@ -1026,7 +1025,7 @@ def uncertainty_by_mode(run: Run, node: str) -> pd.DataFrame:
     -------
     pandas.DataFrame
         One row per mode, indexed by the mode's user-facing name
-        (``UNCERTAINTY_LABELS``), in the order of ``UNCERTAINTY_MODES``;
+        (``UNCERTAINTY_LABELS``), in the order of ``UNCERTAINTY_MODE_NAMES``;
         columns ``mode`` (str), ``uncertainty`` (float; [0, 1] bits or
         fraction, ``epistemic_kl`` unbounded), ``percentile`` (float in [0,
         100]: the share of evaluated nodes whose value is at most this
@@ -1038,14 +1037,12 @@ def uncertainty_by_mode(run: Run, node: str) -> pd.DataFrame:
     KeyError
         If ``node`` is not in the run's node metrics.
     """
-    from hmlc_core.uncertainty import UNCERTAINTY_LABELS, UNCERTAINTY_MODES
-
     nm = run.node_metrics
     row = nm.loc[node]
     evaluated = nm["evaluated"].to_numpy(dtype=bool)
     display = str(run.summary.get("uncertainty_mode", ""))
     records = []
-    for mode in UNCERTAINTY_MODES:
+    for mode in UNCERTAINTY_MODE_NAMES:
         column = f"uncertainty_{mode}"
         if column not in nm.columns:
             continue

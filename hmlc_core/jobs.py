@@ -27,6 +27,9 @@ Cancelled runs: a job cancelled while queued never starts; a running job
 stops after its current training step and, if it finished at least one epoch,
 its partial model is saved and evaluated like the CLI's Ctrl-C (summary status
 ``interrupted``) so it can be inspected; with no finished epoch nothing is saved.
+
+Importing this module does not import torch (the dashboard imports it);
+:func:`train_and_save` imports the training code when it runs.
 """
 
 from __future__ import annotations
@@ -43,13 +46,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hmlc_core.catalog import SYNTHETIC, open_dataset
+from hmlc_core.config import TrainConfig
 from hmlc_core.data import DatasetNotFoundError, find_dataset_files
 from hmlc_core.registry import Registry, RegistryError, RunRecord, headline_metrics
 from hmlc_core.runs import Run, load_run, save_run
-from hmlc_core.train import Progress, TrainConfig, train
+
+if TYPE_CHECKING:
+    from hmlc_core.train import Progress
 
 __all__ = [
     "CANCEL_POLL_S", "START_GRACE_S", "train_and_save", "process_token", "process_alive", "reconcile",
@@ -107,6 +113,8 @@ def train_and_save(
     DatasetNotFoundError, ValueError
         From :func:`hmlc_core.catalog.open_dataset` and :func:`hmlc_core.train.train`.
     """
+    from hmlc_core.train import train  # imports torch: only the CLI and the worker train
+
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"run directory {out} already exists; choose another --out or pass --overwrite")

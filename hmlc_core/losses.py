@@ -6,7 +6,9 @@ Sources:
   2026, *Improving Detection of Rare Nodes in Hierarchical Multi-Label Learning*
   (METHOD.md D1-D5, E1), as released by the authors.
 
-Pure functions first; :class:`WeightedMCLoss` bundles them for training.
+Pure functions first; :class:`WeightedMCLoss` bundles them for training. The
+option tuples (``WEIGHTING_MODES``, ``FOCAL_MODES``, ...) are defined in the
+torch-free :mod:`hmlc_core.config` and re-exported here.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hmlc_core.config import FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, SCHEDULES, WEIGHT_INDEXINGS, WEIGHTING_MODES
 from hmlc_core.hierarchy import Hierarchy
 from hmlc_core.model import MCM
 from hmlc_core.uncertainty import uncertainty
@@ -41,14 +44,6 @@ __all__ = [
     "SCHEDULES",
     "schedule_fraction",
 ]
-
-WEIGHTING_MODES = ("none", "class-wise", "binary")
-FREQUENCY_COUNTINGS = ("descendant-sum", "propagated")
-WEIGHT_INDEXINGS = ("released", "intended")
-FOCAL_MODES = ("none", "mean", "predictive", "aleatoric", "epistemic", "epistemic_kl", "pcs")
-LOSSES = ("mcloss", "zlpr")
-SCHEDULES = ("none", "lin", "exp", "alt")
-
 
 def _check_loss_args(name: str, outputs: torch.Tensor, targets: torch.Tensor, reduction: str) -> None:
     if outputs.shape[-2:] != targets.shape:

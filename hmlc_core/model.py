@@ -3,6 +3,8 @@
 Sources: C-HMCNN (Giunchiglia & Lukasiewicz, "Coherent Hierarchical Multi-Label
 Classification Networks", NeurIPS 2020) for the network and MCM (METHOD.md B1,
 B3); the multi-head ensemble of Xu et al. 2026 (METHOD.md C1, C2).
+``ENSEMBLE_KINDS`` is defined in the torch-free :mod:`hmlc_core.config` and
+re-exported here.
 """
 
 from __future__ import annotations
@@ -15,14 +17,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hmlc_core.config import ENSEMBLE_KINDS
 from hmlc_core.hierarchy import Hierarchy
 
 __all__ = ["MCM", "HMCEnsemble", "ENSEMBLE_KINDS"]
-
-ENSEMBLE_KINDS = ("heads", "shared", "mc-dropout")
-"""``heads``: H independent networks (the paper's tabular ensemble); ``shared``: the first layer
-shared, the rest per member (an encoder with H heads, METHOD.md C1); ``mc-dropout``: one network
-run H times with independent dropout masks, in training and at test (METHOD.md C3)."""
 
 
 class MCM(nn.Module):

@@ -67,7 +67,7 @@ from typing import Any
 
 import pandas as pd
 
-from hmlc_core.train import TrainConfig
+from hmlc_core.config import TrainConfig
 
 __all__ = [
     "REGISTRY_FILE", "SCHEMA_VERSION", "STATUSES", "ACTIVE_STATUSES", "TERMINAL_STATUSES", "HEADLINE_METRICS",
@@ -321,7 +321,11 @@ class Registry:
         except sqlite3.Error as exc:
             raise RegistryError(f"{self.path}: cannot open the run registry ({exc})") from exc
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA synchronous = NORMAL")  # the WAL-safe setting: no fsync at every commit
+        try:
+            conn.execute("PRAGMA synchronous = NORMAL")  # the WAL-safe setting: no fsync at every commit
+        except sqlite3.Error as exc:  # e.g. "file is not a database": SQLite reads the header here
+            conn.close()
+            raise RegistryError(f"{self.path}: cannot open the run registry ({exc})") from exc
         return conn
 
     @contextmanager

@@ -21,6 +21,10 @@ A run directory holds:
 The directory is written under a temporary name next to its destination and
 renamed into place, so an interrupted save never leaves a half-written run, and
 an existing run is replaced only once the new one is complete.
+
+Loading a run (:func:`load_run`, :class:`Run`, :meth:`Run.predictions`) does
+not import torch; :func:`save_run` and :meth:`Run.load_model` import it (and
+the model and training modules) when called.
 """
 
 from __future__ import annotations
@@ -34,18 +38,19 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 
+from hmlc_core.config import TrainConfig
 from hmlc_core.data import HMCDataset
 from hmlc_core.hierarchy import Hierarchy
 from hmlc_core.metrics import node_metrics_table, summarize
-from hmlc_core.model import MCM, HMCEnsemble
-from hmlc_core.train import TrainConfig, TrainResult, predict_members
-from hmlc_core.uncertainty import UNCERTAINTY_MODES, uncertainty
+
+if TYPE_CHECKING:
+    from hmlc_core.model import HMCEnsemble
+    from hmlc_core.train import TrainResult
 
 __all__ = ["Run", "RunError", "save_run", "load_run", "find_runs", "evaluate_run", "display_uncertainty_mode"]
 
@@ -95,6 +100,12 @@ def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, over
     FileExistsError
         If ``run_dir`` exists, is not empty, and ``overwrite`` is False.
     """
+    import torch
+
+    from hmlc_core.model import MCM
+    from hmlc_core.train import predict_members
+    from hmlc_core.uncertainty import UNCERTAINTY_MODES, uncertainty
+
     run_dir = Path(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"run directory {run_dir} already exists; choose another --out or pass --overwrite")
@@ -225,6 +236,10 @@ class Run:
 
     def load_model(self) -> HMCEnsemble:
         """Rebuild the ensemble and load ``model.pt`` with ``weights_only=True``; returned in eval mode."""
+        import torch
+
+        from hmlc_core.model import HMCEnsemble
+
         path = self.path / "model.pt"
         model = HMCEnsemble(**self.model_spec)
         try:

@@ -10,6 +10,10 @@ Multi-Label Learning*, focal weighting by ensemble uncertainty (METHOD.md E2;
 formulas as in the authors' released ``conf_hml_loss.py``). The paper's names:
 ``mean`` is "bBMA (mean confidence)", ``pcs`` is "GMU (gated margin)"
 (METHOD.md E3).
+
+The mode names and their display names (``UNCERTAINTY_MODE_NAMES``,
+``UNCERTAINTY_LABELS``) are defined in the torch-free :mod:`hmlc_core.config`
+and re-exported here, so the dashboard can name modes without importing torch.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ from collections.abc import Callable
 
 import torch
 
+from hmlc_core.config import UNCERTAINTY_LABELS, UNCERTAINTY_MODE_NAMES
+
 __all__ = [
     "EPS",
     "UNCERTAINTY_MODES",
+    "UNCERTAINTY_MODE_NAMES",
     "UNCERTAINTY_LABELS",
     "binary_entropy",
     "mean_uncertainty",
@@ -155,25 +162,13 @@ def pcs_uncertainty(probs: torch.Tensor) -> torch.Tensor:
     return 1 - (1 - torch.exp(-snr)) * margin
 
 
-UNCERTAINTY_MODES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "mean": mean_uncertainty,
-    "predictive": predictive_entropy,
-    "aleatoric": aleatoric_uncertainty,
-    "epistemic": epistemic_uncertainty,
-    "epistemic_kl": epistemic_kl_uncertainty,
-    "pcs": pcs_uncertainty,
-}
-"""Mode name (as in the released code and our CLI) -> function (H, B, C) -> (B, C)."""
-
-UNCERTAINTY_LABELS: dict[str, str] = {
-    "mean": "bBMA (mean confidence)",
-    "predictive": "predictive entropy",
-    "aleatoric": "aleatoric",
-    "epistemic": "epistemic (JS)",
-    "epistemic_kl": "epistemic (KL)",
-    "pcs": "GMU (gated margin)",
-}
-"""Mode name -> the name shown to users (METHOD.md, project decisions)."""
+UNCERTAINTY_MODES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = dict(zip(
+    UNCERTAINTY_MODE_NAMES,
+    (mean_uncertainty, predictive_entropy, aleatoric_uncertainty, epistemic_uncertainty, epistemic_kl_uncertainty,
+     pcs_uncertainty),
+    strict=True,
+))
+"""Mode name (:data:`~hmlc_core.config.UNCERTAINTY_MODE_NAMES`, in its order) -> function (H, B, C) -> (B, C)."""
 
 
 def uncertainty(probs: torch.Tensor, mode: str, chunk_size: int = 64) -> torch.Tensor:

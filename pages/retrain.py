@@ -22,12 +22,10 @@ import streamlit as st
 from pages import common as app_common
 from hmlc_core import jobs
 from hmlc_core.catalog import SYNTHETIC, available_datasets
-from hmlc_core.losses import FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, SCHEDULES, WEIGHT_INDEXINGS, WEIGHTING_MODES
-from hmlc_core.model import ENSEMBLE_KINDS
+from hmlc_core.config import (ENSEMBLE_KINDS, FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, SCHEDULES,
+                              UNCERTAINTY_LABELS, WEIGHT_INDEXINGS, WEIGHTING_MODES, TrainConfig)
 from hmlc_core.registry import (ACTIVE_STATUSES, TERMINAL_STATUSES, RegistryError, RunRecord, default_run_name,
                                 runs_table)
-from hmlc_core.train import TrainConfig
-from hmlc_core.uncertainty import UNCERTAINTY_LABELS
 
 REFRESH_S = 1.0
 DEFAULTS = "defaults"

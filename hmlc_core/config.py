@@ -1,0 +1,252 @@
+"""Training configuration and option names, importable without torch.
+
+:class:`TrainConfig` and the tuples of allowed option values live here, apart
+from the training loop (:mod:`hmlc_core.train`) and the torch modules that use
+them, so the dashboard's read path (loading a run, its config and its
+uncertainty names) never imports torch. Every name is re-exported where it
+was defined before (``TrainConfig`` from :mod:`hmlc_core.train`, the loss
+options from :mod:`hmlc_core.losses`, ``ENSEMBLE_KINDS`` from
+:mod:`hmlc_core.model`, the uncertainty names from
+:mod:`hmlc_core.uncertainty`); this module holds the one definition of each.
+
+Imports only the standard library and :mod:`hmlc_core.presets` (no numpy, no torch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from hmlc_core.presets import PROFILES, preset_for
+
+__all__ = [
+    "WEIGHTING_MODES",
+    "FREQUENCY_COUNTINGS",
+    "WEIGHT_INDEXINGS",
+    "UNCERTAINTY_MODE_NAMES",
+    "UNCERTAINTY_LABELS",
+    "FOCAL_MODES",
+    "LOSSES",
+    "SCHEDULES",
+    "ENSEMBLE_KINDS",
+    "TrainConfig",
+]
+
+WEIGHTING_MODES: tuple[str, ...] = ("none", "class-wise", "binary")
+"""Node-wise imbalance weights (METHOD.md D2): off, one weight per node, or separate positive/negative weights."""
+
+FREQUENCY_COUNTINGS: tuple[str, ...] = ("descendant-sum", "propagated")
+"""How node frequencies are counted for the weights (METHOD.md D1)."""
+
+WEIGHT_INDEXINGS: tuple[str, ...] = ("released", "intended")
+"""How a weight is picked for a (sample, node) pair (METHOD.md D5)."""
+
+UNCERTAINTY_MODE_NAMES: tuple[str, ...] = ("mean", "predictive", "aleatoric", "epistemic", "epistemic_kl", "pcs")
+"""Uncertainty modes, as named in the authors' released code and our CLI (METHOD.md E2).
+
+The functions are :data:`hmlc_core.uncertainty.UNCERTAINTY_MODES` (same order)."""
+
+UNCERTAINTY_LABELS: dict[str, str] = {
+    "mean": "bBMA (mean confidence)",
+    "predictive": "predictive entropy",
+    "aleatoric": "aleatoric",
+    "epistemic": "epistemic (JS)",
+    "epistemic_kl": "epistemic (KL)",
+    "pcs": "GMU (gated margin)",
+}
+"""Mode name -> the name shown to users (METHOD.md E3 and the project decisions)."""
+
+FOCAL_MODES: tuple[str, ...] = ("none", *UNCERTAINTY_MODE_NAMES)
+"""Uncertainty mode of the focal factor ``focal_min + u**k`` (METHOD.md E1, E2); ``"none"`` switches it off."""
+
+LOSSES: tuple[str, ...] = ("mcloss", "zlpr")
+"""Training objective: C-HMCNN's MCLoss (METHOD.md B4) or ZLPR on the same constrained scores (METHOD.md J)."""
+
+SCHEDULES: tuple[str, ...] = ("none", "lin", "exp", "alt")
+"""Weighted-to-unweighted schedule of the node weights within an epoch (METHOD.md F2)."""
+
+ENSEMBLE_KINDS: tuple[str, ...] = ("heads", "shared", "mc-dropout")
+"""``heads``: H independent networks (the paper's tabular ensemble); ``shared``: the first layer
+shared, the rest per member (an encoder with H heads, METHOD.md C1); ``mc-dropout``: one network
+run H times with independent dropout masks, in training and at test (METHOD.md C3)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as ``config.json`` in the run directory).
+
+    ``None`` for ``epochs``, ``hidden``, ``lr`` or ``batch_size`` means the
+    dataset's C-HMCNN value (:func:`hmlc_core.presets.preset_for`) under the
+    chosen ``profile``; :meth:`resolved` fills them in.
+
+    Attributes
+    ----------
+    dataset : str
+        Dataset name (``cellcycle_FUN``, ``synthetic``, a folder in the data dir, ...).
+    data_dir : str or None
+        Folder with the ARFF files; None uses ``HMLC_DATA_DIR``.
+    epochs, hidden, lr, batch_size : int, int, float, int or None
+    profile : {"paper", "quick"}
+        Training budget (:data:`hmlc_core.presets.PROFILES`): "paper" is
+        C-HMCNN's batch 4; "quick" uses batch 64, a 20x learning rate and 40%
+        of the epochs, for interactive retraining.
+    heads : int
+        Ensemble members H (default 2, the paper's tabular setting).
+    ensemble : {"heads", "shared", "mc-dropout"}
+        Independent networks, a shared first layer, or one network sampled
+        with dropout (:data:`ENSEMBLE_KINDS`).
+    n_layers, dropout, weight_decay : C-HMCNN's 3, 0.7, 1e-5.
+    seed : int
+    weighting : {"none", "class-wise", "binary"}
+        Node-wise imbalance weights (METHOD.md D2).
+    omega : float
+        Minimum weight ``min_weight_const`` (D3), default 0.25.
+    counting : {"descendant-sum", "propagated"}
+        Frequency counting for the weights (D1).
+    weight_indexing : {"released", "intended"}
+        How a weight is picked for a (sample, node) (D5).
+    focal : {"none", "mean", "predictive", "aleatoric", "epistemic", "epistemic_kl", "pcs"}
+        Uncertainty mode of the focal factor (E2); "none" switches it off.
+    focal_k, focal_min : float
+        Focal factor ``focal_min + u**k`` (E1): defaults 2 and 0.25.
+    reduction : {"mean", "sum"}
+        Loss reduction over members x samples x evaluated nodes (B4).
+    loss : {"mcloss", "zlpr"}
+        Training objective: C-HMCNN's MCLoss (B4) or ZLPR on the same
+        hierarchy-constrained scores (J); weights and focal factor apply to both.
+    label_smoothing : float
+        ZLPR only: soft targets ``y (1 - a) + (1 - y) a``, ``a`` in [0, 0.5).
+    schedule : {"none", "lin", "exp", "alt"}
+        Weighted-to-unweighted schedule of the node weights within every
+        epoch (METHOD.md F2; :func:`hmlc_core.losses.schedule_fraction`); needs
+        weighting.
+    schedule_k : float
+        Exponent of the ``exp`` schedule (default 3).
+    mixed_lambda : float or None
+        Mixed loss ``lambda * weighted + (1 - lambda) * plain`` MCLoss
+        (METHOD.md F3), in [0, 1]; MCLoss only.
+    lpros : float or None
+        Oversample minority label paths of the train split before training
+        (:func:`hmlc_core.resample.lpros`, METHOD.md F1) with this fraction
+        ``S`` (the released default is 0.1); None switches it off. Works alone
+        or with the weighted loss.
+    fit_on : {"train+valid", "train"}
+        "train+valid" is C-HMCNN's final protocol; "train" keeps valid aside
+        and reports its micro AUPRC after every epoch.
+    patience : int or None
+        Early stopping (needs ``fit_on="train"``): stop when the validation
+        micro AUPRC has not improved for this many epochs, and keep the
+        weights of the best epoch (C-HMCNN's model selection, METHOD.md A7).
+    threads : int
+        torch intra-op threads (1 is robust on 2 shared cores).
+    eval_batch_size : int
+        Batch size for inference.
+    """
+
+    dataset: str
+    data_dir: str | None = None
+    epochs: int | None = None
+    heads: int = 2
+    ensemble: str = "heads"
+    hidden: int | None = None
+    n_layers: int = 3
+    dropout: float = 0.7
+    lr: float | None = None
+    weight_decay: float = 1e-5
+    batch_size: int | None = None
+    profile: str = "paper"
+    seed: int = 0
+    weighting: str = "class-wise"
+    omega: float = 0.25
+    counting: str = "descendant-sum"
+    weight_indexing: str = "released"
+    focal: str = "mean"
+    focal_k: float = 2.0
+    focal_min: float = 0.25
+    reduction: str = "mean"
+    loss: str = "mcloss"
+    label_smoothing: float = 0.0
+    schedule: str = "none"
+    schedule_k: float = 3.0
+    mixed_lambda: float | None = None
+    lpros: float | None = None
+    fit_on: str = "train+valid"
+    patience: int | None = None
+    threads: int = 1
+    eval_batch_size: int = 512
+
+    def resolved(self) -> TrainConfig:
+        """A copy with ``epochs``, ``hidden``, ``lr`` and ``batch_size`` filled in from preset and profile.
+
+        Raises
+        ------
+        ValueError
+            On an unknown profile.
+        """
+        if self.profile not in PROFILES:
+            raise ValueError(f"config field 'profile' must be one of {list(PROFILES)}, got {self.profile!r}")
+        preset, profile = preset_for(self.dataset), PROFILES[self.profile]
+        return dataclasses.replace(
+            self,
+            epochs=profile.epochs(preset) if self.epochs is None else self.epochs,
+            hidden=preset.hidden if self.hidden is None else self.hidden,
+            lr=preset.lr * profile.lr_scale if self.lr is None else self.lr,
+            batch_size=profile.batch_size if self.batch_size is None else self.batch_size,
+        )
+
+    def validate(self) -> None:
+        """Check every field.
+
+        Raises
+        ------
+        ValueError
+            Naming the first invalid field and its allowed values.
+        """
+        choices = {"weighting": WEIGHTING_MODES, "counting": FREQUENCY_COUNTINGS,
+                   "weight_indexing": WEIGHT_INDEXINGS, "focal": FOCAL_MODES,
+                   "reduction": ("mean", "sum"), "fit_on": ("train+valid", "train"), "loss": LOSSES,
+                   "schedule": SCHEDULES, "ensemble": ENSEMBLE_KINDS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"config field {name!r} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        for name in ("heads", "n_layers", "threads", "eval_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"config field {name!r} must be >= 1, got {getattr(self, name)}")
+        for name in ("epochs", "hidden", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"config field {name!r} must be >= 1, got {value}")
+        if self.lr is not None and self.lr <= 0:
+            raise ValueError(f"config field 'lr' must be > 0, got {self.lr}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"config field 'dropout' must be in [0, 1), got {self.dropout}")
+        if self.ensemble == "mc-dropout" and (self.dropout == 0 or self.n_layers < 2):
+            raise ValueError("config field 'ensemble' = 'mc-dropout' needs dropout > 0 and n_layers >= 2")
+        if self.weight_decay < 0 or self.omega < 0 or self.focal_min < 0 or self.focal_k <= 0:
+            raise ValueError("config fields weight_decay, omega and focal_min must be >= 0 and focal_k > 0")
+        if not 0 <= self.label_smoothing < 0.5 or (self.label_smoothing and self.loss != "zlpr"):
+            raise ValueError("config field 'label_smoothing' must be in [0, 0.5) and needs loss='zlpr'")
+        if self.schedule != "none" and (self.weighting == "none" or self.schedule_k <= 0):
+            raise ValueError("config field 'schedule' needs weighting other than 'none' (and schedule_k > 0)")
+        if self.mixed_lambda is not None and (not 0 <= self.mixed_lambda <= 1 or self.loss != "mcloss"):
+            raise ValueError("config field 'mixed_lambda' must be in [0, 1] and needs loss='mcloss'")
+        if self.lpros is not None and not 0 < self.lpros <= 1:
+            raise ValueError(f"config field 'lpros' must be in (0, 1], got {self.lpros}")
+        if self.patience is not None and (int(self.patience) < 1 or self.fit_on != "train"):
+            raise ValueError("config field 'patience' must be >= 1 and needs fit_on='train' (a validation split)")
+        if self.focal in ("epistemic", "epistemic_kl") and self.heads < 2:
+            raise ValueError(f"focal mode {self.focal!r} measures disagreement between members: it needs heads >= 2")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ValueError naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config fields: {unknown}")
+        return cls(**data)
