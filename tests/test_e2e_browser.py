@@ -113,7 +113,7 @@ def _open(page: object, url: str, name: str) -> None:
     page.goto(url)
     _settle(page)
     _no_exception(page)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
 def _registry_rows(runs_dir: Path) -> list[tuple[str, str, str]]:
@@ -130,10 +130,11 @@ def test_pages_retrain_and_compare(server: tuple[str, Path], page: object) -> No
     _open(page, url, "overview")
     assert "Overview" in page.inner_text("body")
 
-    page.goto(f"{url}/hierarchy?run=demo&color=recall")
+    page.goto(f"{url}/hierarchy?run=demo&color=recall&node=2.1")
     page.wait_for_selector("g.slice", timeout=60_000)  # the sunburst has drawn
     _settle(page)
     _no_exception(page)
+    assert "Hierarchy explorer" in page.inner_text("body")
     page.screenshot(path=str(ARTIFACTS / "explorer.png"))
 
     _open(page, f"{url}/missed-nodes?run=demo", "missed")
@@ -156,6 +157,7 @@ def test_pages_retrain_and_compare(server: tuple[str, Path], page: object) -> No
     page.wait_for_timeout(2500)  # the progress fragment refreshes about every second
     _no_exception(page)
     assert "finished" in page.inner_text("body")
+    page.get_by_text("Recently ended").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "retrain.png"))
 
     _open(page, f"{url}/comparison?run=demo", "compare")
