@@ -95,6 +95,17 @@ def recall_by_depth(path: str, stamp: int) -> go.Figure:
     return explore.recall_by_depth_figure(_load_run(path, stamp))
 
 
+# Column headers and number formats of the per-node tables (explorer, missed nodes).
+METRIC_COLUMNS = {
+    "_index": st.column_config.TextColumn("node"),
+    "train_frequency": st.column_config.NumberColumn("train freq."),
+    "precision": st.column_config.NumberColumn(format="%.3f"),
+    "recall": st.column_config.NumberColumn(format="%.3f"),
+    "f1": st.column_config.NumberColumn("F1", format="%.3f"),
+    "average_precision": st.column_config.NumberColumn("AP", format="%.3f"),
+    "uncertainty": st.column_config.NumberColumn(format="%.3f"),
+}
+
 RUN_CHANGED_KEY = "_hmlc_run_changed"
 
 

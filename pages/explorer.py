@@ -18,17 +18,6 @@ from pages import common as app_common
 from hmlc_core import explore
 from hmlc_core.runs import RunError
 
-# Column headers and number formats of the per-node tables. (A bare string here would be drawn on the page:
-# Streamlit "magic" writes top-level literals.)
-METRIC_COLUMNS = {
-    "_index": st.column_config.TextColumn("node"),
-    "train_frequency": st.column_config.NumberColumn("train freq."),
-    "precision": st.column_config.NumberColumn(format="%.3f"),
-    "recall": st.column_config.NumberColumn(format="%.3f"),
-    "f1": st.column_config.NumberColumn("F1", format="%.3f"),
-    "average_precision": st.column_config.NumberColumn("AP", format="%.3f"),
-    "uncertainty": st.column_config.NumberColumn(format="%.3f"),
-}
 
 run = app_common.current_run()
 path = str(run.path)
@@ -107,7 +96,7 @@ with right:
         st.markdown(f"**Parents and children** ({int(row['n_parents'])} / {int(row['n_children'])})")
         st.dataframe(
             relatives, height=min(38 + 35 * len(relatives), 300),
-            column_config=METRIC_COLUMNS,
+            column_config=app_common.METRIC_COLUMNS,
         )
     st.markdown("**Ensemble members on the positive test samples**")
     try:
@@ -169,5 +158,5 @@ with tab_table:
     st.caption(f"{len(table)} nodes. Click a column header to sort; select a row to inspect the node.")
     st.dataframe(
         table, key="node_table", on_select=_select_from_table, selection_mode="single-row", height=420,
-        column_config=METRIC_COLUMNS,
+        column_config=app_common.METRIC_COLUMNS,
     )

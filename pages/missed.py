@@ -24,15 +24,10 @@ from hmlc_core import diagnose, explore
 from hmlc_core.runs import RunError
 
 COLUMNS = {
-    "_index": st.column_config.TextColumn("node"),
+    **app_common.METRIC_COLUMNS,
     "path": st.column_config.TextColumn("path (first parents)", width="medium"),
     "n_parents": st.column_config.NumberColumn("parents"),
-    "train_frequency": st.column_config.NumberColumn("train freq."),
     "support": st.column_config.NumberColumn("test support"),
-    "recall": st.column_config.NumberColumn(format="%.3f"),
-    "precision": st.column_config.NumberColumn(format="%.3f"),
-    "f1": st.column_config.NumberColumn("F1", format="%.3f"),
-    "average_precision": st.column_config.NumberColumn("AP", format="%.3f"),
     "uncertainty": st.column_config.NumberColumn(format="%.4f"),
 }
 SCORE_COLUMNS = {c: st.column_config.NumberColumn(format="%.3f")

@@ -5,6 +5,9 @@
     (3 epochs on ``make_synthetic(seed=0)``, 2 heads) in a temporary folder.
     Returns the run directory as a ``pathlib.Path``. Treat it as read-only:
     tests that modify a run must copy it first (``shutil.copytree``).
+``app_env``
+    The synthetic run is the app's only run (no demo, an empty local runs/
+    folder, ``HMLC_RUNS_DIR`` = its folder). Returns the run directory.
 """
 
 from __future__ import annotations
@@ -25,3 +28,12 @@ def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = train(TrainConfig(dataset="synthetic", epochs=3, heads=2, seed=0), dataset)
     root = tmp_path_factory.mktemp("synthetic_runs")
     return save_run(root / "synthetic_run", result, dataset)
+
+
+@pytest.fixture
+def app_env(synthetic_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The synthetic run is the only run: no demo, an empty local runs/ folder, HMLC_RUNS_DIR = its folder."""
+    from helpers import only_runs_in
+
+    only_runs_in(synthetic_run.parent, tmp_path, monkeypatch)
+    return synthetic_run

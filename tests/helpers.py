@@ -1,8 +1,15 @@
 """Small builders shared by several test modules (imported as ``helpers``; pytest puts tests/ on sys.path)."""
 
+from pathlib import Path
+
 import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
 
 from hmlc_core.hierarchy import Hierarchy
+from pages import common as app_common
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
 
 
 def random_dag(n_nodes: int, seed: int) -> Hierarchy:
@@ -13,3 +20,23 @@ def random_dag(n_nodes: int, seed: int) -> Hierarchy:
         for p in rng.choice(i, size=min(i, int(rng.integers(1, 4))), replace=False):
             edges.append((f"n{p}", f"n{i}"))
     return Hierarchy(edges)
+
+
+def only_runs_in(runs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make the runs in ``runs_dir`` the app's only runs: no demo run, an empty local runs/ folder."""
+    monkeypatch.setattr(app_common, "DEMO_RUN_DIR", tmp_path / "no_demo_run")
+    monkeypatch.setattr(app_common, "LOCAL_RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setenv("HMLC_RUNS_DIR", str(runs_dir))
+    return runs_dir
+
+
+def open_app(page: str | None = None, **query: str | list[str]) -> AppTest:
+    """Run app.py once with these query parameters (its default page), then switch to ``page`` if given.
+
+    A page other than the default is reached this way, after a first run, as tests/test_app.py explains.
+    """
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    return at if page is None else at.switch_page(page).run()

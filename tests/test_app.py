@@ -22,33 +22,21 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from helpers import open_app
 from pages import common as app_common
 from hmlc_core.runs import load_run
 from hmlc_core.uncertainty import UNCERTAINTY_LABELS
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
 EXPLORER = "pages/explorer.py"
 
 
-@pytest.fixture
-def app_env(synthetic_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The synthetic run is the only run: no demo, an empty local runs/ folder, HMLC_RUNS_DIR = its folder."""
-    monkeypatch.setattr(app_common, "DEMO_RUN_DIR", tmp_path / "no_demo_run")
-    monkeypatch.setattr(app_common, "LOCAL_RUNS_DIR", tmp_path / "runs")
-    monkeypatch.setenv("HMLC_RUNS_DIR", str(synthetic_run.parent))
-    return synthetic_run
-
-
 def _app(**query: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
+    return open_app(**query)
 
 
 def _explorer(**query: str) -> AppTest:
     """The app run once on its default page (sidebar checks), then switched to the Hierarchy explorer."""
-    return _app(**query).switch_page(EXPLORER).run()
+    return open_app(EXPLORER, **query)
 
 
 def _sunburst_spec(at: AppTest) -> dict:

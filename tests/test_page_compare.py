@@ -19,14 +19,13 @@ import pytest
 from scipy.stats import wilcoxon
 from streamlit.testing.v1 import AppTest
 
-from pages import common as app_common
+from helpers import only_runs_in, open_app
 from hmlc_core.data import HMCDataset, Split
 from hmlc_core.hierarchy import Hierarchy
 from hmlc_core.runs import save_run
 from hmlc_core.synthetic import make_synthetic
 from hmlc_core.train import TrainConfig, train
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
 PAGE = "pages/compare.py"
 
 
@@ -54,18 +53,11 @@ def runs_root(synthetic_run: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture
 def app_env(runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The three runs of ``runs_root`` are the only runs (no demo, empty local runs/ folder)."""
-    monkeypatch.setattr(app_common, "DEMO_RUN_DIR", tmp_path / "no_demo_run")
-    monkeypatch.setattr(app_common, "LOCAL_RUNS_DIR", tmp_path / "runs")
-    monkeypatch.setenv("HMLC_RUNS_DIR", str(runs_root))
-    return runs_root
+    return only_runs_in(runs_root, tmp_path, monkeypatch)
 
 
 def _page(**query: str | list[str]) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    return at.switch_page(PAGE).run()
+    return open_app(PAGE, **query)
 
 
 def _csv(run_dir: Path) -> pd.DataFrame:
