@@ -84,6 +84,9 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 """Name -> (description, TrainConfig overrides). Anything not overridden is TrainConfig's default (2 heads)."""
 
+FINDINGS = ROOT / "bench" / "reproduction_findings.md"
+"""Hand-written reading of the figures, inserted into the report after its budgets (when the file exists)."""
+
 QUICK_DATASETS = ("cellcycle_FUN", "derisi_FUN", "eisen_FUN")
 INDEXING_STUDY = ("weighting-focal-intended", "weighting-focal-propagated")
 """The two variants behind the choice of default weight indexing and counting: left out of ``--quick``."""
@@ -387,8 +390,8 @@ def _budget_lines(name: str, df: pd.DataFrame, budget_dir: Path) -> list[str]:
     return lines
 
 
-def render_report(work: Path) -> str:
-    """Markdown report of every budget folder below ``work``."""
+def render_report(work: Path, findings: str | None = None) -> str:
+    """Markdown report of every budget folder below ``work``, with ``findings`` (markdown) after the budgets."""
     budgets = sorted(p for p in work.iterdir() if p.is_dir()) if work.exists() else []
     frames = {b: collect(b) for b in budgets}
     frames = {b: df for b, df in frames.items() if not df.empty}
@@ -400,6 +403,8 @@ def render_report(work: Path) -> str:
              "## Budgets", ""]
     for budget, df in frames.items():
         lines += _budget_lines(budget.name, df, budget)
+    if findings:
+        lines += ["", findings.strip()]
     lines += ["", "## Configurations", "", "| name | what |", "|---|---|"]
     lines += [f"| `{name}` | {desc} |" for name, (desc, _) in CONFIGS.items()]
     lines += ["", "All but `chmcnn` are 2-member ensembles (the paper's tabular default); everything not named "
@@ -479,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
             log.error("failed: %s", failure)
     report = Path(args.report)
     report.parent.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(report, render_report(work))
+    findings = FINDINGS.read_text() if FINDINGS.exists() else None
+    _write_text_atomic(report, render_report(work, findings))
     log.info("wrote %s", report)
     return 0
 

@@ -88,7 +88,8 @@ def test_budget_record_and_report_only(work: Path, tmp_path: Path) -> None:
     report = tmp_path / "reproduction.md"
     assert reproduce.main(["--report-only", "--work", str(work), "--report", str(report)]) == 0
     text = report.read_text()
-    assert text == reproduce.render_report(work)
+    assert text == reproduce.render_report(work, reproduce.FINDINGS.read_text())
+    assert "## Findings" in text and text.index("## Budgets") < text.index("## Findings") < text.index("## Budget `")
     assert not (work / "paper-e1" / "invocations.json").exists()  # --report-only trains nothing, records nothing
     resources = json.loads((work / "paper-e1" / "synthetic" / "plain" / "seed-0" / "resources.json").read_text())
     assert resources["wall_seconds"] >= resources["train_seconds"] > 0
