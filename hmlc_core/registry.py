@@ -338,18 +338,25 @@ class Registry:
         finally:
             conn.close()
 
+    @staticmethod
+    @contextmanager
+    def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` on ``conn``: committed on success, rolled back on any exception."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any exception."""
+        """One write transaction on a fresh connection; SQLite errors become RegistryError."""
         conn = self._connect()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction(conn):
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise RegistryError(f"{self.path}: {exc}") from exc
         finally:
@@ -373,8 +380,7 @@ class Registry:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
                 log.warning("%s: journal mode is %r, not WAL (a network file system?)", self.path, mode)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction(conn):
                 version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
                 tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
                 if version == 0 and tables:
@@ -385,10 +391,6 @@ class Registry:
                     conn.execute("INSERT INTO settings (key, value) VALUES ('max_concurrent', ?)",
                                  (DEFAULT_MAX_CONCURRENT,))
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise RegistryError(f"{self.path}: not a usable run registry ({exc})") from exc
         finally:
