@@ -47,7 +47,6 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from hmlc_core.catalog import open_dataset  # noqa: E402
 from hmlc_core.data import list_datasets, resolve_data_dir  # noqa: E402
 from hmlc_core.experiments import SEED_METRICS, paired_wilcoxon, seed_table  # noqa: E402
-from hmlc_core.metrics import recall_by_depth  # noqa: E402
 from hmlc_core.runs import load_run, save_run  # noqa: E402
 from hmlc_core.train import TrainConfig, train  # noqa: E402
 from hmlc_core.uncertainty import UNCERTAINTY_LABELS, UNCERTAINTY_MODES  # noqa: E402
@@ -189,9 +188,7 @@ def collect(budget_dir: Path) -> pd.DataFrame:
             extra = []
             for run_path in table["run"]:
                 run = load_run(run_path)
-                nm = run.node_metrics
-                depths = recall_by_depth(nm["recall"].to_numpy(), nm["depth"].to_numpy(),
-                                         nm["evaluated"].to_numpy(dtype=bool))
+                depths = run.summary["recall_by_depth"]  # macro recall per depth, computed when the run was saved
                 res_path = Path(run_path) / "resources.json"
                 res = json.loads(res_path.read_text()) if res_path.exists() else {}
                 extra.append({**{f"depth_{d}": r for d, r in depths.items()},

@@ -13,7 +13,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import signal
 import sys
 import time
@@ -29,7 +28,7 @@ from hmlc_core.experiments import SEED_METRICS, describe, paired_wilcoxon, seed_
 from hmlc_core.jobs import run_worker, train_and_save
 from hmlc_core.losses import FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, SCHEDULES, WEIGHT_INDEXINGS, WEIGHTING_MODES
 from hmlc_core.model import ENSEMBLE_KINDS
-from hmlc_core.runs import RunError, evaluate_run, load_run
+from hmlc_core.runs import RunError, env_runs_dirs, evaluate_run, load_run
 from hmlc_core.train import TrainConfig
 
 __all__ = ["main", "build_parser", "DEMO_RUN_DIR"]
@@ -50,7 +49,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                         "Diatoms, or your own folder in the data dir (see 'datasets')")
     p.add_argument("--data-dir", default=None, help="folder with the ARFF files (default: $HMLC_DATA_DIR)")
     p.add_argument("--out", default=None,
-                   help="run directory to write (default: $HMLC_RUNS_DIR or ./runs, a new folder named after the "
+                   help="run directory to write (default: the first folder of $HMLC_RUNS_DIR, or ./runs; a new folder named after the "
                         "dataset and settings)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory at --out")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: C-HMCNN's value for the dataset)")
@@ -158,7 +157,7 @@ class _StopFlag:
 
 
 def _default_out(config: TrainConfig) -> Path:
-    root = Path(os.environ.get("HMLC_RUNS_DIR") or "runs")
+    root = next(iter(env_runs_dirs()), Path("runs"))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return root / f"{config.dataset}-{config.weighting}-{config.focal}-h{config.heads}-s{config.seed}-{stamp}"
 
@@ -196,8 +195,6 @@ def _progress_printer(quiet: bool, epochs: int) -> tuple[Any, Any]:
 
 
 def _run_training(config: TrainConfig, out: Path, overwrite: bool, quiet: bool) -> Path:
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"run directory {out} already exists; choose another --out or pass --overwrite")
     with _interactive(quiet, config.resolved().epochs) as (progress, flag):
         run = train_and_save(config, out, overwrite=overwrite, progress=progress, should_stop=flag)
     summary = run.summary

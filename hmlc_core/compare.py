@@ -156,8 +156,6 @@ def headline_table(runs: Mapping[str, Run]) -> pd.DataFrame:
         One column per run (its display name), in the mapping's order.
         Missing summary fields are NaN.
     """
-    from hmlc_core.metrics import rare_node_recall
-
     columns: dict[str, list[float]] = {}
     for name, run in runs.items():
         s = run.summary
@@ -172,7 +170,7 @@ def headline_table(runs: Mapping[str, Run]) -> pd.DataFrame:
 
         columns[name] = [
             get("auprc_micro"), get("macro_precision"), get("macro_recall"), get("macro_f1"),
-            rare_node_recall(recall, nm["train_frequency"].to_numpy(), evaluated) if evaluated.any() else math.nan,
+            run.rare_node_recall(),
             float((evaluated & (recall > 0)).sum()), float((evaluated & positives).sum()),
             get("coherence_violations"), float(run.config.heads), get("epochs_completed"), get("seconds_per_epoch"),
         ]

@@ -51,7 +51,6 @@ from hmlc_core.metrics import (
     deepest_correct_level,
     hierarchical_precision_recall_f1,
     macro_precision_recall_f1,
-    rare_node_recall,
 )
 from hmlc_core.runs import Run
 
@@ -556,11 +555,7 @@ def score_metrics(run: Run, scores: PredictionScores | None = None, quantile: fl
         "hierarchical recall", "hierarchical F1"; values formatted to 3
         decimals or "n/a" (no scores, or unknown training frequencies).
     """
-    nm = run.node_metrics
-    freq = nm["train_frequency"].to_numpy(dtype=np.float64)
-    ev = nm["evaluated"].to_numpy(dtype=bool)
-    rare = (rare_node_recall(nm["recall"].to_numpy(), freq, ev, quantile)
-            if ev.any() and (freq[ev] >= 0).all() else float("nan"))
+    rare = run.rare_node_recall(quantile)
     hier = scores.hierarchical if scores is not None else (float("nan"),) * 3
     return {"rare-node recall": _fmt(rare), "hierarchical precision": _fmt(hier[0]),
             "hierarchical recall": _fmt(hier[1]), "hierarchical F1": _fmt(hier[2])}

@@ -19,7 +19,6 @@ import pandas as pd
 from scipy.stats import wilcoxon
 
 from hmlc_core.data import HMCDataset
-from hmlc_core.metrics import rare_node_recall
 from hmlc_core.runs import find_runs, load_run, save_run
 from hmlc_core.train import Progress, TrainConfig, train
 
@@ -74,11 +73,9 @@ def seed_table(root: str | Path) -> pd.DataFrame:
     rows = []
     for path in find_runs([root, *[p for p in Path(root).glob("*") if p.is_dir()]]):
         run = load_run(path)
-        nm = run.node_metrics
         row = {"dataset": run.summary["dataset"], "seed": run.config.seed, "run": str(path)}
         row.update({k: run.summary[k] for k in SEED_METRICS if k in run.summary})
-        row["rare_node_recall"] = rare_node_recall(nm["recall"].to_numpy(), nm["train_frequency"].to_numpy(),
-                                                   nm["evaluated"].to_numpy(dtype=bool))
+        row["rare_node_recall"] = run.rare_node_recall()
         rows.append(row)
     table = pd.DataFrame(rows, columns=["dataset", "seed", "run", *SEED_METRICS])
     return table.sort_values(["dataset", "seed"]).reset_index(drop=True)

@@ -46,18 +46,28 @@ import pandas as pd
 from hmlc_core.config import TrainConfig
 from hmlc_core.data import HMCDataset
 from hmlc_core.hierarchy import Hierarchy
-from hmlc_core.metrics import node_metrics_table, summarize
+from hmlc_core.metrics import node_metrics_table, rare_node_recall, summarize
 
 if TYPE_CHECKING:
     from hmlc_core.model import HMCEnsemble
     from hmlc_core.train import TrainResult
 
-__all__ = ["Run", "RunError", "save_run", "load_run", "find_runs", "evaluate_run", "display_uncertainty_mode"]
+__all__ = ["Run", "RunError", "save_run", "load_run", "find_runs", "evaluate_run", "display_uncertainty_mode",
+           "RUNS_DIR_ENV", "env_runs_dirs"]
 
 log = logging.getLogger(__name__)
 
 RUN_FILES = ("config.json", "hierarchy.json", "model.pt", "node_metrics.csv", "summary.json",
              "history.csv", "predictions.npz")
+
+
+RUNS_DIR_ENV = "HMLC_RUNS_DIR"
+"""Environment variable naming the runs folder(s), separated by ``os.pathsep``; the first receives new runs."""
+
+
+def env_runs_dirs() -> list[Path]:
+    """The folders named by ``$HMLC_RUNS_DIR`` (``~`` expanded, empty entries dropped), in order."""
+    return [Path(p).expanduser() for p in os.environ.get(RUNS_DIR_ENV, "").split(os.pathsep) if p.strip()]
 
 
 class RunError(ValueError):
@@ -211,6 +221,18 @@ class Run:
     def name(self) -> str:
         """The directory name."""
         return self.path.name
+
+    def rare_node_recall(self, quantile: float = 0.25) -> float:
+        """:func:`hmlc_core.metrics.rare_node_recall` of this run's test recall, in [0, 1].
+
+        NaN when no node is evaluated or a training frequency is unknown (-1).
+        """
+        nm = self.node_metrics
+        freq = nm["train_frequency"].to_numpy(dtype=np.float64)
+        evaluated = nm["evaluated"].to_numpy(dtype=bool)
+        if not evaluated.any() or (freq[evaluated] < 0).any():
+            return float("nan")
+        return rare_node_recall(nm["recall"].to_numpy(dtype=np.float64), freq, evaluated, quantile)
 
     def predictions(self) -> dict[str, np.ndarray]:
         """Load ``predictions.npz`` (arrays as in the module docstring).

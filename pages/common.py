@@ -18,7 +18,6 @@ Session and URL state
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +28,13 @@ import streamlit as st
 from hmlc_core import compare, diagnose, explore
 from hmlc_core import jobs, registry
 from hmlc_core.registry import Registry, RegistryError
-from hmlc_core.runs import Run, RunError, load_run
+from hmlc_core.runs import RUNS_DIR_ENV, Run, RunError, env_runs_dirs, load_run
 
 log = logging.getLogger(__name__)
 
 APP_DIR = Path(__file__).resolve().parent.parent
 DEMO_RUN_DIR = APP_DIR / "assets" / "demo_run"
 LOCAL_RUNS_DIR = APP_DIR / "runs"
-RUNS_DIR_ENV = "HMLC_RUNS_DIR"
 RUN_PATH_KEY = "_hmlc_run_path"
 DEMO_COMMAND = "python -m hmlc_core demo"
 
@@ -46,10 +44,7 @@ def run_roots() -> list[Path]:
 
     ``HMLC_RUNS_DIR`` may hold several folders separated by ``os.pathsep``.
     """
-    roots = [LOCAL_RUNS_DIR]
-    env = os.environ.get(RUNS_DIR_ENV, "")
-    roots += [Path(p).expanduser() for p in env.split(os.pathsep) if p.strip()]
-    return roots
+    return [LOCAL_RUNS_DIR, *env_runs_dirs()]
 
 
 def run_stamp(path: str | Path) -> int:
@@ -233,8 +228,8 @@ def missed_figures(path: str, stamp: int, threshold: float, zero_only: bool, dep
 # ------------------------------------------------------------------------------------------------------------
 def runs_dir() -> Path:
     """Where new runs are saved and the run registry lives: the first folder of ``$HMLC_RUNS_DIR``, else ``runs/``."""
-    env = [p for p in os.environ.get(RUNS_DIR_ENV, "").split(os.pathsep) if p.strip()]
-    return Path(env[0]).expanduser() if env else LOCAL_RUNS_DIR
+    env = env_runs_dirs()
+    return env[0] if env else LOCAL_RUNS_DIR
 
 
 @st.cache_resource(max_entries=4, show_spinner="Opening the run registry…")

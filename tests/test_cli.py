@@ -67,3 +67,16 @@ def test_ctrl_c_saves_a_complete_interrupted_run(tmp_path):
     assert run.summary["status"] == "interrupted"
     assert 2 <= run.summary["epochs_completed"] < 400
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_default_out_uses_the_first_runs_folder(tmp_path, monkeypatch) -> None:
+    from hmlc_core.cli import _default_out
+    from hmlc_core.runs import env_runs_dirs
+    from hmlc_core.train import TrainConfig
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    monkeypatch.setenv("HMLC_RUNS_DIR", f"{first}{os.pathsep}{os.pathsep}{second}")
+    assert env_runs_dirs() == [first, second]
+    assert _default_out(TrainConfig(dataset="synthetic")).parent == first
+    monkeypatch.delenv("HMLC_RUNS_DIR")
+    assert _default_out(TrainConfig(dataset="synthetic")).parent == Path("runs")
