@@ -27,6 +27,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,8 @@ if str(REPO) not in sys.path:
 
 DEFAULT_DATA_DIR = "/work/shared/data/hmc"
 WHATS = ("train", "load", "eval", "explore", "threads")
+REFERENCE_NAMES = ("released", "lean")
+"""The reference loops of bench/reference.py: the released loop (the baseline of ``ratio``) and the lean one."""
 
 
 # ============================================================================ helpers
@@ -173,22 +176,26 @@ def _n_fit(dataset: Any) -> int:
 
 # ============================================================================ child workloads
 def time_reference(dataset: Any, heads: int, batch: int, steps: int, warmup: int, budget_s: float,
-                   threads: int, seed: int = 0) -> dict[str, Any]:
-    """Time the dense reference (bench/reference.py) in this process.
+                   threads: int, seed: int = 0, loop: str = "released") -> dict[str, Any]:
+    """Time a dense reference (bench/reference.py, ``loop`` in ``REFERENCE_LOOPS``) in this process.
 
     Warm-up: ``warmup`` steps, but stop after the first step that ends more
     than ``budget_s / 4`` seconds after the start (at least one step). Timed:
     up to ``steps`` steps, ending early after the first step that ends past
-    ``budget_s`` seconds (at least one step).
+    ``budget_s`` seconds (at least one step). For the released loop, whose
+    step costs more the later it comes in an epoch (it gathers the epoch's
+    predictions), the batches before the window are skipped with
+    ``fast_forward`` so that the expected window is centred on the middle of
+    an epoch, where a step costs the epoch's average.
     """
     import torch
 
-    from bench.reference import DenseReference
+    from bench.reference import REFERENCE_LOOPS, ReleasedLoopReference
 
     torch.set_num_threads(threads)
     baseline = peak_rss_mb()
     t = time.perf_counter()
-    ref = DenseReference(dataset, heads=heads, batch_size=batch, seed=seed)
+    ref = REFERENCE_LOOPS[loop](dataset, heads=heads, batch_size=batch, seed=seed)
     ref.train_mode()
     setup_s = time.perf_counter() - t
 
@@ -201,6 +208,15 @@ def time_reference(dataset: Any, heads: int, batch: int, steps: int, warmup: int
             break
     warm_s = time.perf_counter() - t
 
+    window_start = None
+    if isinstance(ref, ReleasedLoopReference):
+        expected = max(1, min(steps, math.ceil(budget_s / (warm_s / n_warm))))
+        per_epoch = math.ceil(ref.n_samples / batch)
+        skip = per_epoch // 2 - expected // 2 - ref.position
+        if skip > 0:
+            ref.fast_forward(skip)
+        window_start = ref.position
+
     samples = done = 0
     loss = math.nan
     t0 = time.perf_counter()
@@ -212,6 +228,7 @@ def time_reference(dataset: Any, heads: int, batch: int, steps: int, warmup: int
             break
     seconds = time.perf_counter() - t0
     return {
+        "loop": loop,
         "samples_per_s": samples / seconds,
         "seconds_per_step": seconds / done,
         "steps": done,
@@ -219,6 +236,7 @@ def time_reference(dataset: Any, heads: int, batch: int, steps: int, warmup: int
         "seconds": seconds,
         "warmup_steps": n_warm,
         "warmup_s": warm_s,
+        "window_start_step_in_epoch": window_start,
         "setup_s": setup_s,
         "last_loss": loss,
         "threads": torch.get_num_threads(),
@@ -535,8 +553,17 @@ def default_steps(n_nodes: int, batch: int) -> tuple[int, int]:
 
 def bench_train(dataset: Any, heads: int, batch: int, steps: int | None, ref_steps: int | None,
                 warmup: int, budget_s: float, threads: int, mem_fraction: float,
-                skip_reference: bool = False) -> dict[str, Any]:
-    """Time both formulations (each in its own child) and return the comparison record."""
+                loops: tuple[str, ...] = REFERENCE_NAMES, rounds: int = 1) -> dict[str, Any]:
+    """Time the reference loops and the project (each in its own child) and return the comparison record.
+
+    ``loops`` names the references to time (``"released"``, the baseline of
+    ``ratio``, and/or ``"lean"``, the baseline of ``ratio_lean``); empty: the
+    project only. With ``rounds`` > 1 the children run that many times,
+    alternating (references, then project, then again), and each reported
+    rate is the median over the rounds and each ratio the median of the
+    rounds' ratios: on a shared machine a busy moment then spoils one round,
+    not the figure. Peak RSS is the largest over the rounds.
+    """
     from bench.reference import dense_peak_bytes
     from hmlc_core.presets import preset_for
 
@@ -544,6 +571,7 @@ def bench_train(dataset: Any, heads: int, batch: int, steps: int | None, ref_ste
     p_default, r_default = default_steps(C, batch)
     p_steps = steps if steps is not None else p_default
     r_steps = ref_steps if ref_steps is not None else (steps if steps is not None else r_default)
+    rounds = max(int(rounds), 1)
     record: dict[str, Any] = {
         "what": "train",
         "dataset": dataset.name,
@@ -554,41 +582,75 @@ def bench_train(dataset: Any, heads: int, batch: int, steps: int | None, ref_ste
         "heads": heads,
         "batch": batch,
         "threads": threads,
+        "rounds": rounds,
         "load_avg_1m_before": round(os.getloadavg()[0], 2),
         "steps": {"project_max": p_steps, "reference_max": r_steps, "warmup": warmup, "budget_s": budget_s},
     }
-    need = dense_peak_bytes(C, batch)
     avail = mem_available_bytes()
-    ref: dict[str, Any] | None = None
-    reason = None
-    if skip_reference:
-        reason = "skipped (--no-reference)"
-    elif avail is not None and need > mem_fraction * avail:
-        reason = (f"dense MCM needs about {need / 2**30:.1f} GiB (R plus 3 x B x C x C float64, C={C}, B={batch}); "
-                  f"only {avail / 2**30:.1f} GiB available and the limit is {mem_fraction:.0%} of it")
-    else:
-        log(f"reference {dataset.name} H={heads} B={batch} (up to {r_steps} steps, ~{need / 2**20:.0f} MiB dense)")
-        ref = run_in_child("time_reference", dataset=dataset, heads=heads, batch=batch, steps=r_steps,
-                           warmup=warmup, budget_s=budget_s, threads=threads)
-        if "error" in ref:
-            reason = "reference failed: " + ref["error"].strip().splitlines()[-1]
-    log(f"project   {dataset.name} H={heads} B={batch} (up to {p_steps} steps)")
-    proj = run_in_child("time_project", dataset=dataset, heads=heads, batch=batch, steps=p_steps,
-                        warmup=warmup, budget_s=budget_s, threads=threads)
-    ok_ref = ref is not None and "error" not in ref
-    ok_proj = "error" not in proj
-    record.update({
-        "reference_samples_per_s": ref["samples_per_s"] if ok_ref else None,
-        "project_samples_per_s": proj["samples_per_s"] if ok_proj else None,
-        "ratio": (proj["samples_per_s"] / ref["samples_per_s"]) if ok_ref and ok_proj else None,
-        "reference_peak_rss_mb": ref["peak_rss_mb"] if ok_ref else None,
-        "project_peak_rss_mb": proj["peak_rss_mb"] if ok_proj else None,
-        "reference_estimated_dense_mib": round(need / 2**20),
-        "reference_skipped_reason": reason,
-        "reference": ref,
-        "project": proj,
-    })
+    runnable = []
+    for loop in REFERENCE_NAMES:
+        need = dense_peak_bytes(C, batch, heads if loop == "released" else 1)
+        reason = None
+        if loop not in loops:
+            reason = "not asked for (--reference)"
+        elif avail is not None and need > mem_fraction * avail:
+            reason = (f"dense MCM needs about {need / 2**30:.1f} GiB (R plus 3 x {_stacked(loop, heads)}B x C x C "
+                      f"float64, C={C}, B={batch}); only {avail / 2**30:.1f} GiB available and the limit is "
+                      f"{mem_fraction:.0%} of it")
+        else:
+            runnable.append(loop)
+        record[f"{_prefix(loop)}reference_estimated_dense_mib"] = round(need / 2**20)
+        record[f"{_prefix(loop)}reference_skipped_reason"] = reason
+    per_round: list[dict[str, Any]] = []
+    for k in range(rounds):
+        this: dict[str, Any] = {}
+        for loop in runnable:
+            log(f"{loop} reference {dataset.name} H={heads} B={batch} (round {k + 1}/{rounds}, up to {r_steps} steps)")
+            this[loop] = run_in_child("time_reference", dataset=dataset, heads=heads, batch=batch, steps=r_steps,
+                                      warmup=warmup, budget_s=budget_s, threads=threads, loop=loop)
+        log(f"project   {dataset.name} H={heads} B={batch} (round {k + 1}/{rounds}, up to {p_steps} steps)")
+        this["project"] = run_in_child("time_project", dataset=dataset, heads=heads, batch=batch, steps=p_steps,
+                                       warmup=warmup, budget_s=budget_s, threads=threads)
+        per_round.append(this)
+
+    def ok(part: dict[str, Any] | None) -> bool:
+        return part is not None and "error" not in part
+
+    projects = [r["project"] for r in per_round if ok(r["project"])]
+    record["project_samples_per_s"] = _median([p["samples_per_s"] for p in projects])
+    record["project_peak_rss_mb"] = max((p["peak_rss_mb"] for p in projects), default=None)
+    for loop in REFERENCE_NAMES:
+        pre = _prefix(loop)
+        refs = [r[loop] for r in per_round if ok(r.get(loop))]
+        failed = [r[loop] for r in per_round if loop in r and not ok(r[loop])]
+        if failed and not refs:
+            record[f"{pre}reference_skipped_reason"] = ("reference failed: "
+                                                       + failed[0]["error"].strip().splitlines()[-1])
+        record[f"{pre}reference_samples_per_s"] = _median([r["samples_per_s"] for r in refs])
+        record[f"{pre}reference_peak_rss_mb"] = max((r["peak_rss_mb"] for r in refs), default=None)
+        record["ratio" + ("_" + loop if pre else "")] = _median(
+            [r["project"]["samples_per_s"] / r[loop]["samples_per_s"]
+             for r in per_round if ok(r.get(loop)) and ok(r["project"])])
+        record[f"{pre}reference"] = refs[-1] if refs else None
+    record["project"] = projects[-1] if projects else per_round[-1]["project"]
+    if rounds > 1:
+        record["per_round"] = [
+            {name: (part["samples_per_s"] if ok(part) else None) for name, part in r.items()} for r in per_round]
     return record
+
+
+def _median(values: list[float]) -> float | None:
+    """The median of ``values``, None when empty."""
+    return statistics.median(values) if values else None
+
+
+def _prefix(loop: str) -> str:
+    """Key prefix of a reference loop in the record: none for the baseline ("released"), else ``"<loop>_"``."""
+    return "" if loop == "released" else loop + "_"
+
+
+def _stacked(loop: str, heads: int) -> str:
+    return f"{heads} x " if loop == "released" else ""
 
 
 def bench_threads(dataset: Any, heads: int, batch: int, steps: int | None, warmup: int, budget_s: float,
@@ -636,24 +698,30 @@ def markdown(results: dict[str, Any]) -> str:
                  f"torch {m['torch']}, load avg {m['load_avg_1m']}. Code: `{m['commit']}`"
                  + (" (+ uncommitted hmlc_core changes)" if m["hmlc_core_dirty"] else "") + ".")
     lines.append("")
-    lines.append("### Training step: dense reference vs project (samples/s, torch threads = "
+    lines.append("### Training step: dense references vs project (samples/s, torch threads = "
                  f"{results.get('threads', 1)})")
     lines.append("")
-    lines.append("| dataset | H | batch | reference samples/s | project samples/s | ratio | "
-                 "reference peak RSS MB | project peak RSS MB | steps timed (ref / project) |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append("| dataset | H | batch | released-loop reference | lean reference | project | ratio (released) | "
+                 "ratio (lean) | peak RSS MB (released / lean / project) | steps timed (released / lean / project) | "
+                 "rounds |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results.get("train", []):
-        ref_cell = _fmt(r["reference_samples_per_s"])
-        if r["reference_samples_per_s"] is None and r.get("reference_skipped_reason"):
-            ref_cell = "n/a (see note)"
-        ratio = f"{r['ratio']:,.1f}x" if r["ratio"] is not None else "n/a"
-        rs = (r.get("reference") or {}).get("steps", "-")
-        ps = (r.get("project") or {}).get("steps", "-")
-        lines.append(f"| {r['dataset']} | {r['heads']} | {r['batch']} | {ref_cell} | "
-                     f"{_fmt(r['project_samples_per_s'])} | {ratio} | {_fmt(r['reference_peak_rss_mb'], 0)} | "
-                     f"{_fmt(r['project_peak_rss_mb'], 0)} | {rs} / {ps} |")
-    notes = [f"{r['dataset']} H={r['heads']} B={r['batch']}: {r['reference_skipped_reason']}"
-             for r in results.get("train", []) if r.get("reference_skipped_reason")]
+        cells, rss, steps = [], [], []
+        for pre in ("", "lean_"):
+            value = r.get(f"{pre}reference_samples_per_s")
+            reason = r.get(f"{pre}reference_skipped_reason")
+            cells.append("n/a (see note)" if value is None and reason and "not asked" not in reason else _fmt(value))
+            rss.append(_fmt(r.get(f"{pre}reference_peak_rss_mb"), 0))
+            steps.append(str((r.get(f"{pre}reference") or {}).get("steps", "-")))
+        ratios = [f"{r[k]:,.1f}x" if r.get(k) is not None else "n/a" for k in ("ratio", "ratio_lean")]
+        steps.append(str((r.get("project") or {}).get("steps", "-")))
+        rss.append(_fmt(r["project_peak_rss_mb"], 0))
+        lines.append(f"| {r['dataset']} | {r['heads']} | {r['batch']} | {cells[0]} | {cells[1]} | "
+                     f"{_fmt(r['project_samples_per_s'])} | {ratios[0]} | {ratios[1]} | {' / '.join(rss)} | "
+                     f"{' / '.join(steps)} | {r.get('rounds', 1)} |")
+    notes = [f"{r['dataset']} H={r['heads']} B={r['batch']}, {name} reference: {r[pre + 'reference_skipped_reason']}"
+             for r in results.get("train", []) for name, pre in (("released-loop", ""), ("lean", "lean_"))
+             if r.get(pre + "reference_skipped_reason") and "not asked" not in r[pre + "reference_skipped_reason"]]
     if notes:
         lines.append("")
         lines.extend(f"Note: {n}" for n in notes)
@@ -732,10 +800,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mem-fraction", type=float, default=0.6,
                     help="run the dense reference only if its estimated memory is below this fraction of "
                          "MemAvailable (default 0.6)")
-    ap.add_argument("--no-reference", action="store_true", help="time the project only")
+    ap.add_argument("--reference", choices=("both", *REFERENCE_NAMES, "none"), default="both",
+                    help="which dense references to time (default both): 'released' (the released loop, the "
+                         "baseline of ratio), 'lean' (the dense formulation alone, ratio_lean) or 'none' "
+                         "(the project only)")
     ap.add_argument("--table", action="store_true",
                     help="run the whole matrix (cellcycle_FUN/GO x H 2,5 x batch 4,64 + load/eval/explore/threads) "
                          "and print a markdown table (JSON with --json)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="time the references and the project this many times, alternating, and report medians "
+                         "(default 1; with --table 3 for cellcycle_FUN and 1 for cellcycle_GO, whose dense steps "
+                         "take 10-40 s each)")
     ap.add_argument("--out", default=None, help="also write the JSON result to this file")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
@@ -747,6 +822,7 @@ def main(argv: list[str] | None = None) -> int:
         usable = os.cpu_count() or 2
     competitors = args.competitors if args.competitors is not None else usable
     machine = machine_info()
+    loops = {"both": REFERENCE_NAMES, "none": ()}.get(args.reference, (args.reference,))
 
     if args.table:
         results: dict[str, Any] = {"machine": machine, "threads": args.threads, "train": [], "load": [],
@@ -756,11 +832,12 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("cellcycle_FUN", "cellcycle_GO"):
             datasets[name] = _load(name, data_dir)
         for name, ds in datasets.items():
+            rounds = args.rounds or (3 if ds.hierarchy.n_nodes <= 2000 else 1)
             for heads in (2, 5):
                 for batch in (4, 64):
                     results["train"].append(bench_train(ds, heads, batch, args.steps, args.ref_steps, args.warmup,
                                                         args.budget, args.threads, args.mem_fraction,
-                                                        args.no_reference))
+                                                        loops, rounds))
         for name, ds in datasets.items():
             log(f"load {name}")
             results["load"].append({"dataset": name, **run_in_child("time_load", name=name, data_dir=data_dir)})
@@ -789,7 +866,7 @@ def main(argv: list[str] | None = None) -> int:
         ds = _load(args.dataset, data_dir)
         if args.what == "train":
             record = bench_train(ds, args.heads, args.batch, args.steps, args.ref_steps, args.warmup, args.budget,
-                                 args.threads, args.mem_fraction, args.no_reference)
+                                 args.threads, args.mem_fraction, loops, args.rounds or 1)
         elif args.what == "eval":
             record = {"what": "eval", "dataset": ds.name,
                       **run_in_child("time_eval", dataset=ds, heads=args.heads, threads=args.threads)}

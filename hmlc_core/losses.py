@@ -76,9 +76,16 @@ def mc_loss(
     node is scored by the max over all its descendants; a positive node only
     by its positive descendants (itself included).
 
+    With coherent targets (the usual case: propagated labels) ``o`` takes one
+    MCM arg-max pass instead of two: every descendant of a negative node is
+    negative, so ranking the negative entries below every probability keeps a
+    negative node's max over all its descendants and limits a positive node's
+    max to its positive descendants. Incoherent targets fall back to the two
+    passes of the formula. Both give the same values and gradients.
+
     Parameters
     ----------
-    probs : torch.Tensor, shape (B, C) or (H, B, C), values in (0, 1)
+    probs : torch.Tensor, shape (B, C) or (H, B, C), values in [0, 1]
         Raw (unconstrained) probabilities of one network or of H members.
     targets : torch.Tensor, shape (B, C), values in {0, 1}
         Coherent (propagated) labels, float.
@@ -107,9 +114,14 @@ def mc_loss(
     """
     _check_loss_args("probs", probs, targets, reduction)
     targets = targets.to(probs.dtype)
-    # One MCM pass over [h, y * h] computes both C-HMCNN terms.
-    constrained, constrained_pos = mcm(torch.stack([probs, targets * probs]))
-    out = (1 - targets) * constrained + targets * constrained_pos
+    if mcm.is_coherent(targets):
+        # One arg-max pass gives o: every descendant of a negative node is negative, so moving the
+        # negatives below every probability leaves a negative node's max over all its descendants
+        # unchanged and restricts a positive node's max to its positive descendants (itself included).
+        out = probs.gather(-1, mcm.argmax(torch.where(targets > 0.5, probs, probs - 2)))
+    else:
+        constrained, constrained_pos = mcm(torch.stack([probs, targets * probs]))
+        out = (1 - targets) * constrained + targets * constrained_pos
     if eval_mask is not None:
         index = eval_mask if eval_mask.dtype == torch.long else eval_mask.nonzero().squeeze(1)
         out = out.index_select(-1, index)

@@ -76,6 +76,8 @@ class MCM(nn.Module):
         pair_rank = np.where(nodes == ancestors, hierarchy.n_nodes, nodes)
         self.register_buffer("pair_rank", torch.from_numpy(pair_rank)[:, None], persistent=False)
         child, parent = hierarchy.edge_index()
+        self.register_buffer("edge_child", torch.from_numpy(child), persistent=False)
+        self.register_buffer("edge_parent", torch.from_numpy(parent), persistent=False)
         height = np.zeros(hierarchy.n_nodes, dtype=np.int64)
         for n in reversed(list(nx.topological_sort(hierarchy.graph))):
             kids = [hierarchy.index[c] for c in hierarchy.graph.successors(n)]
@@ -141,6 +143,19 @@ class MCM(nn.Module):
             else:
                 arg = self._argmax_levels(xt)
         return arg.T.reshape(x.shape)
+
+    def is_coherent(self, y: torch.Tensor) -> bool:
+        """Whether no node of ``y`` exceeds its parents (``y[..., child] <= y[..., parent]`` on every edge).
+
+        Parameters
+        ----------
+        y : torch.Tensor, shape (..., C)
+
+        Returns
+        -------
+        bool
+        """
+        return bool((y.index_select(-1, self.edge_child) <= y.index_select(-1, self.edge_parent)).all())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.n_nodes:

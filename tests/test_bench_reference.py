@@ -21,6 +21,7 @@ if str(REPO) not in sys.path:
 from bench.reference import (  # noqa: E402
     DenseReference,
     PairLoader,
+    ReleasedLoopReference,
     build_member,
     dense_mc_loss,
     dense_mcm,
@@ -28,6 +29,7 @@ from bench.reference import (  # noqa: E402
     dense_R,
     members_from_ensemble,
     released_weights,
+    stacked_dense_mcm,
 )
 from hmlc_core.hierarchy import Hierarchy  # noqa: E402
 from hmlc_core.losses import WeightedMCLoss, mc_loss, node_weights, select_weights  # noqa: E402
@@ -70,6 +72,20 @@ def test_dense_mcm_equals_sparse_mcm_values_and_gradients(h):
     # the ensemble form (H, B, C) of the project equals the per-member loop of the reference
     xs = torch.rand(3, 4, h.n_nodes, dtype=torch.float64)
     torch.testing.assert_close(MCM(h)(xs), torch.stack([dense_mcm(xs[k], dense_R(h)) for k in range(3)]))
+
+
+@pytest.mark.parametrize("h", DAGS, ids=["dag30", "dag45"])
+def test_stacked_dense_mcm_equals_sparse_mcm_values_and_gradients(h):
+    torch.manual_seed(3)
+    x = (0.01 + 0.98 * torch.rand(3, 4, h.n_nodes)).requires_grad_(True)  # float32 members, as released
+    w = torch.randn(3, 4, h.n_nodes, dtype=torch.float64)
+    stacked = stacked_dense_mcm(x, dense_R(h))
+    assert stacked.shape == (3, 4, h.n_nodes) and stacked.dtype == torch.float64
+    sparse = MCM(h)(x)
+    torch.testing.assert_close(stacked, sparse.double())
+    g_stacked, = torch.autograd.grad((stacked * w).sum(), x)
+    g_sparse, = torch.autograd.grad((sparse.double() * w).sum(), x)
+    torch.testing.assert_close(g_stacked, g_sparse)
 
 
 @pytest.mark.parametrize("h", DAGS, ids=["dag30", "dag45"])
@@ -146,6 +162,94 @@ def test_reference_loss_and_gradients_equal_project_weighted_loss(tiny_dataset):
             torch.testing.assert_close(lin.bias.grad, b.grad[k, 0], rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_released_loop_loss_and_gradients_equal_project_weighted_loss(tiny_dataset, reduction):
+    """The released loop's stacked, boolean-masked loss is the same objective as the project's."""
+    ds = tiny_dataset
+    h = ds.hierarchy
+    torch.manual_seed(1)
+    ens = HMCEnsemble(ds.n_features, h.n_nodes, hidden=8, n_heads=3, n_layers=3).eval()
+    ref = ReleasedLoopReference(ds, heads=3, batch_size=4, hidden=8, reduction=reduction)
+    ref.members = members_from_ensemble(ens)
+    for m in ref.members:
+        m.eval()
+    x = torch.from_numpy(ds.train.X[:5]).double()  # the released loop keeps features in float64
+    y = torch.from_numpy(ds.train.Y[:5]).double()
+
+    criterion = WeightedMCLoss(h, node_weights(ds.train.Y, h, "class-wise"), "released", "mean", 2.0, 0.25, reduction)
+    project_loss = criterion(ens(x.float()), y.float())
+    ref_loss = ref.loss(x, y)
+    assert ref_loss.dtype == torch.float64
+    torch.testing.assert_close(ref_loss.float(), project_loss, rtol=1e-5, atol=1e-7)
+    project_loss.backward()
+    ref_loss.backward()
+    for layer, (w, b) in enumerate(zip(ens.weights, ens.biases)):
+        for k, member in enumerate(ref.members):
+            lin = member[3 * layer]
+            torch.testing.assert_close(lin.weight.grad, w.grad[k].T, rtol=1e-4, atol=1e-7)
+            torch.testing.assert_close(lin.bias.grad, b.grad[k, 0], rtol=1e-4, atol=1e-7)
+
+
+def test_released_loop_gathers_the_epoch_and_fast_forwards(tiny_dataset):
+    """52 train+valid samples at batch 16: batches 16, 16, 16, 4; the gathered tensors restart each epoch."""
+    torch.set_num_threads(1)
+    ref = ReleasedLoopReference(tiny_dataset, heads=2, batch_size=16, hidden=8)
+    ref.train_mode()
+    n_nodes = tiny_dataset.hierarchy.n_nodes
+    assert ref.optimizer.defaults["foreach"] is False and ref.n_samples == 52
+    before = [p.detach().clone() for p in ref.members[1].parameters()]
+    assert np.isfinite([ref.step(), ref.step()]).all()
+    assert any(not torch.equal(a, b) for a, b in zip(before, ref.members[1].parameters()))
+    assert ref.position == 2 and ref.epoch_probs.shape == (32, n_nodes)
+    assert (ref.epoch_predicted.dtype, ref.epoch_probs.dtype, ref.epoch_labels.dtype) == (
+        torch.bool, torch.float64, torch.float64)
+    assert ((ref.epoch_probs >= 0) & (ref.epoch_probs <= 1)).all()
+    ref.fast_forward(1)
+    assert ref.position == 3 and ref.epoch_labels.shape == (48, n_nodes)
+    ref.step()  # the epoch's last, short batch
+    assert ref.last_batch_size == 4 and ref.epoch_predicted.shape == (52, n_nodes)
+    ref.step()  # a new epoch
+    assert ref.position == 1 and ref.epoch_probs.shape == (16, n_nodes)
+
+
+def test_bench_centres_the_released_window_on_mid_epoch(tiny_dataset):
+    from bench.bench_train import time_reference
+
+    out = time_reference(tiny_dataset, heads=2, batch=4, steps=4, warmup=2, budget_s=60.0, threads=1,
+                         loop="released")
+    # 13 steps per epoch, a window of 4: it starts at step 13 // 2 - 4 // 2 = 4 of the epoch
+    assert out["loop"] == "released" and out["window_start_step_in_epoch"] == 4 and out["steps"] == 4
+    lean = time_reference(tiny_dataset, heads=2, batch=4, steps=3, warmup=1, budget_s=60.0, threads=1, loop="lean")
+    assert lean["window_start_step_in_epoch"] is None and lean["steps"] == 3
+
+
+def test_bench_train_reports_medians_over_rounds(tiny_dataset, monkeypatch):
+    """Rates are medians over rounds and the ratio the median of the rounds' own ratios."""
+    import bench.bench_train as bt
+
+    rates = {"released": iter([10.0, 20.0, 40.0]), "lean": iter([30.0, 30.0, 30.0]),
+             "project": iter([100.0, 400.0, 200.0, 50.0])}
+
+    def fake_child(fn_name, **kwargs):
+        key = kwargs.get("loop", "project") if fn_name == "time_reference" else "project"
+        return {"samples_per_s": next(rates[key]), "peak_rss_mb": 100.0 + len(key), "steps": 1}
+
+    monkeypatch.setattr(bt, "run_in_child", fake_child)
+    rec = bt.bench_train(tiny_dataset, heads=2, batch=4, steps=None, ref_steps=None, warmup=1, budget_s=1.0,
+                         threads=1, mem_fraction=0.6, rounds=3)
+    assert rec["reference_samples_per_s"] == 20.0 and rec["lean_reference_samples_per_s"] == 30.0
+    assert rec["project_samples_per_s"] == 200.0
+    assert rec["ratio"] == 10.0  # rounds: 100/10, 400/20, 200/40
+    assert rec["ratio_lean"] == pytest.approx(200 / 30)
+    assert rec["per_round"][1] == {"released": 20.0, "lean": 30.0, "project": 400.0}
+    assert rec["reference_skipped_reason"] is None and rec["reference_peak_rss_mb"] == 108.0
+    alone = bt.bench_train(tiny_dataset, heads=2, batch=4, steps=None, ref_steps=None, warmup=1, budget_s=1.0,
+                           threads=1, mem_fraction=0.6, loops=(), rounds=1)
+    assert alone["reference_samples_per_s"] is None and alone["ratio"] is None
+    assert alone["project_samples_per_s"] == 50.0
+    assert alone["reference_skipped_reason"].startswith("not asked") and "per_round" not in alone
+
+
 def test_pair_loader_shuffles_every_epoch_and_stacks(tiny_dataset):
     ds = tiny_dataset
     loader = PairLoader(ds.train.X, ds.train.Y, batch_size=16)
@@ -175,6 +279,8 @@ def test_dense_reference_steps_with_finite_loss(tiny_dataset):
 def test_dense_memory_estimate_flags_go_batch_64():
     assert dense_peak_bytes(4126, 4) < 2 * 2**30  # GO at batch 4: runs (about 1.7 GB)
     assert dense_peak_bytes(4126, 64) > 24 * 2**30  # GO at batch 64: does not fit a 24 GB machine
+    # the released loop stacks the members: 3 x 2 x 4 x C^2 x 8 bytes + R, about 3.4 GB for GO at H = 2
+    assert 3 * 2**30 < dense_peak_bytes(4126, 4, stacked_heads=2) < 4 * 2**30
 
 
 def test_bench_project_clock_drives_the_real_train(tiny_dataset):

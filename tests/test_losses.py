@@ -45,6 +45,56 @@ def test_mc_loss_hand_computed():
     assert mc_loss(h, y2, MCM(H), mask, reduction="sum").item() == pytest.approx(3 * expected2)
 
 
+def _two_pass_mc_loss(h, y, mcm, eval_idx):
+    """MCLoss exactly as METHOD.md B4 writes it: two MCM passes, ``o = (1 - y) MCM(h) + y MCM(y h)``."""
+    constrained, constrained_pos = mcm(h), mcm(y * h)
+    out = ((1 - y) * constrained + y * constrained_pos)[..., eval_idx]
+    return F.binary_cross_entropy(out, y[:, eval_idx].expand_as(out), reduction="none")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mc_loss_single_pass_equals_the_two_pass_formula(seed):
+    """With coherent labels mc_loss takes one arg-max pass; values and gradients equal the formula's, ties included."""
+    from helpers import random_dag
+
+    h = random_dag(60, seed)
+    mcm = MCM(h)
+    rng = np.random.default_rng(seed)
+    y = torch.from_numpy(h.propagate((rng.random((7, h.n_nodes)) < 0.1).astype(np.uint8))).double()
+    assert mcm.is_coherent(y)
+    probs = torch.from_numpy(rng.random((3, 7, h.n_nodes)))
+    if seed == 2:  # many exact ties between a node and its descendants
+        probs = (probs * 4).round().clamp(1, 3) / 4
+    probs.requires_grad_(True)
+    eval_idx = torch.from_numpy(np.flatnonzero(h.eval_mask))
+    ours = mc_loss(probs, y, mcm, eval_idx, reduction="none")
+    want = _two_pass_mc_loss(probs, y, mcm, eval_idx)
+    assert torch.equal(ours, want)
+    g_ours, = torch.autograd.grad(ours.sum(), probs)
+    g_want, = torch.autograd.grad(want.sum(), probs)
+    assert torch.equal(g_ours, g_want)
+
+
+def test_mc_loss_incoherent_labels_fall_back_to_the_formula():
+    # root -> a -> {b, d}; b positive under a negative a. The formula scores a by the max over all its
+    # descendants (d: 0.7); one pass with the negatives ranked below the positives would pick b (0.2).
+    h4 = Hierarchy([("root", "a"), ("a", "b"), ("a", "d")])
+    mcm = MCM(h4)
+    col = h4.index
+    probs = torch.zeros(1, 4, dtype=torch.float64)
+    for node, value in (("root", 0.9), ("a", 0.3), ("b", 0.2), ("d", 0.7)):
+        probs[0, col[node]] = value
+    probs.requires_grad_(True)
+    y = torch.zeros(1, 4, dtype=torch.float64)
+    y[0, col["root"]] = y[0, col["b"]] = 1.0
+    assert not mcm.is_coherent(y)
+    eval_idx = torch.from_numpy(np.flatnonzero(h4.eval_mask))
+    ours = mc_loss(probs, y, mcm, eval_idx, reduction="none")
+    torch.testing.assert_close(ours, _two_pass_mc_loss(probs, y, mcm, eval_idx))
+    a = int(np.flatnonzero(eval_idx.numpy() == col["a"])[0])
+    assert ours[0, a].item() == pytest.approx(bce(0.7, 0))
+
+
 def test_mc_loss_all_negative_is_bce_of_constrained():
     torch.manual_seed(0)
     mcm = MCM(H)
