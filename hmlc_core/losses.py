@@ -60,6 +60,24 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     return loss
 
 
+_INT_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _positives_first(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Exact int64 sort keys for MCLoss's single arg-max pass: every positive entry above every negative one.
+
+    Every descendant of a negative node is negative (coherent labels), so with
+    these keys a negative node's arg-max runs over all its descendants and a
+    positive node's over its positive descendants only, as in C-HMCNN's
+    ``o = (1 - y) MCM(h) + y MCM(y h)``. The keys are the probabilities' IEEE
+    bit patterns, which order non-negative floats exactly (an arithmetic shift
+    such as ``h - 2`` would round in float32 and create ties), plus ``2**62``
+    for the positive entries.
+    """
+    bits = probs.detach().view(_INT_OF_SIZE[probs.element_size()]).long()
+    return bits + (targets > 0.5).long() * (1 << 62)
+
+
 def mc_loss(
     probs: torch.Tensor,
     targets: torch.Tensor,
@@ -78,10 +96,11 @@ def mc_loss(
 
     With coherent targets (the usual case: propagated labels) ``o`` takes one
     MCM arg-max pass instead of two: every descendant of a negative node is
-    negative, so ranking the negative entries below every probability keeps a
-    negative node's max over all its descendants and limits a positive node's
-    max to its positive descendants. Incoherent targets fall back to the two
-    passes of the formula. Both give the same values and gradients.
+    negative, so ranking the negative entries below every positive one (exactly,
+    on the floats' bit patterns) keeps a negative node's max over all its
+    descendants and limits a positive node's max to its positive descendants.
+    Incoherent targets fall back to the two passes of the formula. Both give
+    the same values and gradients, bit for bit.
 
     Parameters
     ----------
@@ -115,10 +134,7 @@ def mc_loss(
     _check_loss_args("probs", probs, targets, reduction)
     targets = targets.to(probs.dtype)
     if mcm.is_coherent(targets):
-        # One arg-max pass gives o: every descendant of a negative node is negative, so moving the
-        # negatives below every probability leaves a negative node's max over all its descendants
-        # unchanged and restricts a positive node's max to its positive descendants (itself included).
-        out = probs.gather(-1, mcm.argmax(torch.where(targets > 0.5, probs, probs - 2)))
+        out = probs.gather(-1, mcm.argmax(_positives_first(probs, targets)))
     else:
         constrained, constrained_pos = mcm(torch.stack([probs, targets * probs]))
         out = (1 - targets) * constrained + targets * constrained_pos

@@ -97,7 +97,8 @@ class MCM(nn.Module):
         m = xt.shape[1]
         values = xt.index_select(0, self.node_idx)
         index = self.ancestor_idx[:, None].expand(-1, m)
-        best = torch.full_like(xt, float("-inf")).scatter_reduce(0, index, values, "amax")
+        lowest = torch.iinfo(xt.dtype).min if not xt.dtype.is_floating_point else float("-inf")
+        best = torch.full_like(xt, lowest).scatter_reduce(0, index, values, "amax")
         hit = values == best.index_select(0, self.ancestor_idx)
         # Every node has at least one hit (its arg-max), so 0 never wins over a hit's rank + 1.
         choice = torch.zeros(xt.shape, dtype=torch.long).scatter_reduce(
@@ -130,6 +131,7 @@ class MCM(nn.Module):
         Parameters
         ----------
         x : torch.Tensor, shape (..., C)
+            Floating point, or integer sort keys.
 
         Returns
         -------

@@ -75,6 +75,35 @@ def test_mc_loss_single_pass_equals_the_two_pass_formula(seed):
     assert torch.equal(g_ours, g_want)
 
 
+def test_mc_loss_single_pass_is_exact_in_float32():
+    """Two negative descendants one float32 ulp apart: the single pass must still pick the larger one.
+
+    (Shifting the negatives by an arithmetic offset, e.g. ``h - 2``, rounds both to the same float32
+    and lets the tie-break pick the smaller one.)
+    """
+    h4 = Hierarchy([("root", "a"), ("a", "b"), ("a", "d")])
+    mcm = MCM(h4)
+    col = h4.index
+    low, high = sorted((col["b"], col["d"]))
+    probs = torch.zeros(1, 4)
+    probs[0, col["root"]], probs[0, col["a"]] = 0.9, 0.1
+    # float32 spacing is 2**-25 in [0.25, 0.5) and 2**-23 in [1, 2): these two differ by one ulp
+    probs[0, high] = 0.25 + 2.0**-23
+    probs[0, low] = 0.25 + 2.0**-23 + 2.0**-25  # the larger value on the lower index
+    assert probs[0, low] > probs[0, high]
+    assert (probs[0, low] - 2) == (probs[0, high] - 2)  # what an arithmetic shift would tie
+    probs.requires_grad_(True)
+    y = torch.zeros(1, 4)
+    y[0, col["root"]] = 1.0
+    eval_idx = torch.from_numpy(np.flatnonzero(h4.eval_mask))
+    ours = mc_loss(probs, y, mcm, eval_idx, reduction="none")
+    want = _two_pass_mc_loss(probs, y, mcm, eval_idx)
+    assert torch.equal(ours, want)
+    g_ours, = torch.autograd.grad(ours.sum(), probs)
+    g_want, = torch.autograd.grad(want.sum(), probs)
+    assert torch.equal(g_ours, g_want) and g_ours[0, low] != 0 and g_ours[0, col["a"]] == 0
+
+
 def test_mc_loss_incoherent_labels_fall_back_to_the_formula():
     # root -> a -> {b, d}; b positive under a negative a. The formula scores a by the max over all its
     # descendants (d: 0.7); one pass with the negatives ranked below the positives would pick b (0.2).
