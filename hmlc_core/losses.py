@@ -64,18 +64,20 @@ _INT_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 def _positives_first(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Exact int64 sort keys for MCLoss's single arg-max pass: every positive entry above every negative one.
+    """Exact integer sort keys for MCLoss's single arg-max pass: every positive entry above every negative one.
 
     Every descendant of a negative node is negative (coherent labels), so with
     these keys a negative node's arg-max runs over all its descendants and a
     positive node's over its positive descendants only, as in C-HMCNN's
     ``o = (1 - y) MCM(h) + y MCM(y h)``. The keys are the probabilities' IEEE
     bit patterns, which order non-negative floats exactly (an arithmetic shift
-    such as ``h - 2`` would round in float32 and create ties), plus ``2**62``
-    for the positive entries.
+    such as ``h - 2`` would round in float32 and create ties), as integers of
+    the same width; a negative entry's key is lowered by ``2**(bits - 2)``,
+    which is above every pattern of a value in [0, 1], so it falls below
+    every positive key without overflowing.
     """
-    bits = probs.detach().view(_INT_OF_SIZE[probs.element_size()]).long()
-    return bits + (targets > 0.5).long() * (1 << 62)
+    bits = probs.detach().view(_INT_OF_SIZE[probs.element_size()])
+    return torch.where(targets > 0.5, bits, bits - (1 << (8 * probs.element_size() - 2)))
 
 
 def mc_loss(
