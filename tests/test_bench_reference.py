@@ -130,6 +130,15 @@ def test_reference_members_equal_the_project_ensemble():
         torch.testing.assert_close(member.eval()(x), out[k])
 
 
+def assert_member_grads_equal(ens: HMCEnsemble, members: list) -> None:
+    """Every weight and bias gradient of the reference members equals the ensemble's for that member."""
+    for layer, (w, b) in enumerate(zip(ens.weights, ens.biases)):
+        for k, member in enumerate(members):
+            lin = member[3 * layer]
+            torch.testing.assert_close(lin.weight.grad, w.grad[k].T, rtol=1e-4, atol=1e-7)
+            torch.testing.assert_close(lin.bias.grad, b.grad[k, 0], rtol=1e-4, atol=1e-7)
+
+
 @pytest.fixture(scope="module")
 def tiny_dataset():
     return make_synthetic(n_train=40, n_valid=12, n_test=10, n_features=6, depth=3, branching=3, seed=0)
@@ -155,11 +164,7 @@ def test_reference_loss_and_gradients_equal_project_weighted_loss(tiny_dataset):
 
     project_loss.backward()
     ref_loss.backward()
-    for layer, (w, b) in enumerate(zip(ens.weights, ens.biases)):
-        for k, member in enumerate(ref.members):
-            lin = member[3 * layer]
-            torch.testing.assert_close(lin.weight.grad, w.grad[k].T, rtol=1e-4, atol=1e-7)
-            torch.testing.assert_close(lin.bias.grad, b.grad[k, 0], rtol=1e-4, atol=1e-7)
+    assert_member_grads_equal(ens, ref.members)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
@@ -183,11 +188,7 @@ def test_released_loop_loss_and_gradients_equal_project_weighted_loss(tiny_datas
     torch.testing.assert_close(ref_loss.float(), project_loss, rtol=1e-5, atol=1e-7)
     project_loss.backward()
     ref_loss.backward()
-    for layer, (w, b) in enumerate(zip(ens.weights, ens.biases)):
-        for k, member in enumerate(ref.members):
-            lin = member[3 * layer]
-            torch.testing.assert_close(lin.weight.grad, w.grad[k].T, rtol=1e-4, atol=1e-7)
-            torch.testing.assert_close(lin.bias.grad, b.grad[k, 0], rtol=1e-4, atol=1e-7)
+    assert_member_grads_equal(ens, ref.members)
 
 
 def test_released_loop_gathers_the_epoch_and_fast_forwards(tiny_dataset):

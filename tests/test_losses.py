@@ -52,6 +52,17 @@ def _two_pass_mc_loss(h, y, mcm, eval_idx):
     return F.binary_cross_entropy(out, y[:, eval_idx].expand_as(out), reduction="none")
 
 
+def _assert_bitwise_equal_to_formula(probs, y, mcm, eval_idx):
+    """mc_loss equals the two-pass formula bit for bit, in values and in gradients; returns mc_loss's gradient."""
+    ours = mc_loss(probs, y, mcm, eval_idx, reduction="none")
+    want = _two_pass_mc_loss(probs, y, mcm, eval_idx)
+    assert torch.equal(ours, want)
+    g_ours, = torch.autograd.grad(ours.sum(), probs)
+    g_want, = torch.autograd.grad(want.sum(), probs)
+    assert torch.equal(g_ours, g_want)
+    return g_ours
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_mc_loss_single_pass_equals_the_two_pass_formula(seed):
     """With coherent labels mc_loss takes one arg-max pass; values and gradients equal the formula's, ties included."""
@@ -66,13 +77,7 @@ def test_mc_loss_single_pass_equals_the_two_pass_formula(seed):
     if seed == 2:  # many exact ties between a node and its descendants
         probs = (probs * 4).round().clamp(1, 3) / 4
     probs.requires_grad_(True)
-    eval_idx = torch.from_numpy(np.flatnonzero(h.eval_mask))
-    ours = mc_loss(probs, y, mcm, eval_idx, reduction="none")
-    want = _two_pass_mc_loss(probs, y, mcm, eval_idx)
-    assert torch.equal(ours, want)
-    g_ours, = torch.autograd.grad(ours.sum(), probs)
-    g_want, = torch.autograd.grad(want.sum(), probs)
-    assert torch.equal(g_ours, g_want)
+    _assert_bitwise_equal_to_formula(probs, y, mcm, torch.from_numpy(np.flatnonzero(h.eval_mask)))
 
 
 def test_mc_loss_single_pass_is_exact_in_float32():
@@ -95,13 +100,8 @@ def test_mc_loss_single_pass_is_exact_in_float32():
     probs.requires_grad_(True)
     y = torch.zeros(1, 4)
     y[0, col["root"]] = 1.0
-    eval_idx = torch.from_numpy(np.flatnonzero(h4.eval_mask))
-    ours = mc_loss(probs, y, mcm, eval_idx, reduction="none")
-    want = _two_pass_mc_loss(probs, y, mcm, eval_idx)
-    assert torch.equal(ours, want)
-    g_ours, = torch.autograd.grad(ours.sum(), probs)
-    g_want, = torch.autograd.grad(want.sum(), probs)
-    assert torch.equal(g_ours, g_want) and g_ours[0, low] != 0 and g_ours[0, col["a"]] == 0
+    grad = _assert_bitwise_equal_to_formula(probs, y, mcm, torch.from_numpy(np.flatnonzero(h4.eval_mask)))
+    assert grad[0, low] != 0 and grad[0, col["a"]] == 0
 
 
 def test_mc_loss_incoherent_labels_fall_back_to_the_formula():
