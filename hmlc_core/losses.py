@@ -101,8 +101,11 @@ def mc_loss(
     negative, so ranking the negative entries below every positive one (exactly,
     on the floats' bit patterns) keeps a negative node's max over all its
     descendants and limits a positive node's max to its positive descendants.
-    Incoherent targets fall back to the two passes of the formula. Both give
-    the same values and gradients, bit for bit.
+    Incoherent targets fall back to the two passes of the formula. With the
+    same MCM strategy both give the same values and gradients, bit for bit;
+    the strategy is chosen by the number of rows, which the single pass
+    halves, and the two strategies may send an exact tie between two
+    descendants (neither of them the node) to different ones of them.
 
     Parameters
     ----------

@@ -52,24 +52,36 @@ def _two_pass_mc_loss(h, y, mcm, eval_idx):
     return F.binary_cross_entropy(out, y[:, eval_idx].expand_as(out), reduction="none")
 
 
-def _assert_bitwise_equal_to_formula(probs, y, mcm, eval_idx):
-    """mc_loss equals the two-pass formula bit for bit, in values and in gradients; returns mc_loss's gradient."""
+def _assert_bitwise_equal_to_formula(probs, y, mcm, eval_idx, reference_mcm=None):
+    """mc_loss equals the two-pass formula on the same MCM bit for bit, values and gradients; returns the gradient.
+
+    With ``reference_mcm`` (another arg-max strategy) the values must also equal the formula's on it;
+    gradients are not compared there, since the strategies may send an exact tie's gradient to
+    different descendants.
+    """
     ours = mc_loss(probs, y, mcm, eval_idx, reduction="none")
     want = _two_pass_mc_loss(probs, y, mcm, eval_idx)
     assert torch.equal(ours, want)
+    if reference_mcm is not None:
+        assert torch.equal(ours, _two_pass_mc_loss(probs, y, reference_mcm, eval_idx))
     g_ours, = torch.autograd.grad(ours.sum(), probs)
     g_want, = torch.autograd.grad(want.sum(), probs)
     assert torch.equal(g_ours, g_want)
     return g_ours
 
 
+@pytest.mark.parametrize("strategy", ["pairs", "levels"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_mc_loss_single_pass_equals_the_two_pass_formula(seed):
-    """With coherent labels mc_loss takes one arg-max pass; values and gradients equal the formula's, ties included."""
+def test_mc_loss_single_pass_equals_the_two_pass_formula(seed, strategy):
+    """With coherent labels mc_loss takes one arg-max pass; values and gradients equal the formula's, ties included.
+
+    Both arg-max strategies see the integer keys: pairs (small batches) and levels (large batches, GO).
+    """
     from helpers import random_dag
 
     h = random_dag(60, seed)
     mcm = MCM(h)
+    mcm.PAIRS_MAX_WORK = 10**9 if strategy == "pairs" else 0
     rng = np.random.default_rng(seed)
     y = torch.from_numpy(h.propagate((rng.random((7, h.n_nodes)) < 0.1).astype(np.uint8))).double()
     assert mcm.is_coherent(y)
@@ -77,7 +89,9 @@ def test_mc_loss_single_pass_equals_the_two_pass_formula(seed):
     if seed == 2:  # many exact ties between a node and its descendants
         probs = (probs * 4).round().clamp(1, 3) / 4
     probs.requires_grad_(True)
-    _assert_bitwise_equal_to_formula(probs, y, mcm, torch.from_numpy(np.flatnonzero(h.eval_mask)))
+    pairs_only = MCM(h)
+    pairs_only.PAIRS_MAX_WORK = 10**9
+    _assert_bitwise_equal_to_formula(probs, y, mcm, torch.from_numpy(np.flatnonzero(h.eval_mask)), pairs_only)
 
 
 def test_mc_loss_single_pass_is_exact_in_float32():
