@@ -23,6 +23,7 @@ from types import FrameType
 from typing import Any
 
 from hmlc_core.catalog import SYNTHETIC, available_datasets, open_dataset
+from hmlc_core.config import KERNELS
 from hmlc_core.data import DatasetNotFoundError
 from hmlc_core.experiments import SEED_METRICS, describe, paired_wilcoxon, seed_table, train_seeds
 from hmlc_core.jobs import run_worker, train_and_save
@@ -102,6 +103,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fit-on", choices=("train+valid", "train"), default=d.fit_on,
                    help="'train' keeps the valid split aside and reports its AUPRC each epoch (default %(default)s)")
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (default %(default)s)")
+    p.add_argument("--kernel", choices=KERNELS, default=d.kernel,
+                   help="training step: fused numba kernels or plain torch autograd + Adam, the same update "
+                        "(default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,7 +217,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         weight_indexing=args.weight_indexing, focal=args.focal, focal_k=args.focal_k, focal_min=args.focal_min,
         reduction=args.reduction, loss=args.loss, label_smoothing=args.label_smoothing, schedule=args.schedule,
         schedule_k=args.schedule_k, mixed_lambda=args.mixed_lambda, lpros=args.lpros, fit_on=args.fit_on,
-        threads=args.threads,
+        threads=args.threads, kernel=args.kernel,
     )
 
 

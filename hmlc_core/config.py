@@ -66,6 +66,17 @@ LOSSES: tuple[str, ...] = ("mcloss", "zlpr")
 SCHEDULES: tuple[str, ...] = ("none", "lin", "exp", "alt")
 """Weighted-to-unweighted schedule of the node weights within an epoch (METHOD.md F2)."""
 
+KERNELS: tuple[str, ...] = ("auto", "numba", "torch")
+"""How a training step runs: ``numba``, streaming linear layers whose backward pass applies Adam
+(:class:`hmlc_core.fused.FusedAdamEnsemble`); ``torch``, autograd and ``torch.optim.Adam(fused=True)``;
+``auto``, numba up to :data:`FUSED_MAX_BATCH` samples per batch and torch above. Both compute the same
+Adam update; they differ in float32 rounding only."""
+
+FUSED_MAX_BATCH = 32
+"""Largest batch for which ``kernel="auto"`` picks the numba step. Measured on the 2-core CI machine
+(docs/performance.md): numba is 1.4-2.4x faster at batch 4-16 and 1.1x at 32, while at 64 BLAS's
+blocked matmuls win (torch 1.05-1.2x faster)."""
+
 ENSEMBLE_KINDS: tuple[str, ...] = ("heads", "shared", "mc-dropout")
 """``heads``: H independent networks (the paper's tabular ensemble); ``shared``: the first layer
 shared, the rest per member (an encoder with H heads, METHOD.md C1); ``mc-dropout``: one network
@@ -140,6 +151,12 @@ class TrainConfig:
         weights of the best epoch (C-HMCNN's model selection, METHOD.md A7).
     threads : int
         torch intra-op threads (1 is robust on 2 shared cores).
+    kernel : {"auto", "numba", "torch"}
+        Training-step implementation (:data:`KERNELS`): the fused numba
+        kernels (1.7-2.4x faster at batch 4, docs/performance.md), plain
+        autograd with torch's Adam, or ``auto`` (numba up to
+        :data:`FUSED_MAX_BATCH` samples per batch); :meth:`resolved` turns
+        ``auto`` into the one used. Same update up to float32 rounding.
     eval_batch_size : int
         Batch size for inference.
     """
@@ -174,10 +191,12 @@ class TrainConfig:
     fit_on: str = "train+valid"
     patience: int | None = None
     threads: int = 1
+    kernel: str = "auto"
     eval_batch_size: int = 512
 
     def resolved(self) -> TrainConfig:
-        """A copy with ``epochs``, ``hidden``, ``lr`` and ``batch_size`` filled in from preset and profile.
+        """A copy with ``epochs``, ``hidden``, ``lr`` and ``batch_size`` filled in from preset and profile,
+        and ``kernel="auto"`` replaced by the kernel for that batch size.
 
         Raises
         ------
@@ -187,12 +206,17 @@ class TrainConfig:
         if self.profile not in PROFILES:
             raise ValueError(f"config field 'profile' must be one of {list(PROFILES)}, got {self.profile!r}")
         preset, profile = preset_for(self.dataset), PROFILES[self.profile]
+        batch_size = profile.batch_size if self.batch_size is None else self.batch_size
+        kernel = self.kernel
+        if kernel == "auto":
+            kernel = "numba" if int(batch_size) <= FUSED_MAX_BATCH else "torch"
         return dataclasses.replace(
             self,
             epochs=profile.epochs(preset) if self.epochs is None else self.epochs,
             hidden=preset.hidden if self.hidden is None else self.hidden,
             lr=preset.lr * profile.lr_scale if self.lr is None else self.lr,
-            batch_size=profile.batch_size if self.batch_size is None else self.batch_size,
+            batch_size=batch_size,
+            kernel=kernel,
         )
 
     def validate(self) -> None:
@@ -206,7 +230,7 @@ class TrainConfig:
         choices = {"weighting": WEIGHTING_MODES, "counting": FREQUENCY_COUNTINGS,
                    "weight_indexing": WEIGHT_INDEXINGS, "focal": FOCAL_MODES,
                    "reduction": ("mean", "sum"), "fit_on": ("train+valid", "train"), "loss": LOSSES,
-                   "schedule": SCHEDULES, "ensemble": ENSEMBLE_KINDS}
+                   "schedule": SCHEDULES, "ensemble": ENSEMBLE_KINDS, "kernel": KERNELS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config field {name!r} must be one of {list(allowed)}, got {getattr(self, name)!r}")

@@ -10,6 +10,7 @@ re-exported here.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import networkx as nx
 import numpy as np
@@ -256,12 +257,19 @@ class HMCEnsemble(nn.Module):
         return {"n_features": self.n_features, "n_nodes": self.n_nodes, "hidden": self.hidden,
                 "n_heads": self.n_heads, "n_layers": self.n_layers, "dropout": self.dropout, "kind": self.kind}
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor,
+               affine: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """Member logits.
 
         Parameters
         ----------
         x : torch.Tensor, shape (B, D), float32
+        affine : callable, optional
+            ``affine(layer, h)`` computes layer ``layer``'s ``b + h @ W`` in place
+            of the default batched matmul (:meth:`affine`); ``h`` is ``x`` for
+            layer 0 and the (H, B, h) hidden state after; it returns shape
+            (copies or H, B, fan_out). :class:`hmlc_core.fused.FusedAdamEnsemble`
+            passes its training kernels here.
 
         Returns
         -------
@@ -269,13 +277,31 @@ class HMCEnsemble(nn.Module):
         """
         if x.dim() != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"input must have shape (B, {self.n_features}), got {tuple(x.shape)}")
+        affine = self.affine if affine is None else affine
         sample_dropout = self.training or self.kind == "mc-dropout"
-        h = torch.matmul(x, self.weights[0]) + self.biases[0]
-        h = h.expand(self.n_heads, -1, -1)
-        for w, b in zip(self.weights[1:], self.biases[1:]):
+        h = affine(0, x).expand(self.n_heads, -1, -1)
+        for layer in range(1, self.n_layers):
             h = F.dropout(F.relu(h), p=self.dropout, training=sample_dropout)
-            h = torch.baddbmm(b, h, w) if w.shape[0] == self.n_heads else torch.matmul(h, w) + b
+            h = affine(layer, h)
         return h
+
+    def affine(self, layer: int, h: torch.Tensor) -> torch.Tensor:
+        """Layer ``layer``'s affine map ``b + h @ W`` as a batched matmul.
+
+        Parameters
+        ----------
+        layer : int
+            In ``[0, n_layers)``.
+        h : torch.Tensor, shape (B, D) for layer 0, else (H, B, h), float32
+
+        Returns
+        -------
+        torch.Tensor, shape (copies, B, fan_out), copies = 1 (shared layer) or H
+        """
+        w, b = self.weights[layer], self.biases[layer]
+        if layer > 0 and w.shape[0] == self.n_heads:
+            return torch.baddbmm(b, h, w)
+        return torch.matmul(h, w) + b
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw (unconstrained) member probabilities ``sigmoid(logits)``, shape (H, B, C), in (0, 1).

@@ -4,6 +4,8 @@ The recipe is C-HMCNN's (METHOD.md A7, B2): Adam, batch 4, learning rate 1e-4,
 weight decay 1e-5, dropout 0.7, per-dataset hidden width and epochs, final
 models trained on train+valid. The loss is :class:`~hmlc_core.losses.WeightedMCLoss`
 (Xu et al. 2026, METHOD.md D, E); node frequencies come from the train split only.
+Up to batch 32 a step runs on the fused kernels of :mod:`hmlc_core.fused` (Adam applied
+inside the backward pass), above on autograd and ``torch.optim.Adam`` (``TrainConfig.kernel``).
 
 :class:`TrainConfig` is defined in the torch-free :mod:`hmlc_core.config` and
 re-exported here.
@@ -22,6 +24,7 @@ import torch
 
 from hmlc_core.config import TrainConfig
 from hmlc_core.data import HMCDataset
+from hmlc_core.fused import FusedAdamEnsemble
 from hmlc_core.losses import WeightedMCLoss, WeightedZLPRLoss, node_weights, schedule_fraction
 from hmlc_core.metrics import auprc_micro
 from hmlc_core.model import MCM, HMCEnsemble
@@ -181,9 +184,14 @@ def train(
 
     model = HMCEnsemble(x_all.shape[1], hierarchy.n_nodes, config.hidden, config.heads,
                         config.n_layers, config.dropout, generator=gen, kind=config.ensemble)
-    optimizer = _adam(model, config)
     # MCLoss trains on the raw member probabilities, ZLPR on the logits (both (H, B, C)).
-    outputs = model.logits if config.loss == "zlpr" else model
+    optimizer: torch.optim.Adam | None = None
+    if config.kernel == "numba":
+        fused = FusedAdamEnsemble(model, config.lr, config.weight_decay)
+        outputs: Callable[[torch.Tensor], torch.Tensor] = fused.logits if config.loss == "zlpr" else fused
+    else:
+        optimizer = _adam(model, config)
+        outputs = model.logits if config.loss == "zlpr" else model
     steps_per_epoch = -(-n // config.batch_size)
     result = TrainResult(config=config, model=model, train_frequency=train_freq, n_resampled=n_resampled)
     log.info("training %s: %d samples, %d features, %d nodes, %d members, %d epochs",
@@ -204,9 +212,12 @@ def train(
                                            start_neg + (config.omega - start_neg) * f)
             idx = order[first:first + config.batch_size]
             loss = criterion(outputs(x_all[idx]), y_all[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if optimizer is None:
+                loss.backward()  # the fused kernels apply Adam inside the backward pass
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
             running += loss.detach() * idx.shape[0]
             if should_stop is not None and should_stop():
                 stop = True
