@@ -289,8 +289,12 @@ class _StepClock:
 
 
 def time_project(dataset: Any, heads: int, batch: int, steps: int, warmup: int, budget_s: float,
-                 threads: int, seed: int = 0) -> dict[str, Any]:
-    """Time the project's real ``hmlc_core.train.train`` in this process, bounded by a ``should_stop`` clock."""
+                 threads: int, seed: int = 0, kernel: str = "auto") -> dict[str, Any]:
+    """Time the project's real ``hmlc_core.train.train`` in this process, bounded by a ``should_stop`` clock.
+
+    ``kernel`` is ``TrainConfig.kernel``: the fused numba step, plain torch autograd + Adam, or "auto" (numba up
+    to batch 32); the record's ``kernel`` is the one that ran.
+    """
     import torch
 
     from hmlc_core.train import TrainConfig, train
@@ -300,7 +304,7 @@ def time_project(dataset: Any, heads: int, batch: int, steps: int, warmup: int, 
     per_epoch = math.ceil(n / batch)
     epochs = math.ceil((max(warmup, 1) + steps) / per_epoch) + 1
     config = TrainConfig(dataset=dataset.name, heads=heads, batch_size=batch, weighting="class-wise",
-                         focal="mean", epochs=epochs, threads=threads, seed=seed)
+                         focal="mean", epochs=epochs, threads=threads, seed=seed, kernel=kernel)
     clock = _StepClock(n, batch, steps, warmup, budget_s)
     result = train(config, dataset, should_stop=clock)
     if clock.t0 is None or clock.t_end is None or clock.timed_steps == 0:
@@ -317,22 +321,12 @@ def time_project(dataset: Any, heads: int, batch: int, steps: int, warmup: int, 
         "setup_and_first_step_s": (clock.t_first or clock.t_start) - clock.t_start,
         "train_seconds": result.train_seconds,
         "interrupted": result.interrupted,
-        "optimizer": _optimizer_kind(),
+        "kernel": result.config.kernel,
         "threads": torch.get_num_threads(),
         "hidden": result.config.hidden,
         "baseline_rss_mb": baseline,
         "peak_rss_mb": peak_rss_mb(),
     }
-
-
-def _optimizer_kind() -> str:
-    """How the project builds its Adam (read from the source, for the record)."""
-    import inspect
-
-    import hmlc_core.train as tr
-
-    src = inspect.getsource(tr)
-    return "fused" if "fused=True" in src else ("foreach" if "foreach=True" in src else "default")
 
 
 def time_load(name: str, data_dir: str | None, repeats: int = 2) -> dict[str, Any]:
@@ -553,8 +547,10 @@ def default_steps(n_nodes: int, batch: int) -> tuple[int, int]:
 
 def bench_train(dataset: Any, heads: int, batch: int, steps: int | None, ref_steps: int | None,
                 warmup: int, budget_s: float, threads: int, mem_fraction: float,
-                loops: tuple[str, ...] = REFERENCE_NAMES, rounds: int = 1) -> dict[str, Any]:
+                loops: tuple[str, ...] = REFERENCE_NAMES, rounds: int = 1, kernel: str = "auto") -> dict[str, Any]:
     """Time the reference loops and the project (each in its own child) and return the comparison record.
+
+    ``kernel`` is the project's training step (``TrainConfig.kernel``).
 
     ``loops`` names the references to time (``"released"``, the baseline of
     ``ratio``, and/or ``"lean"``, the baseline of ``ratio_lean``); empty: the
@@ -582,6 +578,7 @@ def bench_train(dataset: Any, heads: int, batch: int, steps: int | None, ref_ste
         "heads": heads,
         "batch": batch,
         "threads": threads,
+        "kernel": kernel,
         "rounds": rounds,
         "load_avg_1m_before": round(os.getloadavg()[0], 2),
         "steps": {"project_max": p_steps, "reference_max": r_steps, "warmup": warmup, "budget_s": budget_s},
@@ -610,7 +607,7 @@ def bench_train(dataset: Any, heads: int, batch: int, steps: int | None, ref_ste
                                       warmup=warmup, budget_s=budget_s, threads=threads, loop=loop)
         log(f"project   {dataset.name} H={heads} B={batch} (round {k + 1}/{rounds}, up to {p_steps} steps)")
         this["project"] = run_in_child("time_project", dataset=dataset, heads=heads, batch=batch, steps=p_steps,
-                                       warmup=warmup, budget_s=budget_s, threads=threads)
+                                       warmup=warmup, budget_s=budget_s, threads=threads, kernel=kernel)
         per_round.append(this)
 
     def ok(part: dict[str, Any] | None) -> bool:
@@ -633,6 +630,7 @@ def bench_train(dataset: Any, heads: int, batch: int, steps: int | None, ref_ste
              for r in per_round if ok(r.get(loop)) and ok(r["project"])])
         record[f"{pre}reference"] = refs[-1] if refs else None
     record["project"] = projects[-1] if projects else per_round[-1]["project"]
+    record["kernel"] = projects[-1].get("kernel", kernel) if projects else kernel
     if rounds > 1:
         record["per_round"] = [
             {name: (part["samples_per_s"] if ok(part) else None) for name, part in r.items()} for r in per_round]
@@ -701,10 +699,10 @@ def markdown(results: dict[str, Any]) -> str:
     lines.append("### Training step: dense references vs project (samples/s, torch threads = "
                  f"{results.get('threads', 1)})")
     lines.append("")
-    lines.append("| dataset | H | batch | released-loop reference | lean reference | project | ratio (released) | "
-                 "ratio (lean) | peak RSS MB (released / lean / project) | steps timed (released / lean / project) | "
-                 "rounds |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("| dataset | H | batch | released-loop reference | lean reference | project | project kernel | "
+                 "ratio (released) | ratio (lean) | peak RSS MB (released / lean / project) | "
+                 "steps timed (released / lean / project) | rounds |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results.get("train", []):
         cells, rss, steps = [], [], []
         for pre in ("", "lean_"):
@@ -717,7 +715,8 @@ def markdown(results: dict[str, Any]) -> str:
         steps.append(str((r.get("project") or {}).get("steps", "-")))
         rss.append(_fmt(r["project_peak_rss_mb"], 0))
         lines.append(f"| {r['dataset']} | {r['heads']} | {r['batch']} | {cells[0]} | {cells[1]} | "
-                     f"{_fmt(r['project_samples_per_s'])} | {ratios[0]} | {ratios[1]} | {' / '.join(rss)} | "
+                     f"{_fmt(r['project_samples_per_s'])} | {r.get('kernel', '-')} | {ratios[0]} | {ratios[1]} | "
+                     f"{' / '.join(rss)} | "
                      f"{' / '.join(steps)} | {r.get('rounds', 1)} |")
     notes = [f"{r['dataset']} H={r['heads']} B={r['batch']}, {name} reference: {r[pre + 'reference_skipped_reason']}"
              for r in results.get("train", []) for name, pre in (("released-loop", ""), ("lean", "lean_"))
@@ -789,6 +788,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="seconds of timed steps per formulation before the window closes (default 10)")
     ap.add_argument("--data-dir", default=os.environ.get("HMLC_DATA_DIR", DEFAULT_DATA_DIR))
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads in both children (default 1)")
+    ap.add_argument("--kernel", choices=("auto", "numba", "torch"), default="auto",
+                    help="the project's training step (TrainConfig.kernel): fused numba kernels, plain torch "
+                         "autograd + Adam, or auto (default: numba up to batch 32, torch above)")
     ap.add_argument("--what", choices=WHATS, default="train",
                     help="train: reference vs project step (default); load: load_dataset; eval: one full "
                          "test evaluation; explore: explorer data preparation on a saved run; threads: the "
@@ -837,7 +839,7 @@ def main(argv: list[str] | None = None) -> int:
                 for batch in (4, 64):
                     results["train"].append(bench_train(ds, heads, batch, args.steps, args.ref_steps, args.warmup,
                                                         args.budget, args.threads, args.mem_fraction,
-                                                        loops, rounds))
+                                                        loops, rounds, args.kernel))
         for name, ds in datasets.items():
             log(f"load {name}")
             results["load"].append({"dataset": name, **run_in_child("time_load", name=name, data_dir=data_dir)})
@@ -866,7 +868,7 @@ def main(argv: list[str] | None = None) -> int:
         ds = _load(args.dataset, data_dir)
         if args.what == "train":
             record = bench_train(ds, args.heads, args.batch, args.steps, args.ref_steps, args.warmup, args.budget,
-                                 args.threads, args.mem_fraction, loops, args.rounds or 1)
+                                 args.threads, args.mem_fraction, loops, args.rounds or 1, args.kernel)
         elif args.what == "eval":
             record = {"what": "eval", "dataset": ds.name,
                       **run_in_child("time_eval", dataset=ds, heads=args.heads, threads=args.threads)}

@@ -233,11 +233,15 @@ def test_bench_train_reports_medians_over_rounds(tiny_dataset, monkeypatch):
 
     def fake_child(fn_name, **kwargs):
         key = kwargs.get("loop", "project") if fn_name == "time_reference" else "project"
-        return {"samples_per_s": next(rates[key]), "peak_rss_mb": 100.0 + len(key), "steps": 1}
+        part = {"samples_per_s": next(rates[key]), "peak_rss_mb": 100.0 + len(key), "steps": 1}
+        if fn_name == "time_project":
+            part["kernel"] = {"auto": "numba"}.get(kwargs["kernel"], kwargs["kernel"])
+        return part
 
     monkeypatch.setattr(bt, "run_in_child", fake_child)
     rec = bt.bench_train(tiny_dataset, heads=2, batch=4, steps=None, ref_steps=None, warmup=1, budget_s=1.0,
                          threads=1, mem_fraction=0.6, rounds=3)
+    assert rec["kernel"] == "numba"
     assert rec["reference_samples_per_s"] == 20.0 and rec["lean_reference_samples_per_s"] == 30.0
     assert rec["project_samples_per_s"] == 200.0
     assert rec["ratio"] == 10.0  # rounds: 100/10, 400/20, 200/40
@@ -245,8 +249,8 @@ def test_bench_train_reports_medians_over_rounds(tiny_dataset, monkeypatch):
     assert rec["per_round"][1] == {"released": 20.0, "lean": 30.0, "project": 400.0}
     assert rec["reference_skipped_reason"] is None and rec["reference_peak_rss_mb"] == 108.0
     alone = bt.bench_train(tiny_dataset, heads=2, batch=4, steps=None, ref_steps=None, warmup=1, budget_s=1.0,
-                           threads=1, mem_fraction=0.6, loops=(), rounds=1)
-    assert alone["reference_samples_per_s"] is None and alone["ratio"] is None
+                           threads=1, mem_fraction=0.6, loops=(), rounds=1, kernel="torch")
+    assert alone["reference_samples_per_s"] is None and alone["ratio"] is None and alone["kernel"] == "torch"
     assert alone["project_samples_per_s"] == 50.0
     assert alone["reference_skipped_reason"].startswith("not asked") and "per_round" not in alone
 
