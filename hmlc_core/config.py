@@ -74,8 +74,8 @@ Adam update; they differ in float32 rounding only."""
 
 FUSED_MAX_BATCH = 32
 """Largest batch for which ``kernel="auto"`` picks the numba step. Measured on the 2-core CI machine
-(docs/performance.md): numba is 1.4-2.4x faster at batch 4-16 and 1.1x at 32, while at 64 BLAS's
-blocked matmuls win (torch 1.05-1.2x faster)."""
+(docs/performance.md): numba is 1.4-2.4x faster at batch 4, 1.1x at 16 and 1.02-1.07x at 32; at 64 the
+two are even (0.96-1.0x), so larger batches keep BLAS's matmuls."""
 
 ENSEMBLE_KINDS: tuple[str, ...] = ("heads", "shared", "mc-dropout")
 """``heads``: H independent networks (the paper's tabular ensemble); ``shared``: the first layer
@@ -153,7 +153,7 @@ class TrainConfig:
         torch intra-op threads (1 is robust on 2 shared cores).
     kernel : {"auto", "numba", "torch"}
         Training-step implementation (:data:`KERNELS`): the fused numba
-        kernels (1.7-2.4x faster at batch 4, docs/performance.md), plain
+        kernels (1.4-2.4x faster at batch 4, docs/performance.md), plain
         autograd with torch's Adam, or ``auto`` (numba up to
         :data:`FUSED_MAX_BATCH` samples per batch); :meth:`resolved` turns
         ``auto`` into the one used. Same update up to float32 rounding.
