@@ -296,7 +296,9 @@ class Hierarchy:
         if m.ndim != 2 or m.shape[1] != self.n_nodes:
             raise ValueError(f"matrix must have shape (N, {self.n_nodes}), got {m.shape}")
         child, parent = self.edge_index()
-        return int((m[:, child] > m[:, parent] + tol).sum())
+        columns = np.ascontiguousarray(m.T)  # gathering rows of the transpose reads memory in order
+        upper = columns[parent] + tol if tol else columns[parent]
+        return int((columns[child] > upper).sum())
 
     def is_coherent(self, matrix: np.ndarray, tol: float = 0.0) -> bool:
         """True when :meth:`coherence_violations` is 0."""

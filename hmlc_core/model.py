@@ -160,9 +160,45 @@ class MCM(nn.Module):
         """
         return bool((y.index_select(-1, self.edge_child) <= y.index_select(-1, self.edge_parent)).all())
 
+    def _max_levels(self, xt: torch.Tensor) -> torch.Tensor:
+        m = xt.shape[1]
+        best = xt.clone()
+        for i in range(self.n_levels):
+            parents = getattr(self, f"level{i}_parent")
+            index = getattr(self, f"level{i}_inverse")[:, None].expand(-1, m)
+            values = best.index_select(0, getattr(self, f"level{i}_child"))
+            best[parents] = best.index_select(0, parents).scatter_reduce(0, index, values, "amax")
+        return best
+
+    def values(self, x: torch.Tensor) -> torch.Tensor:
+        """``MCM(x)`` without autograd: the maxima themselves, no arg-max (inference).
+
+        Equal to ``forward`` (a max is exact), in about a third of the work.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (..., C), floating point
+
+        Returns
+        -------
+        torch.Tensor, same shape and dtype, detached.
+        """
+        xt = x.detach().reshape(-1, self.n_nodes).T.contiguous()
+        m = xt.shape[1]
+        with torch.no_grad():
+            if m * self.node_idx.numel() <= self.PAIRS_MAX_WORK:
+                index = self.ancestor_idx[:, None].expand(-1, m)
+                best = torch.full_like(xt, float("-inf")).scatter_reduce(
+                    0, index, xt.index_select(0, self.node_idx), "amax")
+            else:
+                best = self._max_levels(xt)
+        return best.T.reshape(x.shape)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.n_nodes:
             raise ValueError(f"MCM expects {self.n_nodes} nodes in the last dimension, got {x.shape[-1]}")
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return self.values(x)
         return x.gather(-1, self.argmax(x))
 
 

@@ -64,6 +64,10 @@ def test_propagation_and_coherence(dag):
     bad = y.copy()
     bad[1, i["a"]] = 0  # e positive, its parent a negative
     assert dag.coherence_violations(bad) == 1
+    scores = y.astype(float) * 0.5
+    scores[0, i["d"]] = 0.55  # 0.05 above both its parents, b and c (0.5)
+    assert dag.coherence_violations(scores) == 2
+    assert dag.coherence_violations(scores, tol=0.1) == 0 and dag.is_coherent(scores, tol=0.1)
     with pytest.raises(KeyError, match="sample 0"):
         dag.label_matrix([["nope"]])
 

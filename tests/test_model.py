@@ -18,7 +18,8 @@ def dense_mcm(x: torch.Tensor, hierarchy: Hierarchy) -> torch.Tensor:
 
 
 def assert_matches_dense(hierarchy: Hierarchy, x: torch.Tensor) -> None:
-    """Both sparse MCM strategies equal the dense reference in values and in gradients of a weighted sum."""
+    """Both sparse MCM strategies equal the dense reference in values and in gradients of a weighted sum,
+    and without autograd (the values-only path used for inference) give exactly the same values."""
     weights = torch.randn(x.shape, dtype=x.dtype)
     x = x.detach().requires_grad_(True)
     dense = dense_mcm(x, hierarchy)
@@ -30,6 +31,11 @@ def assert_matches_dense(hierarchy: Hierarchy, x: torch.Tensor) -> None:
         torch.testing.assert_close(sparse, dense, msg=strategy)
         g_sparse, = torch.autograd.grad((sparse * weights).sum(), x)
         torch.testing.assert_close(g_sparse, g_dense, msg=strategy)
+        with torch.no_grad():
+            inference = mcm(x)
+        assert not inference.requires_grad
+        assert torch.equal(inference, sparse.detach()), strategy
+        assert torch.equal(mcm.values(x), dense.detach()), strategy
 
 
 TREE = Hierarchy([("root", "1"), ("root", "2"), ("1", "1.1"), ("1", "1.2"), ("1.1", "1.1.1"), ("2", "2.1")])
