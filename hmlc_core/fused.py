@@ -8,7 +8,8 @@ BLAS kernels stream a 4-row matmul at a third of the machine's memory bandwidth
 with two kernels per linear layer instead:
 
 - **forward**: ``y = b + x @ W`` row by row of ``W``, skipping the rows whose input is zero
-  in every sample (after ReLU and dropout 0.7 most are), which leaves the sum unchanged;
+  in every sample (after ReLU and dropout 0.7, about half of them at batch 4), which leaves
+  the sum unchanged;
 - **backward + Adam**: one sweep over ``W`` that, for each row, computes the input gradient
   ``dx = dy @ W.T`` from the old weights, the weight gradient ``x.T @ dy`` (never stored as
   a matrix) and Adam's update of the row and of both moments, then moves on.
@@ -221,7 +222,27 @@ class FusedAdamEnsemble:
         self.hyper = (float(lr), float(betas[0]), float(betas[1]), float(eps), float(weight_decay))
         self.layers = [AdamLayerState(w.data, b.data) for w, b in zip(model.weights, model.biases)]
 
-    def _affine(self, layer: int, h: torch.Tensor) -> torch.Tensor:
+    def affine(self, layer: int, h: torch.Tensor) -> torch.Tensor:
+        """Layer ``layer``'s ``b + h @ W`` through the fused kernels (as :meth:`HMCEnsemble.affine`).
+
+        Parameters
+        ----------
+        layer : int
+            In ``[0, n_layers)``.
+        h : torch.Tensor, shape (B, D) for layer 0, else (H, B, h), float32
+
+        Returns
+        -------
+        torch.Tensor, shape (copies or H, B, fan_out), float32; its backward
+        pass updates the layer's weight and bias.
+
+        Raises
+        ------
+        TypeError
+            If ``h`` is not float32.
+        """
+        if h.dtype != torch.float32:
+            raise TypeError(f"the fused kernels need float32 inputs, got {h.dtype}")
         state = self.layers[layer]
         x = h.unsqueeze(0) if h.dim() == 2 else h
         copies = state.weight.shape[0]
@@ -243,7 +264,7 @@ class FusedAdamEnsemble:
         -------
         torch.Tensor, shape (H, B, C), float32
         """
-        return self.model.logits(x, affine=self._affine)
+        return self.model.logits(x, affine=self.affine)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Raw member probabilities ``sigmoid(logits)``, shape (H, B, C), in (0, 1) (as ``model(x)``)."""

@@ -82,7 +82,7 @@ def test_input_gradient_equals_autograd_for_every_layer_shape(kind):
         h_ref = h.clone().requires_grad_(True)
         (model.affine(layer, h_ref).expand(2, -1, -1) * dy).sum().backward()
         h_fused = h.clone().requires_grad_(True)
-        (fused._affine(layer, h_fused).expand(2, -1, -1) * dy).sum().backward()
+        (fused.affine(layer, h_fused).expand(2, -1, -1) * dy).sum().backward()
         torch.testing.assert_close(h_fused.grad, h_ref.grad, rtol=1e-5, atol=1e-6, msg=f"layer {layer}")
 
 
@@ -112,6 +112,8 @@ def test_bad_hyperparameters_and_dtypes_are_refused():
         FusedAdamEnsemble(model, lr=0.0)
     with pytest.raises(ValueError, match="betas"):
         FusedAdamEnsemble(model, lr=1e-3, betas=(0.9, 1.0))
+    with pytest.raises(TypeError, match="float32 inputs"):
+        FusedAdamEnsemble(model, lr=1e-3).logits(torch.randn(2, 12, dtype=torch.float64))
     with pytest.raises(TypeError, match="float32 CPU weight"):
         FusedAdamEnsemble(model.double(), lr=1e-3)
 
