@@ -9,7 +9,7 @@ Usage (from the repository root; see bench/README.md for what every number means
     python bench/bench_train.py --what eval --dataset cellcycle_GO --json
     python bench/bench_train.py --what explore --dataset cellcycle_GO --json
     python bench/bench_train.py --what threads --dataset cellcycle_FUN --json
-    python bench/bench_train.py --table            # the whole matrix as markdown (about 5-6 minutes)
+    python bench/bench_train.py --table            # the whole matrix as markdown (about 14 minutes)
 
 Every measurement runs in its own child process (multiprocessing "spawn"), so
 each peak RSS (``ru_maxrss`` of that child) belongs to one formulation only.
