@@ -33,10 +33,10 @@ DEFAULTS = "defaults"
 # Measured in docs/performance.md, "Full training runs: paper profile against quick profile"
 # (cellcycle_FUN, 2 heads, 2 vCPUs, one after the other on an idle machine).
 PROFILE_COST = pd.DataFrame(
-    [("paper", "plain", 106, 207.0, 0.2547, 0.0127),
-     ("paper", "class-wise + bBMA", 106, 217.0, 0.2432, 0.0334),
-     ("quick", "plain", 43, 25.5, 0.2551, 0.0120),
-     ("quick", "class-wise + bBMA", 43, 25.5, 0.2371, 0.0316)],
+    [("paper", "plain", 106, 201.0, 0.2546, 0.0123),
+     ("paper", "class-wise + bBMA", 106, 202.0, 0.2433, 0.0334),
+     ("quick", "plain", 43, 27.2, 0.2551, 0.0120),
+     ("quick", "class-wise + bBMA", 43, 26.0, 0.2371, 0.0316)],
     columns=["profile", "loss", "epochs", "wall time (s)", "test AUPRC", "macro recall"],
 )
 
@@ -299,7 +299,7 @@ with data_col:
                   "Leave the number of passes below empty for the dataset's C-HMCNN value under this profile.")
     st.caption("What the quick profile costs against the paper profile (cellcycle_FUN, 2 heads, plain C-HMCNN "
                "or class-wise weights + bBMA focal; measured in `docs/performance.md`, *Full training runs*): "
-               "about 8x faster, test AUPRC within 0.001 (plain) and 0.006 (weighted + focal).")
+               "about 7.5x faster, test AUPRC within 0.001 (plain) and 0.007 (weighted + focal).")
     st.table(PROFILE_COST.style.format({"wall time (s)": "{:.1f}", "test AUPRC": "{:.4f}",
                                         "macro recall": "{:.4f}"}).hide(axis="index"))
     preset_epochs = TrainConfig(dataset=dataset, profile=st.session_state["rt_profile"]).resolved().epochs
