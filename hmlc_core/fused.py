@@ -223,18 +223,10 @@ class FusedAdamEnsemble:
         self.layers = [AdamLayerState(w.data, b.data) for w, b in zip(model.weights, model.biases)]
 
     def affine(self, layer: int, h: torch.Tensor) -> torch.Tensor:
-        """Layer ``layer``'s ``b + h @ W`` through the fused kernels (as :meth:`HMCEnsemble.affine`).
+        """Layer ``layer``'s ``b + h @ W`` through the fused kernels.
 
-        Parameters
-        ----------
-        layer : int
-            In ``[0, n_layers)``.
-        h : torch.Tensor, shape (B, D) for layer 0, else (H, B, h), float32
-
-        Returns
-        -------
-        torch.Tensor, shape (copies or H, B, fan_out), float32; its backward
-        pass updates the layer's weight and bias.
+        Arguments, shapes and result as :meth:`HMCEnsemble.affine`; the result's
+        backward pass updates the layer's weight and bias with Adam.
 
         Raises
         ------
