@@ -173,7 +173,10 @@ class MCM(nn.Module):
     def values(self, x: torch.Tensor) -> torch.Tensor:
         """``MCM(x)`` without autograd: the maxima themselves, no arg-max (inference).
 
-        Equal to ``forward`` (a max is exact), in about a third of the work.
+        The same masked max over descendants (METHOD.md B3), by the same pair or
+        level strategy, equal to ``forward`` bit for bit (a max is exact) in
+        about a third of the work. ``forward`` takes this path whenever no
+        gradient is needed (``torch.no_grad()`` or an input without ``requires_grad``).
 
         Parameters
         ----------
