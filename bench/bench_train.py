@@ -578,7 +578,6 @@ def bench_train(dataset: Any, heads: int, batch: int, steps: int | None, ref_ste
         "heads": heads,
         "batch": batch,
         "threads": threads,
-        "kernel": kernel,
         "rounds": rounds,
         "load_avg_1m_before": round(os.getloadavg()[0], 2),
         "steps": {"project_max": p_steps, "reference_max": r_steps, "warmup": warmup, "budget_s": budget_s},

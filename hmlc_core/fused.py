@@ -142,7 +142,11 @@ class AdamLayerState:
 
 
 class _FusedAdamLinear(torch.autograd.Function):
-    """``b + x @ W`` for stacked layers; its backward returns ``dx`` and applies Adam to ``W`` and ``b``."""
+    """``b + x @ W`` for stacked layers; its backward returns ``dx`` and applies Adam to ``W`` and ``b``.
+
+    The bias parameter is an input (its gradient is returned as None) so that autograd
+    calls the backward pass even for layer 0, whose input needs no gradient.
+    """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, bias: torch.Tensor, state: AdamLayerState,  # type: ignore[override]
