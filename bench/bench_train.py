@@ -455,7 +455,7 @@ def time_explore(run_dir: str, node: str | None = None) -> dict[str, Any]:
     ``to_json``, which Streamlit sends to the browser), ``pyvis_html(run,
     node, "recall")`` and ``node_table(run)``.
     """
-    from hmlc_core.explore import node_table, pyvis_html, sunburst_figure
+    from hmlc_core.views.explore import node_table, pyvis_html, sunburst_figure
     from hmlc_core.runs import load_run
 
     baseline = peak_rss_mb()

@@ -2,7 +2,7 @@
 
 Not a page itself: ``app.py`` lists the pages with ``st.navigation``.
 
-The views themselves live in :mod:`hmlc_core.explore` (pure, tested without
+The views themselves live in :mod:`hmlc_core.views.explore` (pure, tested without
 Streamlit); this module only adds Streamlit caching and the sidebar run chooser.
 
 Session and URL state
@@ -25,7 +25,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from hmlc_core import compare, diagnose, explore
+from hmlc_core.views import compare, diagnose, explore
 from hmlc_core import jobs, registry
 from hmlc_core.registry import Registry, RegistryError
 from hmlc_core.runs import RUNS_DIR_ENV, Run, RunError, env_runs_dirs, load_run
@@ -74,19 +74,19 @@ def cached_run(path: str | Path) -> Run:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def sunburst(path: str, stamp: int, color_by: str) -> go.Figure:
-    """Cached :func:`hmlc_core.explore.sunburst_figure` of the run at ``path``."""
+    """Cached :func:`hmlc_core.views.explore.sunburst_figure` of the run at ``path``."""
     return explore.sunburst_figure(_load_run(path, stamp), color_by)
 
 
 @st.cache_data(max_entries=32, show_spinner="Drawing the neighbourhood…")
 def neighbourhood_html(path: str, stamp: int, node: str, color_by: str) -> str:
-    """Cached :func:`hmlc_core.explore.pyvis_html` of the run at ``path``."""
+    """Cached :func:`hmlc_core.views.explore.pyvis_html` of the run at ``path``."""
     return explore.pyvis_html(_load_run(path, stamp), node, color_by)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def recall_by_depth(path: str, stamp: int) -> go.Figure:
-    """Cached :func:`hmlc_core.explore.recall_by_depth_figure` of the run at ``path``."""
+    """Cached :func:`hmlc_core.views.explore.recall_by_depth_figure` of the run at ``path``."""
     return explore.recall_by_depth_figure(_load_run(path, stamp))
 
 
@@ -178,11 +178,11 @@ def current_run() -> Run:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Overview and Missed-nodes pages: cached wrappers of hmlc_core.diagnose, keyed by (run path, run_stamp)
+# Overview and Missed-nodes pages: cached wrappers of hmlc_core.views.diagnose, keyed by (run path, run_stamp)
 # ------------------------------------------------------------------------------------------------------------
 @st.cache_data(max_entries=16, show_spinner="Scoring the test predictions…")
 def prediction_scores(path: str, stamp: int) -> diagnose.PredictionScores:
-    """Cached :func:`hmlc_core.diagnose.score_predictions` of the run's saved test predictions.
+    """Cached :func:`hmlc_core.views.diagnose.score_predictions` of the run's saved test predictions.
 
     Raises
     ------
@@ -196,20 +196,23 @@ def prediction_scores(path: str, stamp: int) -> diagnose.PredictionScores:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def deepest_level(path: str, stamp: int) -> go.Figure:
-    """Cached :func:`hmlc_core.diagnose.deepest_level_figure` of the run at ``path`` (raises as prediction_scores)."""
+    """Cached :func:`hmlc_core.views.diagnose.deepest_level_figure` of the run at ``path``.
+
+    Raises as :func:`prediction_scores`.
+    """
     return diagnose.deepest_level_figure(diagnose.deepest_level_counts(prediction_scores(path, stamp)))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def training_curve(path: str, stamp: int) -> go.Figure:
-    """Cached :func:`hmlc_core.diagnose.training_curve_figure` of the run's history."""
+    """Cached :func:`hmlc_core.views.diagnose.training_curve_figure` of the run's history."""
     return diagnose.training_curve_figure(_load_run(path, stamp).history)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def missed_table(path: str, stamp: int, threshold: float, zero_only: bool, depth: tuple[int, int],
                  train_frequency: tuple[int, int], support: tuple[int, int]) -> pd.DataFrame:
-    """Cached :func:`hmlc_core.diagnose.missed_nodes` of the run at ``path``."""
+    """Cached :func:`hmlc_core.views.diagnose.missed_nodes` of the run at ``path``."""
     return diagnose.missed_nodes(_load_run(path, stamp), threshold, zero_only, depth, train_frequency, support)
 
 
@@ -271,7 +274,7 @@ def run_display_names() -> dict[Path, str]:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Explorer node card and Compare page: cached wrappers of hmlc_core.explore / hmlc_core.compare
+# Explorer node card and Compare page: cached wrappers of hmlc_core.views.explore / hmlc_core.views.compare
 # ------------------------------------------------------------------------------------------------------------
 @st.cache_resource(max_entries=2, show_spinner="Loading the test predictions…")
 def _member_predictions(path: str, stamp: int) -> dict[str, np.ndarray]:
@@ -281,7 +284,7 @@ def _member_predictions(path: str, stamp: int) -> dict[str, np.ndarray]:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def member_probs(path: str, stamp: int, node: str) -> go.Figure:
-    """Cached :func:`hmlc_core.explore.member_probs_figure` of a node of the run at ``path``.
+    """Cached :func:`hmlc_core.views.explore.member_probs_figure` of a node of the run at ``path``.
 
     Raises
     ------
@@ -292,7 +295,10 @@ def member_probs(path: str, stamp: int, node: str) -> go.Figure:
 
 
 def available_runs() -> dict[str, Path]:
-    """The run chooser's runs (key -> run directory): :func:`hmlc_core.explore.discover_runs` of the app's folders."""
+    """The run chooser's runs (key -> run directory).
+
+    :func:`hmlc_core.views.explore.discover_runs` of the app's folders.
+    """
     return explore.discover_runs(DEMO_RUN_DIR, run_roots())
 
 
@@ -318,31 +324,31 @@ def load_runs(keys: tuple[RunKey, ...]) -> dict[str, Run]:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def compare_headline(keys: tuple[RunKey, ...]) -> pd.DataFrame:
-    """Cached :func:`hmlc_core.compare.headline_table`."""
+    """Cached :func:`hmlc_core.views.compare.headline_table`."""
     return compare.headline_table(load_runs(keys))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def compare_configs(keys: tuple[RunKey, ...]) -> pd.DataFrame:
-    """Cached :func:`hmlc_core.compare.config_differences`."""
+    """Cached :func:`hmlc_core.views.compare.config_differences`."""
     return compare.config_differences(load_runs(keys))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def compare_recall_by_depth(keys: tuple[RunKey, ...]) -> go.Figure:
-    """Cached :func:`hmlc_core.compare.recall_by_depth_figure`."""
+    """Cached :func:`hmlc_core.views.compare.recall_by_depth_figure`."""
     return compare.recall_by_depth_figure(load_runs(keys))
 
 
 @st.cache_data(max_entries=16, show_spinner="Binning recall by training frequency…")
 def compare_recall_vs_frequency(keys: tuple[RunKey, ...]) -> go.Figure:
-    """Cached :func:`hmlc_core.compare.recall_vs_frequency_figure`."""
+    """Cached :func:`hmlc_core.views.compare.recall_vs_frequency_figure`."""
     return compare.recall_vs_frequency_figure(load_runs(keys))
 
 
 @st.cache_data(max_entries=32, show_spinner="Colouring the hierarchy by the difference…")
 def compare_difference_sunburst(base: RunKey, other: RunKey, metric: str) -> go.Figure:
-    """Cached :func:`hmlc_core.compare.difference_sunburst` of ``other - base``."""
+    """Cached :func:`hmlc_core.views.compare.difference_sunburst` of ``other - base``."""
     runs = load_runs((base, other))
     return compare.difference_sunburst(runs[base[0]], runs[other[0]], metric, names=(base[0], other[0]))
 
@@ -350,13 +356,13 @@ def compare_difference_sunburst(base: RunKey, other: RunKey, metric: str) -> go.
 @st.cache_data(max_entries=32, show_spinner=False)
 def compare_gained_lost(base: RunKey, other: RunKey, metric: str,
                         threshold: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Cached :func:`hmlc_core.compare.gained_and_lost` of ``other`` against ``base``."""
+    """Cached :func:`hmlc_core.views.compare.gained_and_lost` of ``other`` against ``base``."""
     runs = load_runs((base, other))
     return compare.gained_and_lost(runs[base[0]], runs[other[0]], metric, threshold)
 
 
 @st.cache_data(max_entries=32, show_spinner="Running the paired tests…")
 def compare_paired_tests(base: RunKey, other: RunKey) -> pd.DataFrame:
-    """Cached :func:`hmlc_core.compare.paired_tests` of ``other`` against ``base``."""
+    """Cached :func:`hmlc_core.views.compare.paired_tests` of ``other`` against ``base``."""
     runs = load_runs((base, other))
     return compare.paired_tests(runs[base[0]], runs[other[0]])

@@ -4,7 +4,7 @@ Views: headline metrics and the options that differ; macro recall by depth;
 recall against training frequency; the hierarchy coloured by the per-node
 difference of a metric (compared run minus baseline, diverging scale); the
 nodes gained and lost; and a paired Wilcoxon test across nodes (indicative
-only). All numbers and figures come from :mod:`hmlc_core.compare` through the
+only). All numbers and figures come from :mod:`hmlc_core.views.compare` through the
 cached wrappers of ``pages/common.py``.
 
 URL state: ``runs`` (the runs compared), ``baseline``, ``other`` (the run
@@ -17,7 +17,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import common as app_common
-from hmlc_core import compare
+from hmlc_core.views import compare
 from hmlc_core.runs import RunError
 
 st.title("Compare runs")

@@ -20,7 +20,7 @@ import hashlib
 import streamlit as st
 
 from pages import common as app_common
-from hmlc_core import diagnose, explore
+from hmlc_core.views import diagnose, explore
 from hmlc_core.runs import RunError
 
 COLUMNS = {

@@ -3,8 +3,8 @@
 Dataset and hierarchy facts, headline test metrics (micro AUPRC, macro and
 hierarchical precision/recall/F1, rare-node recall), the training recipe and
 configuration, the training curve, recall by depth, and links to the other
-pages. All numbers come from :mod:`hmlc_core.explore` and
-:mod:`hmlc_core.diagnose` through the cached wrappers of ``pages/common.py``.
+pages. All numbers come from :mod:`hmlc_core.views.explore` and
+:mod:`hmlc_core.views.diagnose` through the cached wrappers of ``pages/common.py``.
 URL state: only ``run`` (sidebar).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import common as app_common
-from hmlc_core import diagnose, explore
+from hmlc_core.views import diagnose, explore
 from hmlc_core.runs import RunError
 
 run = app_common.current_run()

@@ -1,4 +1,4 @@
-"""Tests of hmlc_core.compare, the Compare page's pure functions.
+"""Tests of hmlc_core.views.compare, the Compare page's pure functions.
 
 Expected values come from the runs' own files (node_metrics.csv, summary.json,
 config.json, hierarchy.json) read here with pandas/json, from naive loops over
@@ -18,7 +18,7 @@ import pytest
 from plotly.colors import sample_colorscale
 from scipy.stats import wilcoxon
 
-from hmlc_core import compare, explore
+from hmlc_core.views import compare, explore
 from hmlc_core.runs import Run, load_run, save_run
 from hmlc_core.synthetic import make_synthetic
 from hmlc_core.train import TrainConfig, train

@@ -1,4 +1,4 @@
-"""Tests of hmlc_core.diagnose, the Overview and Missed-nodes views.
+"""Tests of hmlc_core.views.diagnose, the Overview and Missed-nodes views.
 
 References are independent of the code under test: plain-Python filters and
 sorts over ``node_metrics``, the synthetic tree's id scheme ("1.2.3" has depth 3
@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import precision_recall_fscore_support
 
-from hmlc_core import diagnose
+from hmlc_core.views import diagnose
 from hmlc_core.hierarchy import Hierarchy
 from hmlc_core.metrics import node_metrics_table
 from hmlc_core.model import MCM

@@ -1,4 +1,4 @@
-"""Tests of hmlc_core.explore, the dashboard's pure view functions.
+"""Tests of hmlc_core.views.explore, the dashboard's pure view functions.
 
 Expected values come from the run's own files (node_metrics, summary, hierarchy)
 or from the synthetic tree's id scheme ("1.2.3" is a child of "1.2"), never from
@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.io as pio
 import pytest
 
-from hmlc_core import explore
+from hmlc_core.views import explore
 from hmlc_core.data import HMCDataset, Split
 from hmlc_core.hierarchy import Hierarchy
 from hmlc_core.runs import Run, load_run, save_run
@@ -450,7 +450,7 @@ def test_explore_imports_neither_torch_nor_runs() -> None:
     import subprocess
     import sys
 
-    code = "import sys, hmlc_core.explore; print('torch' in sys.modules, 'hmlc_core.runs' in sys.modules)"
+    code = "import sys, hmlc_core.views.explore; print('torch' in sys.modules, 'hmlc_core.runs' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.split() == ["False", "False"]

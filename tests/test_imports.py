@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO_RUN = REPO / "assets" / "demo_run"
 
 READ_PATH_IMPORTS = """
-import hmlc_core.runs, hmlc_core.explore, hmlc_core.compare, hmlc_core.diagnose, hmlc_core.registry
+import hmlc_core.runs, hmlc_core.views.explore, hmlc_core.views.compare, hmlc_core.views.diagnose, hmlc_core.registry
 import pages.common
 """
 
@@ -46,7 +46,7 @@ def test_probe_sees_torch_when_the_training_code_is_imported(tmp_path: Path) -> 
 def test_read_path_does_not_import_torch(tmp_path: Path) -> None:
     result = _probe(READ_PATH_IMPORTS + f"""
 import json, sys
-from hmlc_core import diagnose, explore
+from hmlc_core.views import diagnose, explore
 from hmlc_core.runs import evaluate_run, load_run
 
 run = load_run({str(DEMO_RUN)!r})
@@ -108,3 +108,21 @@ def test_uncertainty_functions_follow_the_mode_names() -> None:
     assert tuple(UNCERTAINTY_MODES) == UNCERTAINTY_MODE_NAMES
     assert set(UNCERTAINTY_LABELS) == set(UNCERTAINTY_MODE_NAMES)
     assert [m for m in FOCAL_MODES if m != "none"] == list(UNCERTAINTY_MODE_NAMES)
+
+
+def test_core_outside_views_imports_no_plotting_library(tmp_path: Path) -> None:
+    """plotly, pyvis and streamlit stay in hmlc_core.views and the app (issue 11, item 8)."""
+    core = sorted(
+        "hmlc_core." + p.stem for p in (REPO / "hmlc_core").glob("*.py") if p.stem not in ("__init__", "__main__")
+    )
+    assert "hmlc_core.metrics" in core and not any(m.startswith("hmlc_core.views") for m in core)
+    result = _probe(f"""
+        import importlib, json, sys
+        for name in {core!r}:
+            importlib.import_module(name)
+        loaded = sorted({{m.split(".")[0] for m in sys.modules}} & {{"plotly", "pyvis", "streamlit"}})
+        import hmlc_core.views.explore
+        print(json.dumps({{"loaded": loaded, "views_plotly": "plotly" in sys.modules}}))
+    """, tmp_path)
+    assert result["views_plotly"], "the probe must see plotly once the views are imported"
+    assert result["loaded"] == [], f"core modules outside hmlc_core.views imported {result['loaded']}"

@@ -4,7 +4,7 @@ The page is reached with ``switch_page`` after the app's first run (see the
 note in tests/test_app.py); its widgets are bound to query parameters,
 which the tests also set directly, as a shared URL would. Expected numbers come
 from the runs' files (summary.json, node_metrics.csv) and scipy, not from
-hmlc_core.compare.
+hmlc_core.views.compare.
 """
 
 from __future__ import annotations

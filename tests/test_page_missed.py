@@ -1,7 +1,7 @@
 """AppTest tests of the Missed nodes page (pages/missed.py).
 
 Expected tables come from a plain pandas filter of the run's node_metrics.csv
-and the comparison numbers from summary.json, not from hmlc_core.diagnose.
+and the comparison numbers from summary.json, not from hmlc_core.views.diagnose.
 The page is reached with ``switch_page`` after the app's first run (see the
 note in tests/test_app.py); its filters are bound to query parameters,
 which the tests also set directly, as a shared URL would.

@@ -1,7 +1,7 @@
 """AppTest tests of the Overview page (pages/overview.py), the app's default page.
 
 Expected numbers come from the run's files (summary.json, history.csv,
-predictions.npz) and scikit-learn, not from hmlc_core.diagnose. See
+predictions.npz) and scikit-learn, not from hmlc_core.views.diagnose. See
 tests/test_app.py for the AppTest conventions (fresh AppTest + ``run`` query
 parameter to change runs).
 """

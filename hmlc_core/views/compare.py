@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from hmlc_core import explore
+from hmlc_core.views import explore
 from hmlc_core.hierarchy import Hierarchy
 
 if TYPE_CHECKING:
@@ -373,10 +373,10 @@ def difference_sunburst(base: Run, other: Run, metric: str = "recall", names: Se
                         maxdepth: int = 3, height: int = 640) -> go.Figure:
     """The hierarchy sunburst coloured by the per-node difference ``other - base`` (:func:`node_difference`).
 
-    A diverging scale centred at 0 (:func:`hmlc_core.explore.diverging_color_spec`):
+    A diverging scale centred at 0 (:func:`hmlc_core.views.explore.diverging_color_spec`):
     blue where ``other`` is better, red where it is worse, white for no
     change, grey for nodes without a comparable value. The layout is
-    :func:`hmlc_core.explore.hierarchy_sunburst` (first-parent spanning tree
+    :func:`hmlc_core.views.explore.hierarchy_sunburst` (first-parent spanning tree
     for a DAG).
 
     Parameters

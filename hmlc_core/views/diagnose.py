@@ -44,7 +44,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from hmlc_core.config import UNCERTAINTY_LABELS
-from hmlc_core.explore import lineage, uncertainty_label
+from hmlc_core.views.explore import lineage, uncertainty_label
 from hmlc_core.hierarchy import Hierarchy
 from hmlc_core.metrics import (
     confusion_counts,
@@ -163,7 +163,7 @@ def missed_nodes(
     -------
     pandas.DataFrame
         Indexed by node id, columns :data:`MISSED_COLUMNS`: ``path`` (the
-        first-parent path from a root, :func:`hmlc_core.explore.lineage`,
+        first-parent path from a root, :func:`hmlc_core.views.explore.lineage`,
         joined by :data:`PATH_SEPARATOR`), depth, n_parents,
         train_frequency, support, tp, fn, recall, precision, f1,
         average_precision (NaN without test positives) and uncertainty (the

@@ -1,0 +1,16 @@
+"""Dashboard-facing views: plotly figures, pyvis HTML and the tables the pages show.
+
+The only part of :mod:`hmlc_core` that imports plotly and pyvis; the rest of
+the package (data, hierarchy, model, losses, training, metrics, runs) stays
+free of them. Everything here is pure (no Streamlit), so it is tested without a
+browser, and none of it imports torch (the dashboard's read path stays light).
+
+Modules
+-------
+explore
+    Hierarchy explorer: sunburst, neighbourhood graph, node card, run discovery.
+diagnose
+    Overview and Missed nodes: missed-node tables, recall charts, hierarchical scores.
+compare
+    Compare: headline tables, per-node differences, paired tests across nodes.
+"""
