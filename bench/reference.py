@@ -5,7 +5,7 @@ of the authors' tabular ensemble does (C-HMCNN, Giunchiglia & Lukasiewicz 2020;
 Xu et al. 2026 focal/weighted loss), so that the project's sparse, batched
 implementation can be checked against it (``tests/test_bench_reference.py``)
 and timed against it (``bench/bench_train.py``). It is written from the
-formulation in ``METHOD.md`` (sections A4, B1-B4, C1-C2, D5, E1-E2) and from
+formulation in docs/method.md (*MCM and MCLoss*, *Ensembles*, *Node weights*, *Focal weighting*) and from
 reading the authors' training loop; no code was copied from the reference
 repositories.
 
@@ -24,22 +24,22 @@ What is deliberately "dense" / "as released" in both:
 
 - **H separate networks** (:func:`build_member`): one ``nn.Sequential`` C-HMCNN
   network per ensemble member (Linear D->h, ReLU, Dropout, Linear h->h, ReLU,
-  Dropout, Linear h->C, Sigmoid; METHOD.md B1, C1), evaluated in a Python loop
+  Dropout, Linear h->C, Sigmoid; docs/method.md, *Ensembles*), evaluated in a Python loop
   over the members.
 - **Dense MCM** (:func:`dense_mcm`): ``R`` is the (1, C, C) float64 matrix with
-  ``R[j, i] = 1`` iff ``i`` is ``j`` or a descendant of ``j`` (METHOD.md A4), and
+  ``R[j, i] = 1`` iff ``i`` is ``j`` or a descendant of ``j`` (docs/method.md, *Data and hierarchy*), and
   ``MCM(x) = max_i R[j, i] * x[b, i]`` materialises the (B, C, C) float64 product
-  (METHOD.md B3). Valid for non-negative inputs only (probabilities).
+  (docs/method.md, *MCM and MCLoss*). Valid for non-negative inputs only (probabilities).
 - **MCLoss** (:func:`dense_mc_loss`) on top of it, per member, in float64
-  (METHOD.md B4): ``c = MCM(h)``, ``p = MCM(y * h)``, ``o = (1-y) c + y p``,
+  (docs/method.md, *MCM and MCLoss*): ``c = MCM(h)``, ``p = MCM(y * h)``, ``o = (1-y) c + y p``,
   element-wise BCE over the evaluated nodes.
 - **Weights picked with the released indexing** (:func:`released_weights`): the
   (2, C) stack (row 0 positive weights, row 1 negative weights) is transposed,
   restricted to the evaluated nodes, broadcast to (B, C_eval, 2) and indexed
-  with the 0/1 label, so ``y = 0`` gets the positive weight (METHOD.md D5).
+  with the 0/1 label, so ``y = 0`` gets the positive weight (docs/method.md, *Node weights*).
 - **Focal factor** ``f_min + u**k`` with ``u`` the ``mean`` (bBMA) uncertainty
   of the detached stacked member probabilities, shared by all members
-  (METHOD.md E1, E2).
+  (docs/method.md, *Focal weighting*).
 - **List-of-pairs loader** (:class:`PairLoader`): a Python list of
   ``(x_i, y_i)`` tensors, ``random.shuffle``-d every epoch, batches collated
   with ``torch.stack`` -- what a ``torch.utils.data.DataLoader`` over such a list
@@ -90,14 +90,14 @@ __all__ = [
 def dense_R(hierarchy: Hierarchy) -> torch.Tensor:
     """C-HMCNN's ``R``: shape (1, C, C), float64, ``R[0, j, i] = 1`` iff ``i`` is ``j`` or a descendant of ``j``.
 
-    It is the transpose of :meth:`Hierarchy.ancestor_matrix` (METHOD.md A4),
+    It is the transpose of :meth:`Hierarchy.ancestor_matrix` (docs/method.md, *Data and hierarchy*),
     with a leading batch dimension.
     """
     return torch.from_numpy(hierarchy.ancestor_matrix().T.astype(np.float64)).unsqueeze(0)
 
 
 def dense_mcm(x: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
-    """Dense max-constraint module: ``out[b, j] = max_i R[j, i] * x[b, i]`` (METHOD.md B3).
+    """Dense max-constraint module: ``out[b, j] = max_i R[j, i] * x[b, i]`` (docs/method.md, *MCM and MCLoss*).
 
     Parameters
     ----------
@@ -120,7 +120,9 @@ def dense_mcm(x: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
 
 
 def stacked_dense_mcm(x: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
-    """Dense MCM of all members at once: ``out[h, b, j] = max_i R[j, i] * x[h, b, i]`` (METHOD.md B3, C2).
+    """Dense MCM of all members at once: ``out[h, b, j] = max_i R[j, i] * x[h, b, i]``.
+
+    See docs/method.md, *MCM and MCLoss*.
 
     Parameters
     ----------
@@ -144,7 +146,7 @@ def stacked_dense_mcm(x: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
 
 
 def dense_mc_loss(h: torch.Tensor, y: torch.Tensor, R: torch.Tensor, eval_idx: torch.Tensor) -> torch.Tensor:
-    """Element-wise MCLoss of one network, float64 (METHOD.md B4).
+    """Element-wise MCLoss of one network, float64 (docs/method.md, *MCM and MCLoss*).
 
     Parameters
     ----------
@@ -169,7 +171,7 @@ def dense_mc_loss(h: torch.Tensor, y: torch.Tensor, R: torch.Tensor, eval_idx: t
 
 
 def released_weights(y: torch.Tensor, w_stack: torch.Tensor, eval_idx: torch.Tensor) -> torch.Tensor:
-    """Per-(sample, node) weights picked the way the released code does (METHOD.md D5).
+    """Per-(sample, node) weights picked the way the released code does (docs/method.md, *Node weights*).
 
     Parameters
     ----------
@@ -192,7 +194,7 @@ def released_weights(y: torch.Tensor, w_stack: torch.Tensor, eval_idx: torch.Ten
 
 # --------------------------------------------------------------------------- network and data
 def build_member(n_features: int, hidden: int, n_nodes: int, dropout: float = 0.7) -> nn.Sequential:
-    """One C-HMCNN(h) network with 3 layers (METHOD.md B1).
+    """One C-HMCNN(h) network with 3 layers (docs/method.md, *MCM and MCLoss*).
 
     ``Linear(D, h), ReLU, Dropout, Linear(h, h), ReLU, Dropout, Linear(h, C), Sigmoid``;
     the same layer layout (and state-dict keys) as
@@ -237,25 +239,25 @@ class DenseReference:
     Parameters
     ----------
     dataset : hmlc_core.data.HMCDataset
-        Trained on train+valid (C-HMCNN's final protocol, METHOD.md A7); node
+        Trained on train+valid (C-HMCNN's final protocol; docs/method.md, *Data and hierarchy*); node
         weights from the train split only.
     heads : int
         Ensemble members H.
     batch_size : int
     hidden : int, optional
-        Hidden width; the dataset's C-HMCNN preset when None (METHOD.md B2).
+        Hidden width; the dataset's C-HMCNN preset when None (docs/method.md, *Defaults and why*).
     lr : float, optional
         The preset's learning rate when None (1e-4 for FUN/GO).
     weight_decay, dropout : float
-        1e-5 and 0.7 (METHOD.md B2).
+        1e-5 and 0.7 (docs/method.md, *Defaults and why*).
     weighting : {"class-wise", "binary", "none"}
-        Node weights (METHOD.md D2), picked with the released indexing (D5).
+        Node weights, picked with the released indexing (docs/method.md, *Node weights*).
     focal_k, focal_min : float
         Focal factor ``focal_min + u**k`` with ``u`` the bBMA (``mean``)
-        uncertainty (E1, E2); ``focal_k=None`` switches the factor off.
+        uncertainty (docs/method.md, *Focal weighting*); ``focal_k=None`` switches the factor off.
     reduction : {"mean", "sum"}
         Over members x samples x evaluated nodes. The project's default is
-        "mean" (C-HMCNN's BCELoss); the authors' focal path sums (B4). It does
+        "mean" (C-HMCNN's BCELoss); the authors' focal path sums (docs/method.md, *MCM and MCLoss*). It does
         not change the cost of a step.
     seed : int
 
@@ -351,20 +353,20 @@ class ReleasedLoopReference(DenseReference):
 
     Same networks, ``R``, node weights, focal factor and optimizer as
     :class:`DenseReference`, with the released loop's way of running them
-    (METHOD.md A4-A7, B3, B4, C2, D5, E1):
+    (docs/method.md, *MCM and MCLoss*, and the sections named below):
 
     - **Stacked dense MCM**: the loss applies MCM to the stacked members, so
       each MCM materialises one (H, B, C, C) float64 product
       (:func:`stacked_dense_mcm`); MCLoss needs two per step.
     - **Boolean node selection**: the evaluated nodes are picked with C-HMCNN's
-      ``to_eval`` as a boolean mask, every time (A5).
+      ``to_eval`` as a boolean mask, every time (docs/method.md, *Evaluated nodes*).
     - **Weights rebuilt every step**: the (2, C) float64 weight array becomes a
       float32 tensor, is transposed, masked, broadcast to (B, C_eval, 2) and
-      indexed with the labels (D5).
+      indexed with the labels (docs/method.md, *Node weights*).
     - **Data**: float64 features and labels as a Python list of pairs, batched
       by a shuffling ``torch.utils.data.DataLoader`` (default collate); the
-      features are cast with ``.float()`` every step (A6: the scaled features
-      stay float64).
+      features are cast with ``.float()`` every step (the scaled features stay
+      float64; docs/method.md, *Data and hierarchy*).
     - **Per-step bookkeeping**: the mean of the members' constrained outputs
       thresholded at 0.5, the training accuracy, three ``.item()`` calls (loss,
       accuracy, mean uncertainty), and the epoch's predictions, mean

@@ -34,16 +34,16 @@ __all__ = [
 ]
 
 WEIGHTING_MODES: tuple[str, ...] = ("none", "class-wise", "binary")
-"""Node-wise imbalance weights (METHOD.md D2): off, one weight per node, or separate positive/negative weights."""
+"""Node-wise imbalance weights ``N / (K f)`` (docs/method.md, *Node weights*): off, ``K = C`` or ``K = 2``."""
 
 FREQUENCY_COUNTINGS: tuple[str, ...] = ("descendant-sum", "propagated")
-"""How node frequencies are counted for the weights (METHOD.md D1)."""
+"""How node frequencies are counted for the weights (docs/method.md, *Node weights*)."""
 
 WEIGHT_INDEXINGS: tuple[str, ...] = ("released", "intended")
-"""How a weight is picked for a (sample, node) pair (METHOD.md D5)."""
+"""How a weight is picked for a (sample, node) pair (docs/method.md, *Node weights*)."""
 
 UNCERTAINTY_MODE_NAMES: tuple[str, ...] = ("mean", "predictive", "aleatoric", "epistemic", "epistemic_kl", "pcs")
-"""Uncertainty modes, as named in the authors' released code and our CLI (METHOD.md E2).
+"""Uncertainty modes, as named in the authors' released code and our CLI (docs/method.md, *Uncertainty modes*).
 
 The functions are :data:`hmlc_core.uncertainty.UNCERTAINTY_MODES` (same order)."""
 
@@ -55,16 +55,19 @@ UNCERTAINTY_LABELS: dict[str, str] = {
     "epistemic_kl": "epistemic (KL)",
     "pcs": "GMU (gated margin)",
 }
-"""Mode name -> the name shown to users (METHOD.md E3 and the project decisions)."""
+"""Mode name -> the name shown to users (docs/method.md, *Uncertainty modes*)."""
 
 FOCAL_MODES: tuple[str, ...] = ("none", *UNCERTAINTY_MODE_NAMES)
-"""Uncertainty mode of the focal factor ``focal_min + u**k`` (METHOD.md E1, E2); ``"none"`` switches it off."""
+"""Uncertainty mode of the focal factor ``focal_min + u**k`` (docs/method.md, *Focal weighting*); ``"none"``: off."""
 
 LOSSES: tuple[str, ...] = ("mcloss", "zlpr")
-"""Training objective: C-HMCNN's MCLoss (METHOD.md B4) or ZLPR on the same constrained scores (METHOD.md J)."""
+"""Training objective: C-HMCNN's MCLoss or ZLPR on the same constrained scores (docs/method.md, *MCM and MCLoss*,
+*ZLPR*)."""
 
 SCHEDULES: tuple[str, ...] = ("none", "lin", "exp", "alt")
-"""Weighted-to-unweighted schedule of the node weights within an epoch (METHOD.md F2)."""
+"""Weighted-to-unweighted schedule of the node weights within an epoch.
+
+See docs/method.md, *LPROS, schedules and the mixed loss*."""
 
 KERNELS: tuple[str, ...] = ("auto", "numba", "torch")
 """How a training step runs: ``numba``, streaming linear layers whose backward pass applies Adam
@@ -79,8 +82,8 @@ two are even (0.96-1.0x), so larger batches keep BLAS's matmuls."""
 
 ENSEMBLE_KINDS: tuple[str, ...] = ("heads", "shared", "mc-dropout")
 """``heads``: H independent networks (the paper's tabular ensemble); ``shared``: the first layer
-shared, the rest per member (an encoder with H heads, METHOD.md C1); ``mc-dropout``: one network
-run H times with independent dropout masks, in training and at test (METHOD.md C3)."""
+shared, the rest per member (an encoder with H heads); ``mc-dropout``: one network run H times with
+independent dropout masks, in training and at test (docs/method.md, *Ensembles*)."""
 
 
 @dataclass
@@ -89,7 +92,8 @@ class TrainConfig:
 
     ``None`` for ``epochs``, ``hidden``, ``lr`` or ``batch_size`` means the
     dataset's C-HMCNN value (:func:`hmlc_core.presets.preset_for`) under the
-    chosen ``profile``; :meth:`resolved` fills them in.
+    chosen ``profile``; :meth:`resolved` fills them in. Section names in
+    italics below are those of docs/method.md, which explains every option.
 
     Attributes
     ----------
@@ -110,36 +114,38 @@ class TrainConfig:
     n_layers, dropout, weight_decay : C-HMCNN's 3, 0.7, 1e-5.
     seed : int
     weighting : {"none", "class-wise", "binary"}
-        Node-wise imbalance weights (METHOD.md D2).
+        Node-wise imbalance weights (docs/method.md, *Node weights*).
     omega : float
-        Minimum weight ``min_weight_const`` (D3), default 0.25.
+        Minimum weight ``min_weight_const``, default 0.25 (*Node weights*).
     counting : {"descendant-sum", "propagated"}
-        Frequency counting for the weights (D1).
+        Frequency counting for the weights (*Node weights*).
     weight_indexing : {"released", "intended"}
-        How a weight is picked for a (sample, node) (D5).
+        How a weight is picked for a (sample, node) (*Node weights*).
     focal : {"none", "mean", "predictive", "aleatoric", "epistemic", "epistemic_kl", "pcs"}
-        Uncertainty mode of the focal factor (E2); "none" switches it off.
+        Uncertainty mode of the focal factor (*Uncertainty modes*); "none" switches it off.
     focal_k, focal_min : float
-        Focal factor ``focal_min + u**k`` (E1): defaults 2 and 0.25.
+        Focal factor ``focal_min + u**k`` (*Focal weighting*): defaults 2 and 0.25.
     reduction : {"mean", "sum"}
-        Loss reduction over members x samples x evaluated nodes (B4).
+        Loss reduction over members x samples x evaluated nodes (*MCM and MCLoss*).
     loss : {"mcloss", "zlpr"}
-        Training objective: C-HMCNN's MCLoss (B4) or ZLPR on the same
-        hierarchy-constrained scores (J); weights and focal factor apply to both.
+        Training objective: C-HMCNN's MCLoss (*MCM and MCLoss*) or ZLPR on the
+        same hierarchy-constrained scores (*ZLPR*); weights and focal factor apply to both.
     label_smoothing : float
         ZLPR only: soft targets ``y (1 - a) + (1 - y) a``, ``a`` in [0, 0.5).
     schedule : {"none", "lin", "exp", "alt"}
         Weighted-to-unweighted schedule of the node weights within every
-        epoch (METHOD.md F2; :func:`hmlc_core.losses.schedule_fraction`); needs
+        epoch (docs/method.md, *LPROS, schedules and the mixed loss*;
+        :func:`hmlc_core.losses.schedule_fraction`); needs
         weighting.
     schedule_k : float
         Exponent of the ``exp`` schedule (default 3).
     mixed_lambda : float or None
         Mixed loss ``lambda * weighted + (1 - lambda) * plain`` MCLoss
-        (METHOD.md F3), in [0, 1]; MCLoss only.
+        (docs/method.md, *LPROS, schedules and the mixed loss*), in [0, 1]; MCLoss only.
     lpros : float or None
         Oversample minority label paths of the train split before training
-        (:func:`hmlc_core.resample.lpros`, METHOD.md F1) with this fraction
+        (:func:`hmlc_core.resample.lpros`; docs/method.md, *LPROS, schedules and the
+        mixed loss*) with this fraction
         ``S`` (the released default is 0.1); None switches it off. Works alone
         or with the weighted loss.
     fit_on : {"train+valid", "train"}
@@ -148,7 +154,7 @@ class TrainConfig:
     patience : int or None
         Early stopping (needs ``fit_on="train"``): stop when the validation
         micro AUPRC has not improved for this many epochs, and keep the
-        weights of the best epoch (C-HMCNN's model selection, METHOD.md A7).
+        weights of the best epoch (C-HMCNN's model selection; docs/method.md, *Data and hierarchy*).
     threads : int
         torch intra-op threads (1 is robust on 2 shared cores).
     kernel : {"auto", "numba", "torch"}

@@ -5,12 +5,12 @@ the splits used by C-HMCNN) into feature matrices, propagated label matrices and
 :class:`~hmlc_core.hierarchy.Hierarchy`:
 
 * :func:`parse_arff` -- our own parser for one ARFF file (liac-arff rejects the
-  ``hierarchical`` attribute type). METHOD.md A2 (header) and A3 (data lines).
+  ``hierarchical`` attribute type); docs/method.md, *Data and hierarchy*.
 * :func:`resolve_data_dir`, :func:`list_datasets`, :func:`find_dataset_files` --
   locate datasets below a data folder (argument or env ``HMLC_DATA_DIR``).
 * :func:`load_dataset`, :func:`load_arff_files` -- parse the splits, build the
   hierarchy from the union of the splits' hierarchy items, propagate labels and
-  preprocess the features (METHOD.md A6, simplified: mean imputation and
+  preprocess the features (docs/method.md, *Data and hierarchy*: mean imputation and
   standardisation, both fitted on train+valid).
 
 Nothing here trains or evaluates models.
@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 #: Environment variable naming the folder that holds the datasets.
 DATA_DIR_ENV = "HMLC_DATA_DIR"
 
-#: Nodes skipped in evaluation besides the hierarchy's roots (METHOD.md A5).
+#: Nodes skipped in evaluation besides the hierarchy's roots (docs/method.md, *Evaluated nodes*).
 GO_ROOTS: frozenset[str] = frozenset({"root", "GO0003674", "GO0005575", "GO0008150"})
 
 #: Name of the artificial top node of tree (FunCat-style) hierarchies.
@@ -77,7 +77,7 @@ class ArffTable:
         a nominal attribute ``a`` with values ``{x, y}`` gives ``a=x`` and ``a=y``.
     X : numpy.ndarray of float64, shape (N, D)
         Feature values. A numeric ``?`` is NaN; a nominal ``?`` or a value not
-        declared in the header gives an all-zero one-hot block (METHOD.md A2).
+        declared in the header gives an all-zero one-hot block (docs/method.md, *Data and hierarchy*).
     label_terms : list of list of str, length N
         Per sample, the node ids of the listed (most specific) terms, duplicates
         removed, in file order. Tree paths ``01/01/03`` become ``01.01.03``.
@@ -250,7 +250,7 @@ def _detect_style(items: Sequence[str]) -> str:
 
 
 def _hierarchy_edges(items: Sequence[str], style: str, where: str) -> list[tuple[str, str]]:
-    """Turn hierarchy items into unique ``(parent, child)`` edges (METHOD.md A2)."""
+    """Turn hierarchy items into unique ``(parent, child)`` edges (docs/method.md, *Data and hierarchy*)."""
     edges: dict[tuple[str, str], None] = {}
     if style == "tree":
         for item in items:
@@ -283,7 +283,7 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def parse_arff(path: str | Path, hierarchy_style: str = "auto") -> ArffTable:
-    """Parse one CLUS HMC ARFF file (METHOD.md A2, A3).
+    """Parse one CLUS HMC ARFF file (docs/method.md, *Data and hierarchy*).
 
     Header: ``@RELATION``, then ``@ATTRIBUTE name type`` lines (keywords are
     case-insensitive, names may be quoted). ``numeric``/``real``/``integer`` give
@@ -605,7 +605,7 @@ def list_datasets(data_dir: str | Path | None = None) -> list[str]:
     Layouts recognised (split names are case-insensitive):
 
     * ``datasets_FUN/<name>/<name>.{train,valid,test}.arff`` and the same under
-      ``datasets_GO/`` (METHOD.md A1);
+      ``datasets_GO/`` (docs/method.md, *Data and hierarchy*);
     * ``others/<Name>_{train,test}.arff`` (Diatoms, ImCLEF07A/D; ``Train``/``Test``
       capitalised as in the CLUS files);
     * the user's own data: ``<name>/<name>.{train,valid,test}.arff`` or
@@ -686,7 +686,7 @@ def find_dataset_files(name: str, data_dir: str | Path | None = None) -> dict[st
 def standardize_features(
     train: np.ndarray, valid: np.ndarray | None, test: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Mean-impute then standardise, both fitted on train+valid (METHOD.md A6, simplified).
+    """Mean-impute then standardise, both fitted on train+valid (docs/method.md, *Data and hierarchy*).
 
     Parameters
     ----------
@@ -721,11 +721,11 @@ def load_arff_files(
 
     The hierarchy is built from the union of the splits' hierarchy items
     (normally identical); ``skip_eval`` is the hierarchy's roots plus the CLUS GO
-    roots ``{"root", "GO0003674", "GO0005575", "GO0008150"}`` (METHOD.md A5).
-    Labels are propagated to all ancestors (METHOD.md A3). Features are
+    roots ``{"root", "GO0003674", "GO0005575", "GO0008150"}`` (docs/method.md,
+    *Evaluated nodes*). Labels are propagated to all ancestors. Features are
     mean-imputed and standardised with statistics of train+valid (train alone
-    when there is no valid split), then cast to float32 (METHOD.md A6,
-    simplified: C-HMCNN first imputes each split with its own column means;
+    when there is no valid split), then cast to float32 (docs/method.md,
+    *Data and hierarchy*: C-HMCNN first imputes each split with its own column means;
     here the train+valid means are used for every split).
 
     Parameters

@@ -16,7 +16,7 @@ with two kernels per linear layer instead:
 
 The update is Adam (Kingma & Ba 2015, Algorithm 1) with L2 weight decay added to the
 gradient, as ``torch.optim.Adam`` computes it and as C-HMCNN and Xu et al. 2026 train
-(METHOD.md B2: lr 1e-4, weight decay 1e-5, default betas and eps). It is the same
+(docs/method.md, *Defaults and why*: lr 1e-4, weight decay 1e-5, default betas and eps). It is the same
 arithmetic in float32; only the order of the sums inside the matmuls differs from BLAS,
 so parameters agree with ``torch.optim.Adam`` to float32 rounding (``tests/test_fused.py``).
 """
@@ -214,7 +214,7 @@ class FusedAdamEnsemble:
     Notes
     -----
     Source of the update: Adam (Kingma & Ba 2015, Algorithm 1) with L2 weight
-    decay, the optimizer of C-HMCNN (METHOD.md B2).
+    decay, the optimizer of C-HMCNN (docs/method.md, *Defaults and why*).
     """
 
     def __init__(self, model: HMCEnsemble, lr: float, weight_decay: float = 0.0,

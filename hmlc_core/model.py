@@ -1,8 +1,9 @@
 """Hierarchy-coherent networks: the max-constraint module and the C-HMCNN(h) ensemble.
 
 Sources: C-HMCNN (Giunchiglia & Lukasiewicz, "Coherent Hierarchical Multi-Label
-Classification Networks", NeurIPS 2020) for the network and MCM (METHOD.md B1,
-B3); the multi-head ensemble of Xu et al. 2026 (METHOD.md C1, C2).
+Classification Networks", NeurIPS 2020) for the network and MCM (docs/method.md,
+*MCM and MCLoss*); the multi-head ensemble of Xu et al. 2026 (docs/method.md,
+*Ensembles*).
 ``ENSEMBLE_KINDS`` is defined in the torch-free :mod:`hmlc_core.config` and
 re-exported here.
 """
@@ -28,7 +29,7 @@ class MCM(nn.Module):
     """Max-constraint module: ``MCM(x)_j = max of x_i over i in {j} and the descendants of j``.
 
     Exact and sparse: the dense B x C x C tensor of the reference code is never
-    built (METHOD.md B3). For every (sample, node) the position of the maximising
+    built (docs/method.md, *MCM and MCLoss*). For every (sample, node) the position of the maximising
     descendant is found without autograd, and the output is one differentiable
     ``gather`` of the input at those positions, so gradients flow to the arg-max
     descendant only, as with the dense max (C-HMCNN), and the backward pass is a
@@ -36,17 +37,17 @@ class MCM(nn.Module):
     moves less memory for the batch at hand:
 
     - *pairs*: a scatter-max over the (node, ancestor) pair list, O(M x P) with
-      ``P = C + sum_i |ancestors(i)|`` (METHOD.md B3, variant b); best for small
+      ``P = C + sum_i |ancestors(i)|``; best for small
       batches (one kernel, little Python overhead);
     - *levels*: bottom-up over the hierarchy's heights, each parent taking the
-      max of its own value and its children's (METHOD.md B3, variant a),
+      max of its own value and its children's,
       O(M x E) with E edges; best for large batches and deep DAGs such as GO
       (E = 5,827 against P = 42,704 for cellcycle_GO).
 
     Here ``M`` is the number of rows (the product of the leading dimensions).
     It is a masked max (non-descendants are ignored, not multiplied by 0), so it
     is correct for logits as well as probabilities, and
-    ``sigmoid(MCM(z)) == MCM(sigmoid(z))`` (METHOD.md L4, L5). When several
+    ``sigmoid(MCM(z)) == MCM(sigmoid(z))``. When several
     descendants tie for the max, the gradient goes to one of them (the node
     itself if it is among them), as with the dense ``max``.
 
@@ -173,7 +174,7 @@ class MCM(nn.Module):
     def values(self, x: torch.Tensor) -> torch.Tensor:
         """``MCM(x)`` without autograd: the maxima themselves, no arg-max (inference).
 
-        The same masked max over descendants (METHOD.md B3), by the same pair or
+        The same masked max over descendants, by the same pair or
         level strategy, equal to ``forward`` bit for bit (a max is exact) in
         about a third of the work. ``forward`` takes this path whenever no
         gradient is needed (``torch.no_grad()`` or an input without ``requires_grad``).
@@ -214,17 +215,17 @@ def _uniform_(tensor: torch.Tensor, fan_in: int, generator: torch.Generator | No
 class HMCEnsemble(nn.Module):
     """An ensemble of H C-HMCNN(h) networks evaluated in batched matmuls.
 
-    Each member is the C-HMCNN(h) feed-forward network (METHOD.md B1): ``n_layers``
-    linear layers ``D -> h -> ... -> h -> C`` with ReLU and dropout after every
+    Each member is the C-HMCNN(h) feed-forward network (docs/method.md, *MCM and
+    MCLoss*): ``n_layers`` linear layers ``D -> h -> ... -> h -> C`` with ReLU and dropout after every
     layer but the last, and a sigmoid output. A layer's weights have a leading
     member axis of length H (one set per member, applied with ``torch.baddbmm``,
     which gives exactly the outputs of H separate networks, see
     :meth:`member_network`) or 1 (shared by all members). ``kind`` says which
     (:data:`ENSEMBLE_KINDS`): ``"heads"`` (every layer per member, the paper's
-    tabular ensemble, METHOD.md C1), ``"shared"`` (the first layer shared) or
+    tabular ensemble), ``"shared"`` (the first layer shared) or
     ``"mc-dropout"`` (every layer shared; the members differ only by their
-    dropout masks, which stay on at test time, METHOD.md C3, our reading of
-    the paper's "dropout variant"). Parameters are initialised like
+    dropout masks, which stay on at test time; our reading of the paper's
+    "dropout variant"); docs/method.md, *Ensembles*. Parameters are initialised like
     :class:`torch.nn.Linear` (uniform in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``).
 
     Parameters
@@ -234,7 +235,7 @@ class HMCEnsemble(nn.Module):
     n_nodes : int
         Output dimension C (all hierarchy nodes, roots included).
     hidden : int, default 500
-        Hidden width h (per-dataset values in METHOD.md B2).
+        Hidden width h (per-dataset values in docs/method.md, *Defaults and why*).
     n_heads : int, default 2
         Number of ensemble members H (the paper's tabular default).
     n_layers : int, default 3
@@ -346,7 +347,7 @@ class HMCEnsemble(nn.Module):
         """Raw (unconstrained) member probabilities ``sigmoid(logits)``, shape (H, B, C), in (0, 1).
 
         C-HMCNN trains on these through MCLoss; apply :class:`MCM` for the
-        coherent predictions (METHOD.md B1, C2). For ``mc-dropout`` the
+        coherent predictions (docs/method.md, *Ensembles*). For ``mc-dropout`` the
         members are stochastic also in eval mode.
         """
         return torch.sigmoid(self.logits(x))

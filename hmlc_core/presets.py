@@ -1,8 +1,8 @@
-"""Per-dataset hyperparameters of C-HMCNN (METHOD.md B2).
+"""Per-dataset hyperparameters of C-HMCNN (docs/method.md, *Defaults and why*).
 
 C-HMCNN chose the hidden width and the number of epochs per dataset on the
 validation split; the final models train on train+valid for that many epochs
-(METHOD.md A7). Datasets not in the table (a user's own) get
+(docs/method.md, *Data and hierarchy*). Datasets not in the table (a user's own) get
 :data:`DEFAULT_PRESET`.
 """
 

@@ -1,6 +1,7 @@
 """LPROS: random oversampling of minority label paths (Xu et al. 2026's resampling baseline).
 
-Our statement of the released ``hros_pd`` procedure (METHOD.md F1), an ML-ROS /
+Our statement of the released ``hros_pd`` procedure (docs/method.md, *LPROS,
+schedules and the mixed loss*), an ML-ROS /
 LP-ROS style method (Charte et al. 2015) applied to the paths of the label
 hierarchy:
 
@@ -29,7 +30,7 @@ hierarchy:
 6. The duplicates are appended to the training rows.
 
 Node frequencies for the imbalance weights still come from the original
-training split (METHOD.md F1).
+training split.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ class LprosResult:
 
 
 def lpros(labels: np.ndarray, hierarchy: Hierarchy, fraction: float = 0.1, seed: int = 0) -> LprosResult:
-    """Choose the training rows to duplicate for minority label paths (module docstring, METHOD.md F1).
+    """Choose the training rows to duplicate for minority label paths (see the module docstring).
 
     Parameters
     ----------

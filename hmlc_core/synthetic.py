@@ -50,8 +50,8 @@ features are the sum of the prototypes of its positive nodes plus Gaussian
 noise ``N(0, noise**2 I)`` (default ``noise=1.5``). Deeper nodes thus have weaker
 signal and fewer examples: learnable, but harder. Finally the features are
 standardised with :func:`hmlc_core.data.standardize_features` (mean and
-population standard deviation of train+valid), as real data are (METHOD.md
-A6), and cast to float32. As a difficulty check (defaults, seed 0),
+population standard deviation of train+valid), as real data are (docs/method.md,
+*Data and hierarchy*), and cast to float32. As a difficulty check (defaults, seed 0),
 one logistic regression per node trained on the 600 training samples reaches a
 mean test average precision of about 0.95 at depth 1, 0.80 at depth 2, 0.56 at
 depth 3 and 0.36 at depth 4 (nodes with at least one positive in train and

@@ -1,9 +1,9 @@
 """Training a coherent ensemble with the weighted, uncertainty-focused MCLoss.
 
-The recipe is C-HMCNN's (METHOD.md A7, B2): Adam, batch 4, learning rate 1e-4,
+The recipe is C-HMCNN's (docs/method.md, *Defaults and why*): Adam, batch 4, learning rate 1e-4,
 weight decay 1e-5, dropout 0.7, per-dataset hidden width and epochs, final
 models trained on train+valid. The loss is :class:`~hmlc_core.losses.WeightedMCLoss`
-(Xu et al. 2026, METHOD.md D, E); node frequencies come from the train split only.
+(Xu et al. 2026; docs/method.md, *Node weights*, *Focal weighting*); node frequencies come from the train split only.
 Up to batch 32 a step runs on the fused kernels of :mod:`hmlc_core.fused` (Adam applied
 inside the backward pass), above on autograd and ``torch.optim.Adam`` (``TrainConfig.kernel``).
 
@@ -77,7 +77,7 @@ class TrainResult:
 
 @torch.no_grad()
 def predict_members(model: HMCEnsemble, mcm: MCM, x: np.ndarray | torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Coherent member probabilities ``MCM(sigmoid(logits))`` in eval mode (METHOD.md C2).
+    """Coherent member probabilities ``MCM(sigmoid(logits))`` in eval mode (docs/method.md, *Ensembles*).
 
     Dropout is off, except for an ``mc-dropout`` ensemble, whose members are
     its stochastic passes (so the result depends on torch's random state).

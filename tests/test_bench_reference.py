@@ -1,8 +1,9 @@
 """The dense reference of bench/reference.py against the project's sparse, batched implementation.
 
-Equal values and gradients validate the reference as a faithful statement of
-METHOD.md B3/B4 (dense MCM, MCLoss), D5 (released weight indexing) and E1/E2
-(focal factor), and check the project against it. Small sizes: runs in a few seconds.
+Equal values and gradients validate the reference as a faithful statement of the
+dense MCM and MCLoss, the released weight indexing and the focal factor (docs/method.md,
+*MCM and MCLoss*, *Node weights*, *Focal weighting*), and check the project against it.
+Small sizes: runs in a few seconds.
 """
 
 from __future__ import annotations

@@ -229,7 +229,7 @@ def test_mismatched_features_name_both_files(tmp_path):
 
 
 # =====================================================================
-# preprocessing (METHOD.md A6, simplified)
+# preprocessing: mean imputation and scaling fitted on train+valid (docs/method.md, *Data and hierarchy*)
 # =====================================================================
 def test_imputation_and_scaling_fit_on_train_and_valid():
     ds = load_arff_files(FUN, FUN_TEST, valid=FUN_VALID, name="tiny")
@@ -361,7 +361,8 @@ def test_resolve_data_dir(monkeypatch, tmp_path):
 
 
 # =====================================================================
-# real CLUS data (METHOD.md A1, A5, L1); skipped without HMLC_DATA_DIR
+# real CLUS data: node, evaluated-node and split counts, propagated and coherent labels
+# (docs/method.md, *Data and hierarchy*); skipped without HMLC_DATA_DIR
 # =====================================================================
 @pytest.fixture(scope="module")
 def real_dir() -> Path:
@@ -423,7 +424,8 @@ def test_real_cellcycle_go(cellcycle_go):
     assert (ds.train.n_samples, ds.valid.n_samples, ds.test.n_samples) == (1625, 848, 1278)
     assert ds.n_features == 77
     _check_common(ds, 77)
-    # METHOD.md A3: the three GO roots are positive for every training sample
+    # propagation makes the three GO ontology roots positive for every training sample (docs/method.md,
+    # *Data and hierarchy*)
     for go_root in ("GO0003674", "GO0005575", "GO0008150"):
         assert ds.train.Y[:, h.index[go_root]].all()
 

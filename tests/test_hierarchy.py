@@ -50,7 +50,7 @@ def test_ancestor_matrix_is_reflexive_closure(dag):
         for anc in ancs.split():
             expected[i[node], i[anc]] = True
     np.testing.assert_array_equal(a, expected)
-    # C-HMCNN's R = A.T: the root's row of R is all ones (METHOD.md L3).
+    # C-HMCNN's R = A.T: the root's row of R is all ones (docs/method.md, *Data and hierarchy*).
     assert a.T[i["root"]].all()
 
 

@@ -1,4 +1,5 @@
-"""Metrics against scikit-learn and a hand-computed case (METHOD.md G1, G2, L17)."""
+"""Metrics against scikit-learn and hand-computed cases: per-node and macro P/R/F1 at 0.5 with nodes without test
+positives counted, micro AUPRC, hierarchical P/R/F1 (docs/method.md, *Metrics*)."""
 
 import warnings
 

@@ -11,7 +11,7 @@ from helpers import random_dag
 
 
 def dense_mcm(x: torch.Tensor, hierarchy: Hierarchy) -> torch.Tensor:
-    """Naive reference (METHOD.md B3): materialise (..., C, C) and mask non-descendants with -inf."""
+    """Naive reference (docs/method.md, *MCM and MCLoss*): build (..., C, C) and mask non-descendants with -inf."""
     r = torch.as_tensor(hierarchy.ancestor_matrix().T)  # R[j, i]: i is j or a descendant of j
     masked = torch.where(r, x.unsqueeze(-2), torch.tensor(float("-inf"), dtype=x.dtype))
     return masked.max(dim=-1).values
@@ -57,7 +57,7 @@ def test_mcm_properties():
     leaves = [h.index[n] for n in h.leaves]
     torch.testing.assert_close(out[:, leaves], z[:, leaves])  # leaves unchanged
     torch.testing.assert_close(torch.sigmoid(out), mcm(torch.sigmoid(z)))  # sigma o MCM = MCM o sigma
-    # Masked max, not multiplication by R: all-negative logits stay negative (METHOD.md L5).
+    # Masked max, not multiplication by R: all-negative logits stay negative (docs/method.md, *MCM and MCLoss*).
     assert (mcm(-torch.ones(2, h.n_nodes)) == -1).all()
 
 

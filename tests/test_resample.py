@@ -1,4 +1,6 @@
-"""LPROS: the hand-computed toy case and the invariants of METHOD.md L20."""
+"""LPROS: a hand-computed toy case, and its invariants (duplicates relabelled with one node and its ancestors,
+the most frequent label never duplicated, at most the per-path cap each; docs/method.md, *LPROS, schedules and
+the mixed loss*)."""
 
 import math
 

@@ -15,7 +15,7 @@ from hmlc_core.train import TrainConfig, predict_members, train
 
 def test_paper_profile_uses_chmcnn_hyperparameters():
     c = TrainConfig(dataset="cellcycle_FUN").resolved()
-    assert (c.hidden, c.epochs, c.lr, c.batch_size) == (500, 106, 1e-4, 4)  # METHOD.md B2
+    assert (c.hidden, c.epochs, c.lr, c.batch_size) == (500, 106, 1e-4, 4)  # docs/method.md, *Defaults and why*
     go = TrainConfig(dataset="cellcycle_GO").resolved()
     assert (go.hidden, go.epochs) == (1000, 62)
     assert TrainConfig(dataset="Diatoms").resolved().lr == 1e-5

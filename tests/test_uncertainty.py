@@ -1,4 +1,5 @@
-"""Uncertainty modes against the reference values of METHOD.md L7-L13."""
+"""Uncertainty modes against independent reference values, end points and identities (docs/method.md,
+*Uncertainty modes*; the focal factor is tested in test_losses.py)."""
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from hmlc_core.uncertainty import (
 )
 
 ORDER = ["mean", "predictive", "aleatoric", "epistemic", "epistemic_kl", "pcs"]
-# METHOD.md L9-L11: members -> expected values in ORDER.
+# The worked examples of docs/method.md, *Uncertainty modes*: members -> expected values in ORDER.
 REFERENCE = [
     ([0.2, 0.8], [1.0, 1.0, 0.7219, 0.2781, 1.2000, 1.0]),
     ([0.9, 0.7], [0.4, 0.7219, 0.6751, 0.0468, 0.1948, 0.4719]),
@@ -85,7 +86,7 @@ def test_shapes_and_errors():
 
 
 def naive_pairwise(probs, divergence):
-    """Direct METHOD.md E2 definition: mean over ordered pairs h != h'."""
+    """Direct definition (docs/method.md, *Uncertainty modes*): mean over ordered pairs h != h'."""
     n = probs.shape[0]
     pairs = [divergence(probs[a], probs[b]) for a in range(n) for b in range(n) if a != b]
     return torch.stack(pairs).mean(dim=0)

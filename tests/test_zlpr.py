@@ -1,4 +1,5 @@
-"""ZLPR (Su et al. 2022) against its definition and the identities of METHOD.md L18-L19."""
+"""ZLPR (Su et al. 2022) against its definition and known identities: softplus for one label, at most the summed
+BCE, stable limits, the soft loss's minimiser and minimum (docs/method.md, *ZLPR*)."""
 
 import math
 
