@@ -26,6 +26,7 @@ st.set_page_config(page_title="hmlc-lab", page_icon="🌳", layout="wide")
 # names no file in pages/ falls back to app.py, whose st.navigation then opens the right page.
 pages = [
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("pages/how_it_works.py", title="How it works", icon=":material/school:", url_path="how-it-works"),
     st.Page("pages/explorer.py", title="Hierarchy explorer", icon=":material/account_tree:", url_path="hierarchy"),
     st.Page("pages/missed.py", title="Missed nodes", icon=":material/search:", url_path="missed-nodes"),
     st.Page("pages/retrain.py", title="Retrain", icon=":material/model_training:", url_path="retraining"),

@@ -7,7 +7,7 @@ depth, the nodes skipped in evaluation, the ancestor matrix and its sparse pair
 list (used by the max-constraint module), label propagation and coherence checks.
 
 Conventions follow C-HMCNN (Giunchiglia & Lukasiewicz, NeurIPS 2020) and the CLUS
-HMC datasets (METHOD.md section A): a sample positive for a node is positive for
+HMC datasets (docs/method.md, *Data and hierarchy*): a sample positive for a node is positive for
 all of that node's ancestors, and evaluation skips the root(s).
 """
 
@@ -58,7 +58,7 @@ class Hierarchy:
     depth : numpy.ndarray of int64, shape (C,)
         Length of the shortest path from a root (roots have depth 0). For a
         tree this is the usual depth; for a DAG it is the shortest-path depth
-        used in METHOD.md G3.
+        (docs/method.md, *Data and hierarchy*).
     eval_mask : numpy.ndarray of bool, shape (C,)
         True for nodes that are evaluated (not in ``skip_eval``).
 
@@ -219,7 +219,7 @@ class Hierarchy:
         -------
         numpy.ndarray of bool, shape (C, C)
             ``A[i, a]`` is True iff ``a == i`` or ``a`` is an ancestor of ``i``.
-            C-HMCNN's matrix ``R`` (METHOD.md A4: ``R[j, i] = 1`` iff ``i`` is
+            C-HMCNN's matrix ``R`` (docs/method.md, *Data and hierarchy*: ``R[j, i] = 1`` iff ``i`` is
             ``j`` or a descendant of ``j``) is ``A.T``. Dense, so O(C^2)
             memory: use :meth:`ancestor_pairs` for large hierarchies.
         """
@@ -228,6 +228,37 @@ class Hierarchy:
         a[rows, cols] = True
         return a
 
+    def max_constraint(self, values: np.ndarray) -> np.ndarray:
+        """The max-constraint module in numpy: each node's value becomes the max over itself and its descendants.
+
+        ``out[..., j] = max of values[..., i] over i in {j} and the descendants
+        of j`` (C-HMCNN, Giunchiglia & Lukasiewicz 2020; docs/method.md, *MCM
+        and MCLoss*), so no node is ever below one of its descendants. The
+        same values as :class:`hmlc_core.model.MCM` without torch (no
+        gradients), for inference on small inputs and the dashboard.
+
+        Parameters
+        ----------
+        values : array-like of float, shape (..., C)
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (..., C)
+
+        Raises
+        ------
+        ValueError
+            If the last dimension is not C.
+        """
+        x = np.asarray(values, dtype=np.float64)
+        if x.ndim == 0 or x.shape[-1] != self.n_nodes:
+            raise ValueError(f"values must have shape (..., {self.n_nodes}), got {x.shape}")
+        rows = x.reshape(-1, self.n_nodes).T
+        nodes, ancestors = self.ancestor_pairs()
+        best = np.full_like(rows, -np.inf)
+        np.maximum.at(best, ancestors, rows[nodes])
+        return best.T.reshape(x.shape)
+
     def _ancestor_sparse(self) -> sp.csr_matrix:
         rows, cols = self.ancestor_pairs()
         data = np.ones(len(rows), dtype=np.int32)
@@ -235,7 +266,7 @@ class Hierarchy:
 
     # ----------------------------------------------------------- label helpers
     def propagate(self, labels: np.ndarray) -> np.ndarray:
-        """Set every ancestor of a positive node positive (label propagation, METHOD.md A3).
+        """Set every ancestor of a positive node positive (label propagation; docs/method.md, *Data and hierarchy*).
 
         Parameters
         ----------

@@ -1,10 +1,11 @@
 """MCLoss, node-wise imbalance weights and the uncertainty focal factor.
 
 Sources:
-- MCLoss: C-HMCNN (Giunchiglia & Lukasiewicz, NeurIPS 2020), METHOD.md B4.
+- MCLoss: C-HMCNN (Giunchiglia & Lukasiewicz, NeurIPS 2020); docs/method.md, *MCM and MCLoss*.
 - Node-wise imbalance weights and the focal term ``focal_min + u**k``: Xu et al.
   2026, *Improving Detection of Rare Nodes in Hierarchical Multi-Label Learning*
-  (METHOD.md D1-D5, E1), as released by the authors.
+  (docs/method.md, *Node weights* and *Focal weighting*), as released by the authors.
+- ZLPR: Su et al. 2022 (docs/method.md, *ZLPR*).
 
 Pure functions first; :class:`WeightedMCLoss` bundles them for training. The
 option tuples (``WEIGHTING_MODES``, ``FOCAL_MODES``, ...) are defined in the
@@ -24,6 +25,7 @@ from hmlc_core.config import FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, SCHEDULES
 from hmlc_core.hierarchy import Hierarchy
 from hmlc_core.model import MCM
 from hmlc_core.uncertainty import uncertainty
+from hmlc_core.weighting import focal_factor, frequencies_from_counts, rescaled_weights, weighting_constant
 
 __all__ = [
     "WEIGHTING_MODES",
@@ -92,7 +94,7 @@ def mc_loss(
 
     With raw outputs ``h`` and labels ``y``: ``c = MCM(h)``, ``p = MCM(y * h)``,
     ``o = (1 - y) * c + y * p`` and the loss is the binary cross-entropy of
-    ``o`` against ``y`` over the evaluated nodes (METHOD.md B4). A negative
+    ``o`` against ``y`` over the evaluated nodes (docs/method.md, *MCM and MCLoss*). A negative
     node is scored by the max over all its descendants; a positive node only
     by its positive descendants (itself included).
 
@@ -123,7 +125,7 @@ def mc_loss(
         ``select_weights(...) * focal_weight(...)``. No gradient flows into it.
     reduction : {"mean", "sum", "none"}, default "mean"
         "mean" averages over members x samples x evaluated nodes (C-HMCNN's
-        ``BCELoss``); "sum" adds them up (the authors' focal path, E1);
+        ``BCELoss``); "sum" adds them up (the authors' focal path);
         "none" returns the element-wise loss of shape (..., B, C_eval).
 
     Returns
@@ -163,12 +165,12 @@ def node_frequencies(
     Parameters
     ----------
     labels : array-like of {0, 1}, shape (N, C)
-        Propagated training labels (train split only, METHOD.md A7).
+        Propagated training labels (train split only; docs/method.md, *Data and hierarchy*).
     hierarchy : Hierarchy
     counting : {"descendant-sum", "propagated"}, default "descendant-sum"
         "propagated": the column sums of ``labels``. "descendant-sum": each
         node's propagated count plus those of all its descendants, as in the
-        authors' ``obtain_node_frequencies`` with R (METHOD.md D1), without its
+        authors' ``obtain_node_frequencies`` with R (docs/method.md, *Node weights*), without its
         in-place ordering artefact; a sample counts once for every node on the
         path between the node and the sample's deepest labels, so the root's
         value exceeds N.
@@ -185,31 +187,7 @@ def node_frequencies(
     y = np.asarray(labels)
     if y.ndim != 2 or y.shape[1] != hierarchy.n_nodes:
         raise ValueError(f"labels must have shape (N, {hierarchy.n_nodes}), got {y.shape}")
-    counts = y.sum(axis=0, dtype=np.float64)
-    if counting == "propagated":
-        return counts
-    if counting != "descendant-sum":
-        raise ValueError(f"counting must be one of {FREQUENCY_COUNTINGS}, got {counting!r}")
-    nodes, ancestors = hierarchy.ancestor_pairs()
-    freq = np.zeros_like(counts)
-    np.add.at(freq, ancestors, counts[nodes])
-    return freq
-
-
-def _rescale(raw: np.ndarray, omega: float) -> np.ndarray:
-    """``w' = omega + max(w) * (w - min w) / (max w - min w)`` (METHOD.md D3); constant input gives omega."""
-    lo, hi = raw.min(), raw.max()
-    if hi == lo:
-        return np.full_like(raw, omega)
-    return omega + hi * (raw - lo) / (hi - lo)
-
-
-def _raw_weights(freq: np.ndarray, n_samples: int, k: int) -> np.ndarray:
-    """``N / (K f)``, with 1 where f = 0 or f = N (METHOD.md D2)."""
-    raw = np.ones_like(freq, dtype=np.float64)
-    ok = (freq > 0) & (freq != n_samples)
-    raw[ok] = n_samples / (k * freq[ok])
-    return raw
+    return frequencies_from_counts(y.sum(axis=0, dtype=np.float64), hierarchy, counting)
 
 
 @dataclass(frozen=True)
@@ -236,7 +214,7 @@ def node_weights(
     negative: bool = False,
     common: bool = False,
 ) -> NodeWeights:
-    """Node-wise imbalance weights of Xu et al. 2026 (METHOD.md D1-D4).
+    """Node-wise imbalance weights of Xu et al. 2026 (docs/method.md, *Node weights*).
 
     Raw weights ``w_n = N / (K f_n)`` with ``K = C`` ("class-wise") or
     ``K = 2`` ("binary"); nodes with ``f_n = 0`` or ``f_n = N`` get 1; then
@@ -280,13 +258,13 @@ def node_weights(
     ones = np.ones(hierarchy.n_nodes)
     if mode == "none":
         return NodeWeights(ones, ones.copy())
-    k = hierarchy.n_nodes if mode == "class-wise" else 2
+    k = weighting_constant(mode, hierarchy.n_nodes)
     freq = node_frequencies(y, hierarchy, counting)
-    pos = _rescale(_raw_weights(freq, n, k), omega)
+    pos = rescaled_weights(freq, n, k, omega)
     if common:
         neg = pos.copy()
     elif negative:
-        neg = _rescale(_raw_weights(np.clip(n - freq, 0, None), n, k), omega)
+        neg = rescaled_weights(np.clip(n - freq, 0, None), n, k, omega)
     else:
         neg = ones
     return NodeWeights(pos, neg)
@@ -298,7 +276,7 @@ def select_weights(
     negative: torch.Tensor,
     indexing: str = "released",
 ) -> torch.Tensor:
-    """Pick a weight per (sample, node) from the node weights (METHOD.md D5).
+    """Pick a weight per (sample, node) from the node weights (docs/method.md, *Node weights*).
 
     Parameters
     ----------
@@ -329,7 +307,7 @@ def select_weights(
 
 
 def focal_weight(u: torch.Tensor, k: float = 2.0, focal_min: float = 0.25) -> torch.Tensor:
-    """Focal factor ``focal_min + u**k`` (Xu et al. 2026, METHOD.md E1).
+    """Focal factor ``focal_min + u**k`` (Xu et al. 2026; docs/method.md, *Focal weighting*).
 
     Parameters
     ----------
@@ -350,17 +328,14 @@ def focal_weight(u: torch.Tensor, k: float = 2.0, focal_min: float = 0.25) -> to
     ValueError
         If ``k <= 0`` or ``focal_min < 0``.
     """
-    if k <= 0:
-        raise ValueError(f"focal k must be > 0, got {k}")
-    if focal_min < 0:
-        raise ValueError(f"focal_min must be >= 0, got {focal_min}")
-    return focal_min + u.detach().clamp_min(0) ** k
+    return focal_factor(u.detach(), k, focal_min)
 
 
 def schedule_fraction(schedule: str, step: int, n_steps: int, k: float = 3.0) -> float:
     """How far the node weights have moved from their values towards omega at a step of an epoch.
 
-    The weighted-to-unweighted schedules of Xu et al. 2026 (METHOD.md F2); the
+    The weighted-to-unweighted schedules of Xu et al. 2026 (docs/method.md,
+    *LPROS, schedules and the mixed loss*); the
     weights at batch ``i`` are ``w_i = w_0 + (omega - w_0) * f`` with ``f``:
 
     - ``"lin"``: ``i / (n - 1)`` (w_0 at the first batch, omega at the last);
@@ -407,7 +382,7 @@ class WeightedMCLoss(nn.Module):
 
     ``L = reduce_{h, b, n in eval} W[b, n] * (focal_min + u[b, n]**k) * l_MCLoss[h, b, n]``
     with ``u`` computed from the detached member probabilities (Xu et al. 2026,
-    METHOD.md E1). With ``weights=None`` and ``focal="none"`` it is plain
+    docs/method.md, *Focal weighting*). With ``weights=None`` and ``focal="none"`` it is plain
     C-HMCNN's MCLoss.
 
     Parameters
@@ -423,7 +398,8 @@ class WeightedMCLoss(nn.Module):
         See :func:`focal_weight`.
     reduction : {"mean", "sum"}
     mixed_lambda : float, optional
-        Mixed loss (METHOD.md F3): ``lambda * weighted + (1 - lambda) * plain``
+        Mixed loss (docs/method.md, *LPROS, schedules and the mixed loss*):
+        ``lambda * weighted + (1 - lambda) * plain``
         MCLoss, the plain one without node weights or focal factor; in [0, 1].
 
     Shapes
@@ -472,7 +448,9 @@ class WeightedMCLoss(nn.Module):
         return factor
 
     def set_node_weights(self, positive: torch.Tensor, negative: torch.Tensor) -> None:
-        """Replace the node weights in place (used by the schedules of METHOD.md F2).
+        """Replace the node weights in place (used by the schedules).
+
+        See docs/method.md, *LPROS, schedules and the mixed loss*.
 
         Raises
         ------
@@ -509,7 +487,7 @@ def zlpr_loss(
     """Zero-bounded log-sum-exp and pairwise rank-based loss (ZLPR), hard or soft.
 
     For one sample with scores ``s`` and targets ``t`` in [0, 1]
-    (Su et al. 2022, arXiv 2208.02955; METHOD.md J1-J3)::
+    (Su et al. 2022, arXiv 2208.02955; docs/method.md, *ZLPR*)::
 
         L = log(1 + sum_i t_i exp(-s_i)) + log(1 + sum_i (1 - t_i) exp(s_i))
 
@@ -526,7 +504,7 @@ def zlpr_loss(
         0/1 labels, or soft targets (label smoothing).
     log_weight : torch.Tensor, shape (B, K), optional
         Added to every entry's exponent (``e^-s -> w e^-s``): a node weight or
-        focal factor ``w`` acts as a per-node margin ``log w`` (METHOD.md J4).
+        focal factor ``w`` acts as a per-node margin ``log w`` (docs/method.md, *ZLPR*).
         No gradient flows into it.
     reduction : {"mean", "sum", "none"}
         Over the leading dims and samples; "none" returns shape (..., B).
@@ -556,7 +534,7 @@ def zlpr_loss(
 
 
 def hierarchical_scores(logits: torch.Tensor, labels: torch.Tensor, mcm: MCM) -> torch.Tensor:
-    """MCLoss's coupling on logits: the scores ZLPR is computed on (METHOD.md J4).
+    """MCLoss's coupling on logits: the scores ZLPR is computed on (docs/method.md, *ZLPR*).
 
     A positive node is scored by the max logit over its *positive* descendants
     (itself included), a negative node by the max over all its descendants,
@@ -582,7 +560,7 @@ def hierarchical_scores(logits: torch.Tensor, labels: torch.Tensor, mcm: MCM) ->
 class WeightedZLPRLoss(WeightedMCLoss):
     """ZLPR on hierarchy-constrained logits, with node weights and the focal factor as log-weights.
 
-    The alternative objective of the project (METHOD.md J): scores from
+    The alternative objective of the project (docs/method.md, *ZLPR*): scores from
     :func:`hierarchical_scores`, then :func:`zlpr_loss` over the evaluated
     nodes of every (member, sample), the weight ``W * (focal_min + u**k)`` of
     :class:`WeightedMCLoss` entering as ``log`` inside the sums. Label

@@ -1,7 +1,7 @@
 """Evaluation metrics for hierarchical multi-label predictions.
 
 Pure functions on numpy arrays in the hierarchy's column order. Conventions
-(METHOD.md G1, G2): threshold 0.5 on the ensemble-mean constrained
+(docs/method.md, *Metrics*): threshold 0.5 on the ensemble-mean constrained
 probabilities; macro averages are plain means over *all* evaluated nodes,
 including nodes without test positives (their recall and F1 are 0); the micro
 AUPRC is C-HMCNN's metric, scikit-learn's ``average_precision_score`` with
@@ -23,6 +23,7 @@ __all__ = [
     "precision_recall_f1",
     "macro_precision_recall_f1",
     "recall_by_depth",
+    "rare_node_mask",
     "rare_node_recall",
     "node_metrics_table",
     "summarize",
@@ -70,7 +71,7 @@ def auprc_micro(y_true: np.ndarray, probs: np.ndarray, eval_mask: np.ndarray | N
     Notes
     -----
     C-HMCNN computes this with ``sklearn.metrics.average_precision_score(...,
-    average="micro")`` (METHOD.md G2). We compute the same step-wise average
+    average="micro")`` (docs/method.md, *Metrics*). We compute the same step-wise average
     precision over the flattened matrix from sorted scores (no argsort),
     about five times faster on GO's 5.3M entries; the tests check it against
     scikit-learn, ties included.
@@ -131,7 +132,7 @@ def confusion_counts(y_true: np.ndarray, probs: np.ndarray, threshold: float = 0
 def precision_recall_f1(
     y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-node precision, recall and F1 at ``prob > threshold`` (METHOD.md G1).
+    """Per-node precision, recall and F1 at ``prob > threshold`` (docs/method.md, *Metrics*).
 
     Undefined ratios (no predicted positives, no true positives) are 0, as
     scikit-learn's ``zero_division=0``.
@@ -155,7 +156,7 @@ def macro_precision_recall_f1(
 ) -> tuple[float, float, float]:
     """Macro precision, recall and F1: plain means of the per-node values over evaluated nodes.
 
-    Macro-F1 is the mean of per-node F1, not the F1 of macro P and R (METHOD.md G1).
+    Macro-F1 is the mean of per-node F1, not the F1 of macro P and R (docs/method.md, *Metrics*).
     """
     p, r, f = precision_recall_f1(y_true, probs, threshold)
     if eval_mask is not None:
@@ -185,13 +186,50 @@ def recall_by_depth(recall: np.ndarray, depth: np.ndarray, eval_mask: np.ndarray
     return {int(k): float(r[keep & (d == k)].mean()) for k in np.unique(d[keep])}
 
 
+def rare_node_mask(
+    train_frequency: np.ndarray, eval_mask: np.ndarray | None = None, quantile: float = 0.25
+) -> np.ndarray:
+    """The rare nodes: evaluated nodes whose training frequency is at or below its ``quantile``.
+
+    The cut is ``numpy.quantile`` (linear interpolation) of the evaluated
+    nodes' training frequencies, so with the default every evaluated node with
+    at most the bottom-quartile frequency is rare, ties included (docs/method.md,
+    *Rare nodes*).
+
+    Parameters
+    ----------
+    train_frequency : array-like, shape (C,)
+        Positive training examples per node (propagated labels).
+    eval_mask : array-like of bool, shape (C,), optional
+        All nodes if None.
+    quantile : float in (0, 1]
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (C,)
+
+    Raises
+    ------
+    ValueError
+        If ``quantile`` is outside (0, 1] or no node is evaluated.
+    """
+    if not 0 < quantile <= 1:
+        raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+    f = np.asarray(train_frequency, dtype=np.float64)
+    keep = np.ones_like(f, dtype=bool) if eval_mask is None else np.asarray(eval_mask, dtype=bool)
+    if not keep.any():
+        raise ValueError("no evaluated node")
+    return keep & (f <= np.quantile(f[keep], quantile))
+
+
 def rare_node_recall(
     recall: np.ndarray, train_frequency: np.ndarray, eval_mask: np.ndarray | None = None, quantile: float = 0.25
 ) -> float:
     """Macro recall of the rare nodes: evaluated nodes whose training frequency is at or below its ``quantile``.
 
     The quantile is taken over the evaluated nodes' training frequencies
-    (default: the bottom quartile, as in the reproduction report of issue 4).
+    (default: the bottom quartile, as in the reproduction report; docs/method.md,
+    *Rare nodes*).
 
     Parameters
     ----------
@@ -208,15 +246,8 @@ def rare_node_recall(
     ValueError
         If ``quantile`` is outside (0, 1] or no node is evaluated.
     """
-    if not 0 < quantile <= 1:
-        raise ValueError(f"quantile must be in (0, 1], got {quantile}")
     r = np.asarray(recall, dtype=np.float64)
-    f = np.asarray(train_frequency, dtype=np.float64)
-    keep = np.ones_like(r, dtype=bool) if eval_mask is None else np.asarray(eval_mask, dtype=bool)
-    if not keep.any():
-        raise ValueError("no evaluated node")
-    cut = np.quantile(f[keep], quantile)
-    return float(r[keep & (f <= cut)].mean())
+    return float(r[rare_node_mask(train_frequency, eval_mask, quantile)].mean())
 
 
 def node_metrics_table(
@@ -339,7 +370,7 @@ def hierarchical_precision_recall_f1(
     augmented with all their ancestors (:meth:`Hierarchy.propagate`) and then
     restricted to the scored nodes ``eval_mask`` (by default
     ``hierarchy.eval_mask``: the roots, and for GO the CLUS root terms, are
-    excluded, as in METHOD.md G1, so the always-true root does not inflate the
+    excluded, as in docs/method.md, *Evaluated nodes*, so the always-true root does not inflate the
     scores). Then, summing over the N examples,
 
     ``hP = sum_i |T_i & P_i| / sum_i |P_i|``,
@@ -355,7 +386,7 @@ def hierarchical_precision_recall_f1(
         True labels in the hierarchy's column order (propagated or only the
         most specific terms: both give the same augmented sets).
     y_pred : array-like of {0, 1} or bool, shape (N, C)
-        Predictions, e.g. ``mean_probs > 0.5`` (METHOD.md G1).
+        Predictions, e.g. ``mean_probs > 0.5`` (docs/method.md, *Metrics*).
     hierarchy : Hierarchy
         Gives the ancestors and the default ``eval_mask``.
     eval_mask : array-like of bool, shape (C,), optional
@@ -380,8 +411,8 @@ def hierarchical_precision_recall_f1(
     Kiritchenko et al., Canadian AI 2006; the same definition as the micro
     ``precision``/``recall``/``f1`` of hiclass (Miranda et al., JMLR 24(29),
     2023) and the survey of Silla & Freitas (Data Min. Knowl. Disc. 22, 2011).
-    With propagated labels and hierarchy-coherent predictions (C-HMCNN's,
-    METHOD.md B) the augmentation changes nothing, and hP/hR equal the flat
+    With propagated labels and hierarchy-coherent predictions (C-HMCNN's;
+    docs/method.md, *MCM and MCLoss*) the augmentation changes nothing, and hP/hR equal the flat
     micro precision/recall over the same nodes; they differ from the macro
     averages, which weight every node equally.
     """
@@ -403,7 +434,7 @@ def deepest_correct_level(
 
     Depth is :attr:`Hierarchy.depth`: the length of the shortest path from a
     root (roots have depth 0; in a DAG a node reachable by paths of several
-    lengths has the shortest one, METHOD.md G3). The sets are ancestor-augmented
+    lengths has the shortest one; docs/method.md, *Data and hierarchy*). The sets are ancestor-augmented
     and restricted to ``eval_mask`` as in
     :func:`hierarchical_precision_recall_f1`: the deepest correct level of
     example ``i`` is ``max depth(T_i & P_i)`` and its true depth is

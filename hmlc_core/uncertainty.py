@@ -6,10 +6,10 @@ any float dtype) and returns a tensor of shape (B, C) in the same dtype. Entropi
 are in bits (log base 2).
 
 Source: Xu et al. 2026, *Improving Detection of Rare Nodes in Hierarchical
-Multi-Label Learning*, focal weighting by ensemble uncertainty (METHOD.md E2;
-formulas as in the authors' released ``conf_hml_loss.py``). The paper's names:
-``mean`` is "bBMA (mean confidence)", ``pcs`` is "GMU (gated margin)"
-(METHOD.md E3).
+Multi-Label Learning*, focal weighting by ensemble uncertainty (formulas as in
+the authors' released ``conf_hml_loss.py``; docs/method.md, *Uncertainty modes*,
+which also gives the scale of each mode). The paper's names: ``mean`` is
+"bBMA (mean confidence)", ``pcs`` is "GMU (gated margin)" (our inference, same section).
 
 The mode names and their display names (``UNCERTAINTY_MODE_NAMES``,
 ``UNCERTAINTY_LABELS``) are defined in the torch-free :mod:`hmlc_core.config`
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 EPS = 1e-10
-"""Added inside every logarithm, as in METHOD.md E2 (so H2(0) is about -1.4e-10, not 0)."""
+"""Added inside every logarithm, as in the released code (so H2(0) is about -1.4e-10, not 0)."""
 
 
 def _check(probs: torch.Tensor) -> torch.Tensor:
@@ -66,7 +66,10 @@ def binary_entropy(p: torch.Tensor) -> torch.Tensor:
 
 
 def _binary_kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """KL divergence in bits between Bernoulli(p) and Bernoulli(q), clamped >= 0 (METHOD.md E2)."""
+    """KL divergence in bits between Bernoulli(p) and Bernoulli(q), clamped >= 0.
+
+    Source: docs/method.md, *Uncertainty modes*.
+    """
     kl = p * (torch.log2(p + EPS) - torch.log2(q + EPS)) + (1 - p) * (
         torch.log2(1 - p + EPS) - torch.log2(1 - q + EPS)
     )
@@ -77,14 +80,17 @@ def mean_uncertainty(probs: torch.Tensor) -> torch.Tensor:
     """bBMA (mean confidence): ``u = 1 - |2 p_bar - 1|`` with ``p_bar`` the member mean.
 
     A triangle in ``p_bar``: 1 at 0.5, 0 at 0 and 1. Range [0, 1]. Defined for
-    any H >= 1. Source: METHOD.md E2, mode ``mean``.
+    any H >= 1. Source: docs/method.md, *Uncertainty modes*, mode ``mean``.
     """
     p_bar = _check(probs).mean(dim=0)
     return 1 - (2 * p_bar - 1).abs()
 
 
 def predictive_entropy(probs: torch.Tensor) -> torch.Tensor:
-    """Total (predictive) uncertainty ``H2(p_bar)`` in bits. Range [0, 1]. METHOD.md E2, mode ``predictive``."""
+    """Total (predictive) uncertainty ``H2(p_bar)`` in bits. Range [0, 1].
+
+    Source: docs/method.md, *Uncertainty modes*, mode ``predictive``.
+    """
     return binary_entropy(_check(probs).mean(dim=0))
 
 
@@ -92,7 +98,7 @@ def aleatoric_uncertainty(probs: torch.Tensor) -> torch.Tensor:
     """Aleatoric uncertainty: the members' mean entropy ``mean_h H2(p_h)``.
 
     Range [0, 1]; never above :func:`predictive_entropy` (concavity of H2).
-    METHOD.md E2, mode ``aleatoric``.
+    Source: docs/method.md, *Uncertainty modes*, mode ``aleatoric``.
     """
     return binary_entropy(_check(probs)).mean(dim=0)
 
@@ -109,7 +115,8 @@ def epistemic_uncertainty(probs: torch.Tensor) -> torch.Tensor:
     (``JS(0, 1) = 1`` bit). With H = 2 it equals predictive minus aleatoric.
     Members that agree give 0. H = 1 has no disagreement to measure and
     gives 0 (the released code divides by H - 1 = 0). JS is symmetric, so
-    each unordered pair is computed once. METHOD.md E2, mode ``epistemic``.
+    each unordered pair is computed once. Source: docs/method.md, *Uncertainty
+    modes*, mode ``epistemic``, which also explains why its values are small.
     """
     probs = _check(probs)
     n = probs.shape[0]
@@ -125,7 +132,7 @@ def epistemic_kl_uncertainty(probs: torch.Tensor) -> torch.Tensor:
 
     Same as :func:`epistemic_uncertainty` with ``KL2(p_h || p_h')`` instead of
     JS; range [0, about 33] (unbounded but for eps). H = 1 gives 0.
-    METHOD.md E2, mode ``epistemic_kl``.
+    Source: docs/method.md, *Uncertainty modes*, mode ``epistemic_kl``.
 
     The sum over ordered pairs is computed in closed form from each member's
     logarithms, ``sum_{a != b} KL(a || b) = sum_a [p_a (H la_a - La) +
@@ -150,7 +157,8 @@ def pcs_uncertainty(probs: torch.Tensor) -> torch.Tensor:
     (sigma = 0, including H = 1) the gate is 1 and ``u`` equals
     :func:`mean_uncertainty`. (The released code returns ``1 - p`` for H = 1,
     an artefact of its NaN handling; we use the sigma = 0 limit instead.)
-    Source: METHOD.md E2, mode ``pcs``; the binary case of VGMU (E3).
+    Source: docs/method.md, *Uncertainty modes*, mode ``pcs``; the binary case
+    of the gated margin score (VGMU) of the authors' variance-gated distributions.
     """
     probs = _check(probs)
     n = probs.shape[0]

@@ -21,6 +21,7 @@ DEMO_RUN = REPO / "assets" / "demo_run"
 
 READ_PATH_IMPORTS = """
 import hmlc_core.runs, hmlc_core.views.explore, hmlc_core.views.compare, hmlc_core.views.diagnose, hmlc_core.registry
+import hmlc_core.views.teaching, hmlc_core.weighting
 import pages.common
 """
 
@@ -72,7 +73,8 @@ def test_dashboard_pages_render_without_torch(tmp_path: Path) -> None:
         at = AppTest.from_file({str(REPO / "app.py")!r}, default_timeout=120).run()
         titles = [t.value for t in at.title]
         errors = [str(e.value) for e in at.exception]
-        for page in ("pages/explorer.py", "pages/missed.py", "pages/retrain.py", "pages/compare.py"):
+        for page in ("pages/how_it_works.py", "pages/explorer.py", "pages/missed.py", "pages/retrain.py",
+                     "pages/compare.py"):
             at.switch_page(page).run()
             titles += [t.value for t in at.title]
             errors += [str(e.value) for e in at.exception]
@@ -80,7 +82,8 @@ def test_dashboard_pages_render_without_torch(tmp_path: Path) -> None:
     """, tmp_path)
     assert not result["errors"]
     assert any(t.startswith("Hierarchy explorer") for t in result["titles"]), result["titles"]
-    assert len(result["titles"]) >= 5, result["titles"]
+    assert "How it works" in result["titles"], result["titles"]
+    assert len(result["titles"]) >= 6, result["titles"]
     assert not result["torch"], "rendering the dashboard's pages imported torch"
 
 

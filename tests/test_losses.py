@@ -46,7 +46,7 @@ def test_mc_loss_hand_computed():
 
 
 def _two_pass_mc_loss(h, y, mcm, eval_idx):
-    """MCLoss exactly as METHOD.md B4 writes it: two MCM passes, ``o = (1 - y) MCM(h) + y MCM(y h)``."""
+    """MCLoss as docs/method.md, *MCM and MCLoss*, writes it: two MCM passes, ``o = (1 - y) MCM(h) + y MCM(y h)``."""
     constrained, constrained_pos = mcm(h), mcm(y * h)
     out = ((1 - y) * constrained + y * constrained_pos)[..., eval_idx]
     return F.binary_cross_entropy(out, y[:, eval_idx].expand_as(out), reduction="none")
@@ -198,7 +198,7 @@ def test_node_weights_class_wise_by_hand():
 
 
 def test_select_weights_indexing_example():
-    # METHOD.md L15
+    # The worked example of docs/method.md, *Node weights*: released indexing swaps the two weights.
     pos = torch.tensor([10.0, 20.0, 30.0])
     neg = torch.ones(3)
     y = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
@@ -239,7 +239,8 @@ def test_weighted_mc_loss_combines_weights_and_focal():
 
 
 def test_schedule_end_points():
-    # METHOD.md L16: lin gives w0 at batch 0 and omega at batch n-1; alt puts every weight at omega on odd batches.
+    # docs/method.md, *LPROS, schedules and the mixed loss*: lin gives w0 at batch 0 and omega at batch n-1;
+    # alt puts every weight at omega on odd batches.
     n = 7
     assert schedule_fraction("lin", 0, n) == 0.0 and schedule_fraction("lin", n - 1, n) == 1.0
     assert schedule_fraction("lin", 3, n) == pytest.approx(0.5)

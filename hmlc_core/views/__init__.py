@@ -13,4 +13,6 @@ diagnose
     Overview and Missed nodes: missed-node tables, recall charts, hierarchical scores.
 compare
     Compare: headline tables, per-node differences, paired tests across nodes.
+teaching
+    How it works and the Overview's story: the method's pieces as small figures computed by the core.
 """

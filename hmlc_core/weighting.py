@@ -1,0 +1,185 @@
+"""The numpy (torch-free) part of the weighted loss: node frequencies, node weights, the focal factor.
+
+:func:`hmlc_core.losses.node_frequencies`, :func:`hmlc_core.losses.node_weights`
+and :func:`hmlc_core.losses.focal_weight` compute their values with these
+functions, so the dashboard can show the same numbers without importing torch
+(its read path must not, ``tests/test_imports.py``). The functions take counts
+rather than label matrices, so a saved run (whose ``node_metrics.csv`` holds
+each node's propagated training count) is enough to reproduce its weights.
+
+Sources: Xu et al. 2026, *Improving Detection of Rare Nodes in Hierarchical
+Multi-Label Learning*, node-wise imbalance weights and the focal term
+``focal_min + u**k``, as released by the authors (docs/method.md, *Node
+weights* and *Focal weighting*).
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import numpy as np
+
+from hmlc_core.config import FREQUENCY_COUNTINGS, WEIGHTING_MODES
+from hmlc_core.hierarchy import Hierarchy
+
+__all__ = ["frequencies_from_counts", "weighting_constant", "raw_weights", "rescale_weights", "rescaled_weights",
+           "focal_factor"]
+
+ArrayT = TypeVar("ArrayT")
+
+
+def frequencies_from_counts(counts: np.ndarray, hierarchy: Hierarchy, counting: str = "descendant-sum") -> np.ndarray:
+    """Node frequencies for the weights from each node's propagated positive count.
+
+    Parameters
+    ----------
+    counts : array-like of float, shape (C,), values >= 0
+        Column sums of the propagated training labels (the ``train_frequency``
+        column of a run's ``node_metrics.csv``).
+    hierarchy : Hierarchy
+    counting : {"descendant-sum", "propagated"}, default "descendant-sum"
+        "propagated": ``counts`` itself. "descendant-sum": each node's count
+        plus those of all its descendants, as in the authors'
+        ``obtain_node_frequencies`` with R (docs/method.md, *Node weights*).
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (C,)
+
+    Raises
+    ------
+    ValueError
+        On an unknown ``counting`` or counts of the wrong length.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.shape != (hierarchy.n_nodes,):
+        raise ValueError(f"counts must have shape ({hierarchy.n_nodes},), got {counts.shape}")
+    if counting == "propagated":
+        return counts.copy()
+    if counting != "descendant-sum":
+        raise ValueError(f"counting must be one of {FREQUENCY_COUNTINGS}, got {counting!r}")
+    nodes, ancestors = hierarchy.ancestor_pairs()
+    freq = np.zeros_like(counts)
+    np.add.at(freq, ancestors, counts[nodes])
+    return freq
+
+
+def weighting_constant(mode: str, n_nodes: int) -> int:
+    """``K`` of the raw weights ``N / (K f)``: the number of nodes C ("class-wise") or 2 ("binary").
+
+    Raises
+    ------
+    ValueError
+        For "none" or an unknown mode.
+    """
+    if mode == "class-wise":
+        return n_nodes
+    if mode == "binary":
+        return 2
+    raise ValueError(f"weighting mode must be one of {[m for m in WEIGHTING_MODES if m != 'none']}, got {mode!r}")
+
+
+def raw_weights(freq: np.ndarray, n_samples: int, k: int) -> np.ndarray:
+    """``w = N / (K f)``, with 1 where ``f = 0`` or ``f = N`` (docs/method.md, *Node weights*).
+
+    Parameters
+    ----------
+    freq : array-like of float, shape (C,)
+    n_samples : int
+        N, the number of training samples.
+    k : int
+        K, from :func:`weighting_constant`.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (C,)
+    """
+    freq = np.asarray(freq, dtype=np.float64)
+    raw = np.ones_like(freq)
+    ok = (freq > 0) & (freq != n_samples)
+    raw[ok] = n_samples / (k * freq[ok])
+    return raw
+
+
+def rescale_weights(raw: np.ndarray, omega: float) -> np.ndarray:
+    """``w' = omega + max(w) (w - min w) / (max w - min w)`` (docs/method.md, *Node weights*).
+
+    The smallest raw weight becomes ``omega`` and the largest ``omega + max(w)``;
+    a constant input gives ``omega`` everywhere.
+
+    Parameters
+    ----------
+    raw : numpy.ndarray of float, shape (C,)
+    omega : float
+        The minimum weight (>= 0).
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (C,)
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    lo, hi = raw.min(), raw.max()
+    if hi == lo:
+        return np.full_like(raw, omega)
+    return omega + hi * (raw - lo) / (hi - lo)
+
+
+def rescaled_weights(freq: np.ndarray, n_samples: int, k: int, omega: float) -> np.ndarray:
+    """:func:`rescale_weights` of :func:`raw_weights`: the node weights of Xu et al. 2026 from frequencies.
+
+    Parameters
+    ----------
+    freq : array-like of float, shape (C,)
+        From :func:`frequencies_from_counts` (or ``N - f`` for negative weights).
+    n_samples : int
+        N, the number of training samples (> 0).
+    k : int
+        K, from :func:`weighting_constant`.
+    omega : float
+        The minimum weight (>= 0).
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (C,), values in ``[omega, omega + max raw weight]``
+
+    Raises
+    ------
+    ValueError
+        If ``omega < 0`` or ``n_samples < 1``.
+    """
+    if omega < 0:
+        raise ValueError(f"omega must be >= 0, got {omega}")
+    if n_samples < 1:
+        raise ValueError("node weights need at least one training sample")
+    return rescale_weights(raw_weights(freq, n_samples, k), omega)
+
+
+def focal_factor(u: ArrayT, k: float = 2.0, focal_min: float = 0.25) -> ArrayT:
+    """Focal factor ``focal_min + max(u, 0)**k`` (Xu et al. 2026; docs/method.md, *Focal weighting*).
+
+    Works on numpy arrays and on torch tensors alike (both have ``clip(min=...)``).
+
+    Parameters
+    ----------
+    u : numpy.ndarray or torch.Tensor, any shape, values in [0, 1] for the bounded modes
+        Ensemble uncertainty.
+    k : float, default 2
+        Focusing exponent (> 0).
+    focal_min : float, default 0.25
+        Floor of the factor (>= 0); the factor lies in ``[focal_min, focal_min + 1]``
+        for ``u`` in [0, 1].
+
+    Returns
+    -------
+    Same type and shape as ``u``.
+
+    Raises
+    ------
+    ValueError
+        If ``k <= 0`` or ``focal_min < 0``.
+    """
+    if k <= 0:
+        raise ValueError(f"focal k must be > 0, got {k}")
+    if focal_min < 0:
+        raise ValueError(f"focal_min must be >= 0, got {focal_min}")
+    return focal_min + u.clip(min=0) ** k  # type: ignore[attr-defined]
