@@ -52,8 +52,8 @@ if TYPE_CHECKING:
     from hmlc_core.model import HMCEnsemble
     from hmlc_core.train import TrainResult
 
-__all__ = ["Run", "RunError", "save_run", "load_run", "find_runs", "evaluate_run", "display_uncertainty_mode",
-           "RUNS_DIR_ENV", "env_runs_dirs"]
+__all__ = ["Run", "RunError", "save_run", "load_run", "read_config", "find_runs", "evaluate_run",
+           "display_uncertainty_mode", "RUNS_DIR_ENV", "env_runs_dirs"]
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +314,26 @@ def load_run(run_dir: str | Path) -> Run:
     return Run(path=path, config=config, model_spec=model_spec, dataset_info=dataset_info,
                hierarchy=hierarchy, summary=_read_json(path / "summary.json"),
                node_metrics=node_metrics, history=history)
+
+
+def read_config(run_dir: str | Path) -> TrainConfig:
+    """The training config of a run directory, read from its ``config.json`` alone (cheaper than :func:`load_run`).
+
+    Raises
+    ------
+    RunError
+        If ``config.json`` is missing, not JSON, or its ``train`` part is not
+        a valid :class:`TrainConfig` (unknown or missing fields).
+    """
+    path = Path(run_dir) / "config.json"
+    try:
+        doc = _read_json(path)
+    except OSError as exc:
+        raise RunError(f"{path}: cannot read it ({exc})") from exc
+    try:
+        return TrainConfig.from_dict(doc["train"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunError(f"{path}: {exc}") from exc
 
 
 def evaluate_run(run: Run) -> dict[str, Any]:

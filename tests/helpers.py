@@ -23,8 +23,9 @@ def random_dag(n_nodes: int, seed: int) -> Hierarchy:
 
 
 def only_runs_in(runs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Make the runs in ``runs_dir`` the app's only runs: no demo run, an empty local runs/ folder."""
+    """Make the runs in ``runs_dir`` the app's only runs: no demo runs, an empty local runs/ folder."""
     monkeypatch.setattr(app_common, "DEMO_RUN_DIR", tmp_path / "no_demo_run")
+    monkeypatch.setattr(app_common, "DEMO_WEIGHTED_RUN_DIR", tmp_path / "no_demo_weighted_run")
     monkeypatch.setattr(app_common, "LOCAL_RUNS_DIR", tmp_path / "runs")
     monkeypatch.setenv("HMLC_RUNS_DIR", str(runs_dir))
     return runs_dir
