@@ -7,6 +7,11 @@ nodes gained and lost; and a paired Wilcoxon test across nodes (indicative
 only). All numbers and figures come from :mod:`hmlc_core.views.compare` through the
 cached wrappers of ``pages/common.py``.
 
+Without ``runs`` in the URL the page opens on
+:func:`hmlc_core.views.compare.default_pair`: the plain demo against the
+weighted demo when the sidebar's run is one of them, else the sidebar's run and
+another run of its dataset.
+
 URL state: ``runs`` (the runs compared), ``baseline``, ``other`` (the run
 compared with the baseline), ``metric`` and ``gain_threshold`` are query
 parameters, so a URL reproduces the view.
@@ -17,8 +22,10 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import common as app_common
-from hmlc_core.views import compare
+from hmlc_core.views import compare, explore
 from hmlc_core.runs import RunError
+
+CENTRE_KEY = "_hmlc_difference_centre"  # the node last clicked in the difference sunburst
 
 st.title("Compare runs")
 
@@ -33,22 +40,27 @@ if len(keys) < 2:
     st.stop()
 
 # ------------------------------------------------------------------ choice
-sidebar_key = st.session_state.get("run")
-if sidebar_key not in choices:
-    sidebar_key = keys[0]
-default = [sidebar_key] + [k for k in keys if k != sidebar_key][:1]
+configs = app_common.run_configs(choices)
+datasets = {key: configs[key].dataset if key in configs else None for key in keys}
+default = compare.default_pair(st.session_state.get("run"), datasets)
 if "runs" in st.session_state and not set(st.session_state["runs"]) <= set(keys):
     del st.session_state["runs"]  # a run that disappeared since the last rerun
 requested = st.query_params.get_all("runs")
 unknown = [r for r in requested if r not in choices]
 if unknown:
     st.warning(f"Run(s) {', '.join(map(repr, unknown))} from the URL were not found and are left out.")
-selected = st.multiselect(
-    "Runs to compare", keys, default=default, key="runs", bind="query-params",
-    help="Two or more runs trained on the same hierarchy (same dataset). Starts with the sidebar's run and one more.",
+labels = app_common.run_labels(choices)
+selected = app_common.labelled_choice(
+    st, "Runs to compare", keys, labels, key="runs", multiple=True, default=default,
+    help="Two or more runs trained on the same hierarchy (same dataset). Starts with the sidebar's run and another "
+         "run of its dataset; on the demo runs, with the plain demo against the weighted one.",
 )
 if len(selected) < 2:
-    st.info("Choose at least two runs to compare.")
+    if len(default) < 2 and list(selected) == default:
+        st.info("No other run of the sidebar run's dataset was found. Choose at least two runs trained on the same "
+                "dataset to compare.")
+    else:
+        st.info("Choose at least two runs to compare.")
     st.stop()
 
 run_keys = app_common.run_keys(choices, list(selected))
@@ -64,17 +76,18 @@ except ValueError as exc:
     st.stop()
 
 c1, c2, c3 = st.columns([2, 2, 3])
-baseline = c1.selectbox("Baseline", selected, index=0, key="baseline", bind="query-params",
-                        help="Differences are the compared run minus this run.")
+baseline = app_common.labelled_choice(c1, "Baseline", list(selected), labels, key="baseline",
+                                      help="Differences are the compared run minus this run.")
 others = [name for name in selected if name != baseline]
-other = c2.selectbox("Compared run", others, index=0, key="other", bind="query-params")
+other = app_common.labelled_choice(c2, "Compared run", others, labels, key="other")
 metric = c3.radio("Per-node metric", list(compare.METRICS), index=0, key="metric", horizontal=True,
                   bind="query-params", help="For the coloured hierarchy and the gained/lost lists.")
 key_of = dict(zip(selected, run_keys, strict=True))
 base_key, other_key = key_of[baseline], key_of[other]
 st.caption(f"{len(selected)} runs on {runs[baseline].summary.get('dataset', 'the same dataset')} "
            f"({hierarchy.n_nodes} nodes, {'a tree' if hierarchy.is_tree else 'a DAG'}). "
-           f"Differences: **{other} − {baseline}**.")
+           f"Differences: **{app_common.md_text(labels.get(other, other))} − "
+           f"{app_common.md_text(labels.get(baseline, baseline))}**.")
 
 # ---------------------------------------------------------------- headline
 st.subheader("Headline metrics")
@@ -101,13 +114,25 @@ st.caption("Left: macro recall of the evaluated nodes at each depth. Right: one 
            "test positives, and the mean recall per frequency bin (log-spaced bins).")
 
 # ------------------------------------------------------------- node by node
-st.subheader(f"Per-node {metric}: {other} − {baseline}")
+st.subheader(f"Per-node {metric}: compared run − baseline")
+st.caption(f"Compared run **{app_common.md_text(other)}**, baseline **{app_common.md_text(baseline)}**.")
 diff_left, diff_right = st.columns([3, 2], gap="large")
 with diff_left:
-    st.plotly_chart(app_common.compare_difference_sunburst(base_key, other_key, metric), key="difference",
-                    config={"displaylogo": False}, theme=None)
+    # The zoom is the clicked node in session state (the figure's level), so it survives a change of metric or runs.
+    if st.session_state.get(CENTRE_KEY) not in hierarchy:
+        st.session_state.pop(CENTRE_KEY, None)
+    clicked = st.session_state.get(CENTRE_KEY)
+    centre = explore.sunburst_centre(hierarchy, clicked) if clicked is not None else None
+
+    def _zoom() -> None:
+        node = explore.node_from_selection(st.session_state.get("difference"), hierarchy, centre)
+        if node is not None:
+            st.session_state[CENTRE_KEY] = node
+
+    st.plotly_chart(app_common.compare_difference_sunburst(base_key, other_key, metric, centre), key="difference",
+                    on_select=_zoom, selection_mode="points", config={"displaylogo": False}, theme=None)
     note = ("Blue: better in the compared run, red: worse, white: no change; grey: not evaluated or no "
-            "positive test sample. Click a sector to zoom in.")
+            "positive test sample. Click a sector to zoom in, the centre to go back up.")
     if not hierarchy.is_tree:
         note += " This hierarchy is a DAG: drawn as its first-parent spanning tree."
     st.caption(note)
@@ -118,15 +143,22 @@ with diff_right:
         help=f"A node is gained when its {metric} is at most this in the baseline and above it in the compared "
              "run; lost the other way round. 0: missed entirely versus found at least once.")
     gained, lost = app_common.compare_gained_lost(base_key, other_key, metric, float(threshold))
+    # Short headers (the run names are in their help) and the values first: they fit this 300 px column.
     columns = {"_index": st.column_config.TextColumn("node"),
-               "train_frequency": st.column_config.NumberColumn("train freq."),
-               "base": st.column_config.NumberColumn(f"{metric} · {baseline}", format="%.3f"),
-               "other": st.column_config.NumberColumn(f"{metric} · {other}", format="%.3f"),
-               "difference": st.column_config.NumberColumn("difference", format="%+.3f")}
+               "base": st.column_config.NumberColumn("baseline", format="%.3f",
+                                                     help=f"{metric} in {app_common.md_text(baseline)}"),
+               "other": st.column_config.NumberColumn("compared", format="%.3f",
+                                                      help=f"{metric} in {app_common.md_text(other)}"),
+               "difference": st.column_config.NumberColumn("Δ", format="%+.3f", help="compared − baseline"),
+               "support": st.column_config.NumberColumn("test pos.", help="Positive test samples."),
+               "train_frequency": st.column_config.NumberColumn("train freq.", help="Positive training samples.")}
+    order = ["base", "other", "difference", "support", "train_frequency", "depth"]
     st.markdown(f"**Gained: {len(gained)} nodes**")
-    st.dataframe(gained, key="gained", height=min(38 + 35 * max(len(gained), 1), 260), column_config=columns)
+    st.dataframe(gained, key="gained", height=min(38 + 35 * max(len(gained), 1), 260), column_config=columns,
+                 column_order=order)
     st.markdown(f"**Lost: {len(lost)} nodes**")
-    st.dataframe(lost, key="lost", height=min(38 + 35 * max(len(lost), 1), 260), column_config=columns)
+    st.dataframe(lost, key="lost", height=min(38 + 35 * max(len(lost), 1), 260), column_config=columns,
+                 column_order=order)
 
 # --------------------------------------------------------------- paired test
 st.subheader("Paired test across nodes")
@@ -135,12 +167,13 @@ st.dataframe(
     tests, key="paired_tests",
     column_config={"n_pairs": st.column_config.NumberColumn("nodes (pairs)"),
                    "n_nonzero": st.column_config.NumberColumn("pairs that differ"),
-                   "mean_base": st.column_config.NumberColumn(f"mean · {baseline}", format="%.4f"),
-                   "mean_other": st.column_config.NumberColumn(f"mean · {other}", format="%.4f"),
+                   "mean_base": st.column_config.NumberColumn("mean (baseline)", format="%.4f"),
+                   "mean_other": st.column_config.NumberColumn("mean (compared)", format="%.4f"),
                    "median_difference": st.column_config.NumberColumn("median difference", format="%+.4f"),
                    "statistic": st.column_config.NumberColumn("Wilcoxon W", format="%.1f"),
                    "p_value": st.column_config.NumberColumn("p-value", format="%.3g")},
 )
 st.caption("Wilcoxon signed-rank test (two-sided) over the evaluated nodes with test positives, pairing each "
-           f"node's value in {other} with its value in {baseline}; zero differences are dropped. "
+           f"node's value in {app_common.md_text(other)} with its value in {app_common.md_text(baseline)}; zero "
+           "differences are dropped. "
            + compare.PAIRED_TEST_NOTE)

@@ -1,6 +1,7 @@
 """Overview page: the chosen run at a glance.
 
-Dataset and hierarchy facts, headline test metrics (micro AUPRC, macro and
+The run's story in two sentences (recall by depth, rare nodes never found), a link to
+How it works, dataset and hierarchy facts, headline test metrics (micro AUPRC, macro and
 hierarchical precision/recall/F1, rare-node recall), the training recipe and
 configuration, the training curve, recall by depth, and links to the other
 pages. All numbers come from :mod:`hmlc_core.views.explore` and
@@ -13,7 +14,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import common as app_common
-from hmlc_core.views import diagnose, explore
+from hmlc_core.views import diagnose, explore, teaching
 from hmlc_core.runs import RunError
 
 run = app_common.current_run()
@@ -22,12 +23,19 @@ stamp = app_common.run_stamp(path)
 
 st.title(f"Overview · {run.name}")
 st.caption(diagnose.config_headline(run))
+st.info(teaching.run_story(run), icon=":material/lightbulb:")
+st.page_link("pages/how_it_works.py", label="How it works: the method, explained step by step",
+             icon=":material/school:")
 
 # ------------------------------------------------------------------ dataset
 st.subheader("Dataset and hierarchy")
-facts = list(diagnose.run_facts(run).items())
-for start in range(0, len(facts), 6):
-    for column, (label, value) in zip(st.columns(6), facts[start:start + 6], strict=False):
+facts = diagnose.run_facts(run)
+# Text, not metric cards: a card cuts a long dataset name or "DAG (1,477 multi-parent)" short.
+st.caption(f"Dataset **{app_common.md_text(facts.pop('dataset'))}** · structure: "
+           f"{app_common.md_text(facts.pop('structure'))}")
+cards = list(facts.items())
+for start in range(0, len(cards), 5):
+    for column, (label, value) in zip(st.columns(5), cards[start:start + 5], strict=False):
         column.metric(label, value)
 
 # ------------------------------------------------------------------ metrics

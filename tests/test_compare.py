@@ -116,7 +116,8 @@ def test_headline_table_matches_the_summaries_and_node_files(base: Run, other: R
     text = compare.headline_text(table)
     assert text.loc["micro AUPRC", "A"] == f"{base.summary['auprc_micro']:.3f}"
     assert text.loc["heads", "B"] == "3"
-    assert text.loc["seconds per epoch", "A"] == f"{base.summary['seconds_per_epoch']:.1f}"
+    seconds = base.summary["seconds_per_epoch"]
+    assert float(text.loc["seconds per epoch", "A"]) == pytest.approx(seconds, rel=0.01)
 
 
 def test_config_differences_lists_exactly_the_changed_options(base: Run, other: Run) -> None:
@@ -192,7 +193,7 @@ def test_difference_sunburst_is_centred_at_zero(base: Run, other: Run) -> None:
     nearest = min(scale, key=lambda pc: abs(pc[0] - zero_pos))
     assert abs(nearest[0] - zero_pos) < 1e-9
     assert nearest[1] == sample_colorscale(explore.DIVERGING_SCALE, [0.5])[0]
-    assert "B − A" in trace.marker.colorbar.title.text.replace("<br>", " ")
+    assert "B" not in trace.marker.colorbar.title.text and "recall" in trace.marker.colorbar.title.text
     assert sorted(trace.ids) == sorted(a.index)
 
 
@@ -238,3 +239,106 @@ def test_paired_tests_without_differences(base: Run) -> None:
     assert result["statistic"].isna().all()
     assert (result["p_value"] == 1.0).all()
     assert "not" in compare.PAIRED_TEST_NOTE and "independent" in compare.PAIRED_TEST_NOTE
+
+
+# ------------------------------------------------------ layout and wording (issue 11)
+LONG = "synthetic-class-wise-mean-focal-weighted-experiment-with-a-very-long-name-seed0"
+
+
+def test_difference_sunburst_layout_does_not_depend_on_the_run_names(base: Run, other: Run) -> None:
+    short = compare.difference_sunburst(base, other, "recall", names=("A", "B"))
+    long = compare.difference_sunburst(base, other, "recall", names=(LONG, LONG + "-2"))
+    # the colour bar's title takes width from the plot: it must not grow with the names
+    title = long.data[0].marker.colorbar.title.text
+    assert title == short.data[0].marker.colorbar.title.text and len(title) <= 20
+    assert LONG not in title and not (long.layout.title and long.layout.title.text)
+    assert long.layout.margin == short.layout.margin and long.layout.height == short.layout.height
+
+
+def test_difference_sunburst_hover_names_the_runs_escaped(base: Run, other: Run) -> None:
+    names = ("<b>plain</b>", "weighted %{id} & co")
+    trace = compare.difference_sunburst(base, other, "recall", names=names).data[0]
+    # plotly reads hover templates as HTML with %{...} fields: the names reach the hover only as escaped meta
+    assert list(trace.meta) == ["&lt;b&gt;plain&lt;/b&gt;", "weighted %{id} &amp; co"]
+    assert "plain" not in trace.hovertemplate and "weighted" not in trace.hovertemplate
+    assert "%{meta[0]}" in trace.hovertemplate and "%{meta[1]}" in trace.hovertemplate
+
+
+@pytest.mark.parametrize("seconds", [0.0176, 0.18, 1.5, 12.34, 250.0])
+def test_seconds_per_epoch_keeps_three_significant_digits(seconds: float) -> None:
+    table = pd.DataFrame({"A": [seconds]}, index=pd.Index(["seconds per epoch"], name="metric"))
+    text = compare.headline_text(table).loc["seconds per epoch", "A"]
+    assert float(text) == pytest.approx(seconds, rel=0.005)
+
+
+def _copy_with_data(run: Run, dest: Path, data_dir: str | None, source: dict[str, str], dataset: str) -> Run:
+    """A copy of ``run`` whose config.json records another dataset name, data_dir and data files."""
+    shutil.copytree(run.path, dest)
+    doc = json.loads((dest / "config.json").read_text())
+    doc["train"]["data_dir"] = data_dir
+    doc["dataset"]["source"] = source
+    doc["dataset"]["name"] = dataset
+    (dest / "config.json").write_text(json.dumps(doc))
+    return load_run(dest)
+
+
+def test_config_differences_compare_the_data_read_not_the_data_dir_option(base: Run, tmp_path: Path) -> None:
+    files = {split: f"/data/hmc/datasets_FUN/cellcycle_FUN/cellcycle_FUN.{split}.arff"
+             for split in ("train", "valid", "test")}
+    from_env = _copy_with_data(base, tmp_path / "env", None, files, "cellcycle_FUN")  # $HMLC_DATA_DIR at training
+    given = _copy_with_data(base, tmp_path / "given", "/data/hmc", files, "cellcycle_FUN")  # --data-dir
+    assert from_env.config.data_dir != given.config.data_dir
+    assert compare.config_differences({"env": from_env, "given": given}).empty  # the same files were read
+    moved = {split: path.replace("/data/hmc", "/elsewhere") for split, path in files.items()}
+    other_copy = _copy_with_data(base, tmp_path / "other", "/elsewhere", moved, "cellcycle_FUN")
+    table = compare.config_differences({"env": from_env, "other": other_copy})
+    assert list(table.index) == ["data read"]
+    assert table.loc["data read", "env"] == "/data/hmc/datasets_FUN/cellcycle_FUN"
+    assert table.loc["data read", "other"] == "/elsewhere/datasets_FUN/cellcycle_FUN"
+    # synthetic data ignores data_dir altogether
+    synth = _copy_with_data(base, tmp_path / "synth", "/some/dir", dict(base.dataset_info["source"]), "synthetic")
+    assert compare.config_differences({"A": base, "B": synth}).empty
+
+
+# ---------------------------------------------------------------- default pair
+def test_default_pair_opens_the_demo_pair_plain_first() -> None:
+    datasets = {"demo": "synthetic", "demo-weighted": "synthetic", "mine": "synthetic", "fun": "cellcycle_FUN"}
+    assert compare.DEMO_PAIR == ("demo", "demo-weighted")
+    assert compare.default_pair("demo", datasets) == ["demo", "demo-weighted"]
+    assert compare.default_pair("demo-weighted", datasets) == ["demo", "demo-weighted"]  # the plain one is the baseline
+    assert compare.default_pair(None, datasets) == ["demo", "demo-weighted"]  # no sidebar choice yet: the first key
+    # Without its partner a demo run is an ordinary run.
+    assert compare.default_pair("demo", {"demo": "synthetic", "mine": "synthetic"}) == ["demo", "mine"]
+
+
+def test_default_pair_takes_another_run_of_the_same_dataset() -> None:
+    datasets = {"demo": "synthetic", "demo-weighted": "synthetic", "fun_a": "cellcycle_FUN", "go": "cellcycle_GO",
+                "fun_b": "cellcycle_FUN", "broken": None}
+    assert compare.default_pair("fun_a", datasets) == ["fun_a", "fun_b"]  # not the next key, "go"
+    assert compare.default_pair("fun_b", datasets) == ["fun_b", "fun_a"]
+    assert compare.default_pair("go", datasets) == ["go"]  # nothing to compare it with
+    assert compare.default_pair("broken", datasets) == ["broken"]  # unknown dataset: no guess
+    assert compare.default_pair("gone", datasets) == ["demo", "demo-weighted"]  # unknown key: the first key
+    mine = {"a": "synthetic", "b": "cellcycle_FUN", "c": "synthetic"}
+    assert compare.default_pair("c", mine) == ["c", "a"]
+    assert compare.default_pair(None, {}) == []
+
+
+def test_curves_shorten_long_names_in_the_legend_and_escape_them(base: Run, other: Run) -> None:
+    odd = "<i>x</i> %{y}"
+    runs = {LONG: base, odd: other}
+    for fig in (compare.recall_by_depth_figure(runs), compare.recall_vs_frequency_figure(runs)):
+        named = [t for t in fig.data if t.showlegend is not False]
+        assert [t.meta[0] for t in named] == [LONG, "&lt;i&gt;x&lt;/i&gt; %{y}"]  # full names, for the hover
+        long_legend = named[0].name
+        assert len(long_legend) <= 40 and long_legend.startswith(LONG[:15]) and long_legend.endswith(LONG[-10:])
+        assert named[1].name == "&lt;i&gt;x&lt;/i&gt; %{y}"  # legends are HTML too
+        for trace in fig.data:
+            assert "%{meta[0]}" in trace.hovertemplate and LONG not in trace.hovertemplate
+            assert "<i>" not in trace.hovertemplate
+
+
+def test_difference_sunburst_can_be_centred_on_a_node(base: Run, other: Run) -> None:
+    trace = compare.difference_sunburst(base, other, "recall", root="2.1").data[0]
+    assert trace.level == "2.1"
+    assert compare.difference_sunburst(base, other, "F1").data[0].level is None

@@ -157,7 +157,7 @@ def test_sunburst_hover_carries_the_node_metrics(run: Run) -> None:
     np.testing.assert_array_equal(custom[:, 2], nm["support"].to_numpy())
     np.testing.assert_allclose(custom[:, 4], nm["recall"].to_numpy(), atol=1e-3)
     np.testing.assert_allclose(custom[:, 6], nm["uncertainty"].to_numpy(), atol=1e-3)
-    for word in ("%{id}", "depth", "training frequency", "support", "precision", "recall", "F1", "uncertainty"):
+    for word in ("%{label}", "depth", "training frequency", "support", "precision", "recall", "F1", "uncertainty"):
         assert word in trace.hovertemplate
 
 
@@ -492,6 +492,19 @@ def test_discover_runs_and_resolve(synthetic_run: Path, tmp_path: Path) -> None:
     assert explore.resolve_run_key(None, runs) is None
 
 
+def test_discover_runs_lists_the_demo_pair_first(synthetic_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    weighted = tmp_path / "assets" / "weighted"
+    shutil.copytree(synthetic_run, weighted)
+    demos = {explore.DEMO_KEY: synthetic_run, explore.DEMO_WEIGHTED_KEY: weighted}
+    runs = explore.discover_runs(demos, [synthetic_run.parent, weighted.parent])
+    assert runs == {"demo": synthetic_run.resolve(), "demo-weighted": weighted.resolve()}  # each listed once
+    assert list(runs) == ["demo", "demo-weighted"]
+    only_plain = explore.discover_runs({**demos, explore.DEMO_WEIGHTED_KEY: tmp_path / "missing"}, [weighted.parent])
+    assert only_plain == {"demo": synthetic_run.resolve(), "weighted": weighted.resolve()}
+
+
 def test_discover_runs_disambiguates_equal_names(synthetic_run: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -540,3 +553,104 @@ def test_go_views_stay_small(go_run: Run) -> None:
     capped, _, _ = _vis_data(explore.pyvis_html(go_run, widest, max_nodes=len(everything) - 10))
     assert len(capped) == len(everything) - 10
     assert {*h.ancestors(widest), widest, *h.children(widest)} <= {n["id"] for n in capped}
+
+
+# ------------------------------------------------- sunburst labels, rings and centre (issue 11)
+def test_sunburst_labels_are_the_full_escaped_node_ids(run: Run) -> None:
+    trace = explore.sunburst_figure(run, "recall").data[0]
+    # every sector names its node: the full id, so "1.2.3" does not read as a bare "3"
+    assert list(trace.labels) == list(trace.ids)
+    assert len(set(trace.labels)) == run.hierarchy.n_nodes
+    h = Hierarchy([("root", "<b>A</b>"), ("<b>A</b>", "x%{y}")])
+    spec = explore.make_color_spec(np.zeros(3), np.ones(3, dtype=bool), "Viridis", 0.0, 1.0, "t")
+    trace = explore.hierarchy_sunburst(h, spec).data[0]
+    # plotly renders labels and hover text as HTML: user ids are escaped there and stay raw as ids
+    assert list(trace.ids) == ["root", "<b>A</b>", "x%{y}"]
+    assert list(trace.labels) == ["root", "&lt;b&gt;A&lt;/b&gt;", "x%{y}"]
+    assert "%{id}" not in trace.hovertemplate
+
+
+def test_sunburst_text_is_horizontal_and_hidden_when_too_small(run: Run) -> None:
+    fig = explore.sunburst_figure(run, "recall")
+    # radial text turns labels on the left half sideways or upside down; horizontal text never does
+    assert fig.data[0].insidetextorientation == "horizontal"
+    assert fig.layout.uniformtext.mode == "hide" and fig.layout.uniformtext.minsize >= 8
+
+
+def _tree(branching: int, depth: int) -> Hierarchy:
+    edges, level = [], ["root"]
+    for _ in range(depth):
+        nxt = []
+        for parent in level:
+            for i in range(branching):
+                nxt.append(f"{parent}/{i}")
+                edges.append((parent, nxt[-1]))
+        level = nxt
+    return Hierarchy(edges)
+
+
+def test_sunburst_draws_every_depth_of_a_small_hierarchy(run: Run) -> None:
+    h = run.hierarchy
+    trace = explore.sunburst_figure(run, "recall").data[0]
+    rings = int(h.depth.max()) + 1  # root ring + one per depth: the synthetic tree's depth-4 nodes are drawn
+    assert trace.maxdepth == -1 or trace.maxdepth >= rings
+    assert explore.sunburst_rings(h) == -1
+
+
+def test_sunburst_rings_of_a_big_hierarchy_stay_under_the_sector_budget() -> None:
+    h = _tree(3, 7)  # 3,280 nodes: 1, 3, 9, ..., 2,187 per depth
+    assert h.n_nodes == sum(3 ** d for d in range(8))
+    cumulative = np.cumsum([3 ** d for d in range(8)])
+    expected = int((cumulative <= explore.SUNBURST_MAX_SECTORS).sum())
+    assert explore.sunburst_rings(h) == max(expected, 3)
+    assert explore.sunburst_rings(h, max_sectors=50) == 4  # 1 + 3 + 9 + 27 = 40 <= 50
+    assert explore.sunburst_rings(h, max_sectors=5) == 3  # never fewer than 3 rings
+    assert explore.sunburst_rings(h, max_sectors=h.n_nodes) == -1
+
+
+def test_sunburst_centre_is_the_node_or_the_parent_of_a_leaf(run: Run) -> None:
+    h = run.hierarchy
+    inner = next(n for n in h.nodes if h.children(n) and h.depth[h.index[n]] == 2)
+    leaf = next(n for n in h.nodes if not h.children(n))
+    assert explore.sunburst_centre(h, inner) == inner
+    assert explore.sunburst_centre(h, leaf) == _synthetic_parent(leaf)
+    assert explore.sunburst_centre(h, "root") == "root"
+    fig = explore.sunburst_figure(run, "recall", root=explore.sunburst_centre(h, leaf))
+    assert fig.data[0].level == _synthetic_parent(leaf)
+    with pytest.raises(KeyError):
+        explore.sunburst_centre(h, "no-such-node")
+
+
+def test_sunburst_keeps_its_zoom_across_colours_and_nodes_of_one_run(run: Run, dag_run: Run) -> None:
+    revisions = {explore.sunburst_figure(run, quantity, root=root).layout.uirevision
+                 for quantity in ("recall", "training frequency") for root in (None, "1", "1.2")}
+    assert len(revisions) == 1 and revisions != {""}
+    assert explore.sunburst_figure(dag_run, "recall").layout.uirevision not in revisions
+
+
+def test_na_text_writes_missing_values_as_n_a_and_keeps_the_sort_order() -> None:
+    table = pd.DataFrame({"average_precision": [0.5, np.nan, 0.25, 1.0], "depth": [1, 2, 3, 4]},
+                         index=["a", "b", "c", "d"])
+    out = explore.na_text(table, ["average_precision"])
+    assert list(out["average_precision"]) == ["0.500", "n/a", "0.250", "1.000"]
+    assert list(out["depth"]) == [1, 2, 3, 4] and table["average_precision"].isna().sum() == 1  # a copy
+    # the text sorts like the numbers, n/a last
+    assert sorted(out["average_precision"]) == ["0.250", "0.500", "1.000", "n/a"]
+
+
+def test_node_facts_start_with_precision_recall_f1(run: Run) -> None:
+    # the node card's first row: the metrics a user looks for, before the counts
+    assert list(explore.node_facts(run, "1.2"))[:4] == ["precision", "recall", "F1", "AP"]
+
+
+def test_a_click_on_the_centre_goes_up_like_plotly_zoom(run: Run) -> None:
+    h = run.hierarchy
+    click = {"selection": {"points": [{"id": "2.1", "label": "2.1"}]}}
+    # plotly zooms out to the parent when the centre sector is clicked: the selection follows it
+    assert explore.node_from_selection(click, h, centre="2.1") == "2"
+    assert explore.node_from_selection(click, h, centre="2") == "2.1"  # a ring sector: that node
+    assert explore.node_from_selection(click, h) == "2.1"
+    top = {"selection": {"points": [{"id": "root"}]}}
+    assert explore.node_from_selection(top, h, centre="root") == "root"  # nowhere further up
+    escaped = Hierarchy([("root", "a<b")])
+    assert explore.node_from_selection({"selection": {"points": [{"label": "a&lt;b"}]}}, escaped) == "a<b"

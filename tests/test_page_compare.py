@@ -10,6 +10,7 @@ hmlc_core.views.compare.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from scipy.stats import wilcoxon
 from streamlit.testing.v1 import AppTest
 
 from helpers import only_runs_in, open_app
+from pages import common as app_common
 from hmlc_core.data import HMCDataset, Split
 from hmlc_core.hierarchy import Hierarchy
 from hmlc_core.runs import save_run
@@ -27,6 +29,7 @@ from hmlc_core.synthetic import make_synthetic
 from hmlc_core.train import TrainConfig, train
 
 PAGE = "pages/compare.py"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
 @pytest.fixture(scope="module")
@@ -114,13 +117,48 @@ def test_default_compares_the_sidebar_run_with_another(app_env: Path) -> None:
     assert any("by depth" in t for t in titles) and any("training frequency" in t for t in titles)
 
 
+def test_default_is_another_run_of_the_same_dataset(app_env: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # A second "tiny" run in a folder listed after runs_root's: the chooser lists run_a, run_b, tiny, tiny_copy,
+    # so the first other run (run_a, synthetic) is not the one to compare tiny with.
+    shutil.copytree(app_env / "tiny", tmp_path / "more" / "tiny_copy")
+    monkeypatch.setenv("HMLC_RUNS_DIR", os.pathsep.join([str(app_env), str(tmp_path / "more")]))
+    at = _page(run="tiny")
+    assert not at.exception and not at.main.error
+    assert at.multiselect(key="runs").value == ["tiny", "tiny_copy"]
+    assert at.selectbox(key="baseline").value == "tiny" and at.selectbox(key="other").value == "tiny_copy"
+    monkeypatch.setenv("HMLC_RUNS_DIR", str(app_env))
+    at = _page(run="tiny")  # no other run of its dataset: the page asks for one instead of failing on run_a
+    assert not at.exception and not at.main.error
+    assert at.multiselect(key="runs").value == ["tiny"]
+    assert any("No other run of the sidebar run's dataset" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("sidebar_run", ["demo", "demo-weighted"])
+def test_default_on_a_demo_run_is_the_bundled_pair(sidebar_run: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app_common, "LOCAL_RUNS_DIR", tmp_path / "runs")
+    monkeypatch.delenv("HMLC_RUNS_DIR", raising=False)
+    at = _page(run=sidebar_run)
+    assert not at.exception and not at.main.error
+    assert at.multiselect(key="runs").value == ["demo", "demo-weighted"]
+    assert at.selectbox(key="baseline").value == "demo" and at.selectbox(key="other").value == "demo-weighted"
+    assert set(_table(at, "configs").index) == {"weighting", "focal"}  # a matched pair
+    headline = _table(at, "headline")
+    plain, weighted = (json.loads((ASSETS / folder / "summary.json").read_text())
+                       for folder in ("demo_run", "demo_weighted_run"))
+    assert headline.loc["macro recall", "demo"] == f"{plain['macro_recall']:.3f}"
+    assert headline.loc["macro recall", "demo-weighted"] == f"{weighted['macro_recall']:.3f}"
+
+
 def test_baseline_and_metric_change_the_difference(app_env: Path) -> None:
     at = _page(run="run_a")
     before = _difference_colours(at)
     at.selectbox(key="baseline").set_value("run_b").run()
     assert not at.exception
     assert at.selectbox(key="other").value == "run_a"
-    assert any("run_a − run_b" in s.value for s in at.subheader)
+    named = f"Compared run **{app_common.md_text('run_a')}**, baseline **{app_common.md_text('run_b')}**"
+    assert any(named in c.value for c in at.caption)
     a, b = _csv(app_env / "run_a"), _csv(app_env / "run_b")
     nodes = _comparable(a, b, "recall")
     np.testing.assert_allclose(_difference_colours(at)[nodes], -before[nodes], atol=2e-4)
@@ -177,3 +215,15 @@ def test_fewer_than_two_runs(app_env: Path, synthetic_run: Path, monkeypatch: py
     assert at.multiselect(key="runs").value == ["run_a"]
     assert any("at least two" in i.value for i in at.info)
     assert not at.get("plotly_chart")
+
+
+def test_gained_and_lost_tables_lead_with_the_values_under_short_headers(app_env: Path) -> None:
+    at = _page(runs=["run_a", "run_b"])
+    assert not at.exception
+    tables = [d for d in at.dataframe if "difference" in d.value.columns]
+    assert len(tables) == 2
+    for table in tables:
+        # the values first, under headers without the run names, so they fit the page's narrow column
+        assert list(table.proto.column_order)[:3] == ["base", "other", "difference"]
+        labels = [c.get("label", "") for c in json.loads(table.proto.columns).values()]
+        assert labels and not any("run_a" in label or "run_b" in label for label in labels)

@@ -6,7 +6,7 @@ mapping from a display name (the run chooser's key) to a loaded
 *baseline* ``base`` and another run ``other``; differences are always
 ``other - base``.
 
-Per-node views use the conventions of :mod:`hmlc_core.metrics` (METHOD.md G1):
+Per-node views use the conventions of :mod:`hmlc_core.metrics` (docs/method.md, *Metrics*):
 threshold 0.5 on the ensemble-mean probability, and only *evaluated* nodes
 (roots skipped) that have at least one positive test sample in both runs are
 compared (recall, F1 and AP are undefined, or 0 by convention, without
@@ -15,8 +15,11 @@ positives).
 
 from __future__ import annotations
 
+import html
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,9 +36,12 @@ __all__ = [
     "METRICS",
     "TESTED_METRICS",
     "PAIRED_TEST_NOTE",
+    "DEMO_PAIR",
+    "default_pair",
     "check_same_hierarchy",
     "headline_table",
     "headline_text",
+    "data_read",
     "config_differences",
     "recall_by_depth_figure",
     "recall_vs_frequency_figure",
@@ -66,6 +72,59 @@ _RUN_COLORS = ("#4c78a8", "#e45756", "#54a24b", "#b279a2", "#f58518", "#72b7b2",
 
 def _color(i: int) -> str:
     return _RUN_COLORS[i % len(_RUN_COLORS)]
+
+
+_LEGEND_CHARS = 40
+
+
+def _legend_name(name: str) -> str:
+    """A run name for a legend: HTML-escaped, and cut in the middle to 40 characters (a long one is clipped)."""
+    if len(name) > _LEGEND_CHARS:
+        keep = _LEGEND_CHARS - 1
+        name = f"{name[:keep - keep // 3]}…{name[-(keep // 3):]}"
+    return html.escape(name)
+
+
+# ---------------------------------------------------------------- choice
+DEMO_PAIR: tuple[str, str] = (explore.DEMO_KEY, explore.DEMO_WEIGHTED_KEY)
+"""The bundled demo pair's run chooser keys: (plain baseline, weighted run compared with it)."""
+
+
+def default_pair(current: str | None, datasets: Mapping[str, str | None],
+                 demo_pair: tuple[str, str] = DEMO_PAIR) -> list[str]:
+    """The runs the Compare page opens on, baseline first.
+
+    Parameters
+    ----------
+    current : str or None
+        The sidebar's run key; None or a key not in ``datasets`` means the
+        first key.
+    datasets : mapping of str to (str or None)
+        Every run chooser key, in the chooser's order -> the run's dataset name
+        (None when it could not be read).
+    demo_pair : (str, str), default :data:`DEMO_PAIR`
+        (plain, weighted) keys of the bundled demo pair.
+
+    Returns
+    -------
+    list of str
+        ``list(demo_pair)`` when ``current`` is one of the demo pair and both
+        are listed; otherwise ``current`` and the first other run of the same
+        dataset in chooser order; ``[current]`` alone when no other run has its
+        dataset (or its dataset is unknown), and ``[]`` when ``datasets`` is
+        empty.
+    """
+    keys = list(datasets)
+    if not keys:
+        return []
+    if current not in datasets:
+        current = keys[0]
+    if current in demo_pair and all(k in datasets for k in demo_pair):
+        return list(demo_pair)
+    dataset = datasets[current]
+    if dataset is None:
+        return [current]
+    return [current] + [k for k in keys if k != current and datasets[k] == dataset][:1]
 
 
 # ---------------------------------------------------------------- checks
@@ -126,10 +185,10 @@ def check_same_hierarchy(runs: Mapping[str, Run]) -> Hierarchy:
 
 
 # ----------------------------------------------------------- side by side
-_HEADLINE_DIGITS: dict[str, int] = {
+_HEADLINE_DIGITS: dict[str, int | None] = {
     "micro AUPRC": 3, "macro precision": 3, "macro recall": 3, "macro F1": 3, "rare-node recall": 3,
     "nodes found (recall > 0)": 0, "nodes with test positives": 0, "coherence violations": 0, "heads": 0,
-    "epochs": 0, "seconds per epoch": 1,
+    "epochs": 0, "seconds per epoch": None,  # None: 3 significant digits (a fast epoch takes 0.02 s)
 }
 _HEADLINE_ROWS = tuple(_HEADLINE_DIGITS)
 
@@ -138,9 +197,9 @@ def headline_table(runs: Mapping[str, Run]) -> pd.DataFrame:
     """Headline test metrics of each run side by side.
 
     Rows (index, in this order): ``micro AUPRC``, ``macro precision``,
-    ``macro recall``, ``macro F1`` (from each run's summary, METHOD.md G1,
-    G2), ``rare-node recall`` (macro recall of the evaluated nodes in the
-    bottom quartile of training frequency,
+    ``macro recall``, ``macro F1`` (from each run's summary; docs/method.md, *Metrics*),
+    ``rare-node recall`` (macro recall of the evaluated nodes in the
+    bottom quartile of training frequency, docs/method.md, *Rare nodes*;
     :func:`hmlc_core.metrics.rare_node_recall`), ``nodes found (recall >
     0)`` and ``nodes with test positives`` (counts of evaluated nodes),
     ``coherence violations``, ``heads``, ``epochs`` (completed) and
@@ -180,8 +239,10 @@ def headline_table(runs: Mapping[str, Run]) -> pd.DataFrame:
 def headline_text(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`headline_table` written for display: each row with its own number of decimals.
 
-    Metrics in [0, 1] get 3 decimals, counts none, seconds one; NaN is
-    ``"n/a"``. Rows not made by :func:`headline_table` get 3 decimals.
+    Metrics in [0, 1] get 3 decimals, counts none, seconds 3 significant
+    digits (at least one decimal: ``0.0177``, ``0.177``, ``1.77``, ``17.7``,
+    ``177.0``); NaN is ``"n/a"``. Rows not made by :func:`headline_table` get
+    3 decimals.
 
     Returns
     -------
@@ -191,12 +252,49 @@ def headline_text(table: pd.DataFrame) -> pd.DataFrame:
     out = table.astype(object)
     for row in table.index:
         digits = _HEADLINE_DIGITS.get(str(row), 3)
-        out.loc[row] = [f"{v:.{digits}f}" if math.isfinite(v) else "n/a" for v in table.loc[row].to_numpy(float)]
+        out.loc[row] = [_number_text(v, digits) for v in table.loc[row].to_numpy(float)]
     return out
+
+
+def _number_text(value: float, digits: int | None) -> str:
+    """``value`` with ``digits`` decimals, or with 3 significant digits (at least 1 decimal) when None."""
+    if not math.isfinite(value):
+        return "n/a"
+    if digits is None:
+        digits = 1 if value == 0 else max(1, 2 - math.floor(math.log10(abs(value))))
+    return f"{value:.{digits}f}"
+
+
+def data_read(run: Run) -> str:
+    """What data a run was trained on, as recorded in its ``config.json``.
+
+    The ``data_dir`` option alone does not say it: unset, it meant
+    ``$HMLC_DATA_DIR`` at training time, and the synthetic dataset ignores
+    it. The run records the files it read (``dataset.source``, split ->
+    path), so this is the folder holding them, or the synthetic generator's
+    tag (``"synthetic(seed=0)"``).
+
+    Returns
+    -------
+    str
+        The common folder of the recorded data files; the recorded tags of a
+        generated dataset, joined with ", "; for a run that recorded no files,
+        its ``data_dir`` option, or ``"$HMLC_DATA_DIR (not recorded)"``.
+    """
+    source = {str(k): str(v) for k, v in (run.dataset_info.get("source") or {}).items()}
+    if source and all(v.lower().endswith(".arff") for v in source.values()):
+        return os.path.commonpath([str(PurePath(v).parent) for v in source.values()])
+    if source or run.config.dataset == "synthetic":
+        return ", ".join(sorted(set(source.values()))) or run.config.dataset
+    return str(run.config.data_dir) if run.config.data_dir else "$HMLC_DATA_DIR (not recorded)"
 
 
 def config_differences(runs: Mapping[str, Run]) -> pd.DataFrame:
     """The training options that differ between the runs (:meth:`TrainConfig.to_dict`).
+
+    The ``data_dir`` option is replaced by ``data read`` (:func:`data_read`):
+    runs that read the same files do not differ, whether the folder came
+    from ``--data-dir`` or from ``$HMLC_DATA_DIR``.
 
     Returns
     -------
@@ -205,7 +303,8 @@ def config_differences(runs: Mapping[str, Run]) -> pd.DataFrame:
         with ``str`` (``None`` for unset). Empty (no rows) when every option
         is equal.
     """
-    configs = {name: run.config.to_dict() for name, run in runs.items()}
+    configs = {name: {**{k: v for k, v in run.config.to_dict().items() if k != "data_dir"},
+                      "data read": data_read(run)} for name, run in runs.items()}
     keys = sorted(set().union(*(c.keys() for c in configs.values()))) if configs else []
     rows = {}
     for key in keys:
@@ -223,16 +322,19 @@ def recall_by_depth_figure(runs: Mapping[str, Run], height: int = 360) -> go.Fig
     Returns
     -------
     plotly.graph_objects.Figure
-        One ``go.Scatter`` (lines and markers) per run, named after it;
-        ``x`` are depths (int, increasing), ``y`` macro recalls in [0, 1].
+        One ``go.Scatter`` (lines and markers) per run, named after it
+        (HTML-escaped, a long name cut to 40 characters; the full name is the
+        trace's ``meta[0]``, shown in the hover); ``x`` are depths (int,
+        increasing), ``y`` macro recalls in [0, 1].
     """
     fig = go.Figure()
     for i, (name, run) in enumerate(runs.items()):
         rbd = {int(k): float(v) for k, v in run.summary.get("recall_by_depth", {}).items()}
         depths = sorted(rbd)
         fig.add_trace(go.Scatter(
-            x=depths, y=[rbd[d] for d in depths], name=name, mode="lines+markers",
-            line={"color": _color(i)}, hovertemplate=f"{name}<br>depth %{{x}}<br>macro recall %{{y:.3f}}<extra></extra>",
+            x=depths, y=[rbd[d] for d in depths], name=_legend_name(name), meta=[html.escape(name)],
+            mode="lines+markers", line={"color": _color(i)},
+            hovertemplate="%{meta[0]}<br>depth %{x}<br>macro recall %{y:.3f}<extra></extra>",
         ))
     fig.update_layout(height=height, margin={"t": 30, "l": 10, "r": 10, "b": 10},
                       xaxis={"title": {"text": "depth"}, "dtick": 1},
@@ -270,8 +372,9 @@ def recall_vs_frequency_figure(runs: Mapping[str, Run], n_bins: int = 10, height
     -------
     plotly.graph_objects.Figure
         Per run, a ``go.Scattergl`` of nodes (``x`` = 1 + frequency,
-        ``y`` = recall, ``text`` = node ids) and a ``go.Scatter`` line of bin
-        means, sharing a legend group; log x axis.
+        ``y`` = recall, ``text`` = escaped node ids) and a ``go.Scatter`` line
+        of bin means, sharing a legend group, named as in
+        :func:`recall_by_depth_figure`; log x axis.
 
     Raises
     ------
@@ -294,10 +397,10 @@ def recall_vs_frequency_figure(runs: Mapping[str, Run], n_bins: int = 10, height
         x = 1.0 + p["train_frequency"].to_numpy(dtype=np.float64)
         y = p["recall"].to_numpy(dtype=np.float64)
         fig.add_trace(go.Scattergl(
-            x=x, y=y, text=list(p.index), mode="markers", name=f"{name} (nodes)", legendgroup=name,
+            x=x, y=y, text=[html.escape(n) for n in p.index], mode="markers",
+            name=f"{_legend_name(name)} (nodes)", legendgroup=name, meta=[html.escape(name)],
             showlegend=False, marker={"size": 5, "opacity": 0.35, "color": _color(i)},
-            hovertemplate=(f"{name}<br>%{{text}}<br>training frequency %{{customdata}}<br>recall %{{y:.3f}}"
-                           "<extra></extra>"),
+            hovertemplate="%{meta[0]}<br>%{text}<br>training frequency %{customdata}<br>recall %{y:.3f}<extra></extra>",
             customdata=p["train_frequency"].to_numpy(),
         ))
         if x.size:
@@ -305,9 +408,10 @@ def recall_vs_frequency_figure(runs: Mapping[str, Run], n_bins: int = 10, height
             counts, _, _ = binned_statistic(x, y, statistic="count", bins=edges)
             full = counts > 0
             fig.add_trace(go.Scatter(
-                x=centres[full], y=means[full], customdata=counts[full], name=name, legendgroup=name,
-                mode="lines+markers", line={"color": _color(i), "width": 2.5},
-                hovertemplate=(f"{name}<br>1 + frequency ≈ %{{x:.0f}}<br>mean recall %{{y:.3f}}"
+                x=centres[full], y=means[full], customdata=counts[full], name=_legend_name(name),
+                legendgroup=name, meta=[html.escape(name)], mode="lines+markers",
+                line={"color": _color(i), "width": 2.5},
+                hovertemplate=("%{meta[0]}<br>1 + frequency ≈ %{x:.0f}<br>mean recall %{y:.3f}"
                                "<br>%{customdata} nodes<extra></extra>"),
             ))
     fig.update_layout(height=height, margin={"t": 30, "l": 10, "r": 10, "b": 10},
@@ -370,14 +474,16 @@ def node_difference(base: Run, other: Run, metric: str = "recall") -> pd.DataFra
 
 
 def difference_sunburst(base: Run, other: Run, metric: str = "recall", names: Sequence[str] = ("base", "other"),
-                        maxdepth: int = 3, height: int = 640) -> go.Figure:
+                        maxdepth: int | None = None, height: int = 640, root: str | None = None) -> go.Figure:
     """The hierarchy sunburst coloured by the per-node difference ``other - base`` (:func:`node_difference`).
 
     A diverging scale centred at 0 (:func:`hmlc_core.views.explore.diverging_color_spec`):
     blue where ``other`` is better, red where it is worse, white for no
     change, grey for nodes without a comparable value. The layout is
     :func:`hmlc_core.views.explore.hierarchy_sunburst` (first-parent spanning tree
-    for a DAG).
+    for a DAG). The colour bar's title is only the metric (``"Δ recall"``), so
+    the plot keeps its size whatever the run names' length; the names appear
+    in the hover only, HTML-escaped, through the trace's ``meta``.
 
     Parameters
     ----------
@@ -385,35 +491,43 @@ def difference_sunburst(base: Run, other: Run, metric: str = "recall", names: Se
     metric : str, default "recall"
         A key of :data:`METRICS`.
     names : pair of str
-        Display names of ``base`` and ``other`` (colour-bar title and hover).
-    maxdepth : int, default 3
+        Display names of ``base`` and ``other`` (hover only).
+    maxdepth : int, optional
+        Rings drawn at once; default
+        :func:`hmlc_core.views.explore.sunburst_rings`.
     height : int, default 640
+    root : str, optional
+        Start zoomed into this node (plotly's ``level``; see
+        :func:`hmlc_core.views.explore.sunburst_centre`).
 
     Returns
     -------
     plotly.graph_objects.Figure
         One ``go.Sunburst``; ``marker.colors`` are the differences (grey
         band value where not valid), ``customdata`` per node: depth, training
-        frequency, test support, base value, other value, difference.
+        frequency, test support, base value, other value, difference;
+        ``meta`` the two names, escaped.
 
     Raises
     ------
     ValueError
         If the metric is unknown, the hierarchies differ or ``names`` is not a pair.
+    KeyError
+        If ``root`` is not a node of the hierarchy.
     """
     if len(names) != 2:
         raise ValueError(f"names must be a pair (base, other), got {names!r}")
-    name_a, name_b = names
     diff = node_difference(base, other, metric)
-    spec = explore.diverging_color_spec(diff["difference"].to_numpy(), diff["valid"].to_numpy(),
-                                        f"{metric}<br>{name_b} − {name_a}")
+    short = "AP" if metric == "average precision" else metric
+    spec = explore.diverging_color_spec(diff["difference"].to_numpy(), diff["valid"].to_numpy(), f"Δ {short}")
     custom = explore.hover_columns(diff[["depth", "train_frequency", "support", "base", "other", "difference"]])
-    hover = ("<b>%{id}</b><br>depth %{customdata[0]} · training frequency %{customdata[1]}"
+    hover = ("<b>%{label}</b><br>depth %{customdata[0]} · training frequency %{customdata[1]}"
              " · test support %{customdata[2]}"
-             f"<br>{metric}: {name_a} " + "%{customdata[3]:.3f}" + f" → {name_b} " + "%{customdata[4]:.3f}"
+             f"<br>{metric}: " + "%{meta[0]} %{customdata[3]:.3f} → %{meta[1]} %{customdata[4]:.3f}"
              "<br>difference %{customdata[5]:+.3f}<extra></extra>")
-    return explore.hierarchy_sunburst(base.hierarchy, spec, custom, hover, maxdepth=maxdepth, height=height,
-                                      uirevision=f"{base.path}|{other.path}|{metric}")
+    return explore.hierarchy_sunburst(base.hierarchy, spec, custom, hover, maxdepth=maxdepth, root=root,
+                                      height=height, uirevision=f"{base.path}|{other.path}",
+                                      meta=[html.escape(str(n)) for n in names])
 
 
 def gained_and_lost(base: Run, other: Run, metric: str = "recall",

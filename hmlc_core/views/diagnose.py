@@ -7,7 +7,7 @@ call these functions through thin ``st.cache_data`` wrappers in
 Missed nodes
 ------------
 A node is *missed* when it is evaluated and its test recall (threshold 0.5 on
-the ensemble-mean probabilities, METHOD.md G1) is below a threshold, or is 0.
+the ensemble-mean probabilities; docs/method.md, *Metrics*) is below a threshold, or is 0.
 Nodes without a positive test sample have recall 0 by convention but nothing to
 miss, so :func:`missed_nodes` keeps only nodes with test support >= 1 unless
 told otherwise, and the recall charts draw only those nodes.
@@ -77,7 +77,7 @@ __all__ = [
 ]
 
 PREDICTION_THRESHOLD = 0.5
-"""Probability above which a node is predicted (``prob > 0.5``, METHOD.md G1)."""
+"""Probability above which a node is predicted (``prob > 0.5``; docs/method.md, *Metrics*)."""
 
 MISSED_COLUMNS = ["path", "depth", "n_parents", "train_frequency", "support", "tp", "fn", "recall", "precision",
                   "f1", "average_precision", "uncertainty"]
@@ -148,7 +148,7 @@ def missed_nodes(
     run : Run
     threshold : float in [0, 1], default 0.5
         Keep nodes with ``recall < threshold`` (recall of ``run.node_metrics``:
-        threshold 0.5 on the ensemble-mean probabilities, METHOD.md G1).
+        threshold 0.5 on the ensemble-mean probabilities; docs/method.md, *Metrics*).
     zero_only : bool, default False
         Keep only nodes with ``recall == 0`` instead (``threshold`` is ignored).
     depth, train_frequency, support : (lo, hi) or None
@@ -331,7 +331,7 @@ class PredictionScores:
     flat_micro : (float, float, float)
         Precision, recall, F1 pooled over all (example, evaluated node) pairs.
     flat_macro : (float, float, float)
-        Means of the per-node values over the evaluated nodes (METHOD.md G1;
+        Means of the per-node values over the evaluated nodes (docs/method.md, *Metrics*;
         the run's ``macro_*`` summary values).
     correct_depth, true_depth : numpy.ndarray of int64, shape (N,)
         :func:`hmlc_core.metrics.deepest_correct_level`.
@@ -362,7 +362,7 @@ def score_predictions(hierarchy: Hierarchy, y_true: np.ndarray, probs: np.ndarra
         Test labels (``Run.predictions()["y_true"]``).
     probs : array-like of float, shape (N, C)
         Ensemble-mean probabilities (``Run.predictions()["mean_probs"]``);
-        predictions are ``probs > threshold`` (METHOD.md G1).
+        predictions are ``probs > threshold`` (docs/method.md, *Metrics*).
     threshold : float, default 0.5
 
     Returns

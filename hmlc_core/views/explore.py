@@ -10,10 +10,13 @@ Main views
   DAG, its first-parent spanning tree), coloured by a per-node quantity.
   :func:`hierarchy_sunburst` draws the same sunburst from any :class:`ColorSpec`
   (the Compare page colours it by a per-node difference, :func:`diverging_color_spec`).
+  :func:`sunburst_rings` decides how many rings are drawn at once and
+  :func:`sunburst_centre` which sector a selected node centres it on.
 - :func:`neighbourhood` and :func:`pyvis_html`: a small local subgraph around one
   node (ancestors, children, siblings) drawn with pyvis/vis-network.
 - :func:`recall_by_depth_figure`, :func:`node_table`, :func:`relatives_table`,
-  :func:`headline_metrics`: summary chart and tables.
+  :func:`headline_metrics`: summary chart and tables; :func:`na_text` writes a
+  table's missing values as "n/a" for display.
 - The node card: :func:`node_facts`, :func:`member_probs_figure` (each ensemble
   member's probabilities on the node's positive test samples) and
   :func:`uncertainty_by_mode`.
@@ -45,6 +48,7 @@ the uncertainty mode names come from the torch-free :mod:`hmlc_core.config`.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import math
@@ -81,6 +85,9 @@ __all__ = [
     "color_title",
     "uncertainty_label",
     "hover_columns",
+    "SUNBURST_MAX_SECTORS",
+    "sunburst_rings",
+    "sunburst_centre",
     "sunburst_figure",
     "hierarchy_sunburst",
     "neighbourhood",
@@ -97,6 +104,9 @@ __all__ = [
     "uncertainty_by_mode",
     "node_from_selection",
     "node_from_row_selection",
+    "na_text",
+    "DEMO_KEY",
+    "DEMO_WEIGHTED_KEY",
     "discover_runs",
     "resolve_run_key",
 ]
@@ -129,7 +139,7 @@ GREY = "rgb(200, 200, 200)"
 """Colour of nodes without data."""
 
 THRESHOLD = 0.5
-"""Decision threshold on the ensemble-mean probability behind every precision/recall/F1 (METHOD.md G1)."""
+"""Decision threshold on the ensemble-mean probability behind every precision/recall/F1 (docs/method.md, *Metrics*)."""
 
 _TEST_METRICS = frozenset({"recall", "precision", "f1", "average_precision"})
 
@@ -387,14 +397,57 @@ def _hex_colors(spec: ColorSpec) -> list[str]:
     return [c if ok else GREY for c, ok in zip(colors, spec.valid, strict=True)]
 
 
-# ------------------------------------------------------------------ labels
-def _short_label(node: str, parent: str | None) -> str:
-    """The part of a FunCat-style id below its parent (``"1.2.3"`` under ``"1.2"`` -> ``"3"``)."""
-    if parent:
-        for sep in ("/", "."):
-            if node.startswith(parent + sep) and len(node) > len(parent) + 1:
-                return node[len(parent) + 1:]
-    return node
+# ----------------------------------------------------------- rings and centre
+SUNBURST_MAX_SECTORS = 1000
+"""Most sectors :func:`sunburst_rings` lets the sunburst draw at once.
+
+Measured in headless Chromium on 2 CPU cores: FunCat's 500 nodes draw at every
+depth in 2.9 s (1.9-2.6 s for 3 rings), while GO's 4,126 take 7-9 s at every
+depth and about 3 s at 3 rings."""
+
+
+def sunburst_rings(hierarchy: Hierarchy, max_sectors: int = SUNBURST_MAX_SECTORS) -> int:
+    """How many rings the sunburst draws at once (plotly's ``maxdepth``).
+
+    Every ring (``-1``) when the hierarchy has at most ``max_sectors``
+    nodes, so a small hierarchy shows its deepest nodes without a click;
+    otherwise the most rings from the top whose nodes number at most
+    ``max_sectors`` in the first-parent spanning tree, and never fewer than 3.
+
+    Parameters
+    ----------
+    hierarchy : Hierarchy
+    max_sectors : int, default :data:`SUNBURST_MAX_SECTORS`
+
+    Returns
+    -------
+    int
+        -1 or a ring count >= 3 (the centre counts as a ring).
+    """
+    if hierarchy.n_nodes <= max_sectors:
+        return -1
+    # columns are ordered by depth, so a node's first parent is a shallowest one and its ring is its depth
+    per_ring = np.bincount(hierarchy.depth)
+    return max(3, int((np.cumsum(per_ring) <= max_sectors).sum()))
+
+
+def sunburst_centre(hierarchy: Hierarchy, node: str) -> str:
+    """The sector to centre the sunburst on when ``node`` is selected (plotly's ``level``).
+
+    The node itself, or, for a leaf, its first parent, so that the leaf is
+    drawn with its siblings rather than as a lone disc. A parentless leaf is
+    its own centre.
+
+    Raises
+    ------
+    KeyError
+        If ``node`` is not in the hierarchy.
+    """
+    if node not in hierarchy:
+        raise KeyError(f"node {node!r} is not in the hierarchy")
+    if hierarchy.children(node):
+        return node
+    return hierarchy.first_parent(node) or node
 
 
 def _round(values: np.ndarray, digits: int) -> list[float | int | None]:
@@ -443,8 +496,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 # ----------------------------------------------------------------- sunburst
 def hierarchy_sunburst(hierarchy: Hierarchy, spec: ColorSpec, customdata: np.ndarray | None = None,
-                       hovertemplate: str | None = None, maxdepth: int = 3, root: str | None = None,
-                       height: int = 640, uirevision: str = "") -> go.Figure:
+                       hovertemplate: str | None = None, maxdepth: int | None = None, root: str | None = None,
+                       height: int = 640, uirevision: str = "", meta: Sequence[str] | None = None) -> go.Figure:
     """The label hierarchy as a sunburst coloured by ``spec``.
 
     Sectors are the hierarchy's nodes (``ids`` = node ids) and each sector's
@@ -455,6 +508,12 @@ def hierarchy_sunburst(hierarchy: Hierarchy, spec: ColorSpec, customdata: np.nda
     data). Only ``maxdepth`` rings are drawn at a time; clicking a sector
     zooms into it.
 
+    Each sector is labelled with its full node id, HTML-escaped (plotly
+    renders labels and hover text as HTML; the ids themselves stay raw, as
+    the selection returns them). Labels are horizontal, so none is drawn
+    sideways or upside down, and a label that would need a font under 9 px
+    is hidden (the hover still names the node).
+
     Parameters
     ----------
     hierarchy : Hierarchy
@@ -464,14 +523,20 @@ def hierarchy_sunburst(hierarchy: Hierarchy, spec: ColorSpec, customdata: np.nda
         Per-node hover data (see :func:`hover_columns`).
     hovertemplate : str, optional
         Plotly hover template; default: the node id and its colour value.
-    maxdepth : int, default 3
+        Write the node as ``%{label}`` (escaped), never ``%{id}`` (raw).
+    maxdepth : int, optional
         Rings drawn at once (plotly's ``maxdepth``; -1 for all, slow on GO).
+        Default: :func:`sunburst_rings`.
     root : str, optional
-        Start zoomed into this node (plotly's ``level``).
+        Start zoomed into this node (plotly's ``level``; see
+        :func:`sunburst_centre`).
     height : int, default 640
         Figure height in pixels.
     uirevision : str, default ""
         Plotly's ``uirevision``: the zoom is kept while it stays the same.
+    meta : sequence of str, optional
+        Plotly's trace ``meta``, for ``%{meta[i]}`` in the hover template;
+        the caller escapes it.
 
     Returns
     -------
@@ -493,20 +558,20 @@ def hierarchy_sunburst(hierarchy: Hierarchy, spec: ColorSpec, customdata: np.nda
     if customdata is not None and len(customdata) != h.n_nodes:
         raise ValueError(f"customdata has {len(customdata)} rows, the hierarchy {h.n_nodes} nodes")
     parents = [h.first_parent(n) or "" for n in h.nodes]
-    labels = [_short_label(n, p) for n, p in zip(h.nodes, parents, strict=True)]
     trace = go.Sunburst(
         ids=list(h.nodes),
-        labels=labels,
+        labels=[html.escape(n) for n in h.nodes],
         parents=parents,
         count="leaves",
         branchvalues="remainder",
-        maxdepth=maxdepth,
+        maxdepth=sunburst_rings(h) if maxdepth is None else maxdepth,
         level=root,
         sort=False,
         textinfo="label",
-        insidetextorientation="radial",
+        insidetextorientation="horizontal",
         customdata=customdata,
-        hovertemplate=hovertemplate or "<b>%{id}</b><br>%{color:.3f}<extra></extra>",
+        meta=list(meta) if meta is not None else None,
+        hovertemplate=hovertemplate or "<b>%{label}</b><br>%{color:.3f}<extra></extra>",
         marker={
             "colors": _round(spec.values, 4),
             "colorscale": spec.colorscale,
@@ -520,11 +585,12 @@ def hierarchy_sunburst(hierarchy: Hierarchy, spec: ColorSpec, customdata: np.nda
         },
     )
     fig = go.Figure(trace)
-    fig.update_layout(margin={"t": 10, "l": 10, "r": 10, "b": 10}, height=height, uirevision=uirevision)
+    fig.update_layout(margin={"t": 10, "l": 10, "r": 10, "b": 10}, height=height, uirevision=uirevision,
+                      uniformtext={"minsize": 9, "mode": "hide"})
     return fig
 
 
-def sunburst_figure(run: Run, color_by: str = DEFAULT_COLOR, maxdepth: int = 3, root: str | None = None,
+def sunburst_figure(run: Run, color_by: str = DEFAULT_COLOR, maxdepth: int | None = None, root: str | None = None,
                     height: int = 640) -> go.Figure:
     """The run's label hierarchy as a sunburst coloured by a per-node quantity (:func:`hierarchy_sunburst`).
 
@@ -533,10 +599,12 @@ def sunburst_figure(run: Run, color_by: str = DEFAULT_COLOR, maxdepth: int = 3, 
     run : Run
     color_by : str, default "recall"
         A key of :data:`COLOR_QUANTITIES`; colours are :func:`color_values`.
-    maxdepth : int, default 3
+    maxdepth : int, optional
         Rings drawn at once (plotly's ``maxdepth``; -1 for all, slow on GO).
+        Default: :func:`sunburst_rings`.
     root : str, optional
-        Start zoomed into this node (plotly's ``level``).
+        Start zoomed into this node (plotly's ``level``); the page passes
+        :func:`sunburst_centre` of the selected node.
     height : int, default 640
         Figure height in pixels.
 
@@ -561,7 +629,7 @@ def sunburst_figure(run: Run, color_by: str = DEFAULT_COLOR, maxdepth: int = 3, 
     if not h.is_tree:
         columns.append("n_parents")
     hover = (
-        "<b>%{id}</b><br>depth %{customdata[0]}"
+        "<b>%{label}</b><br>depth %{customdata[0]}"
         + (" · parents %{customdata[7]}" if not h.is_tree else "")
         + "<br>training frequency %{customdata[1]}<br>test support %{customdata[2]}"
         "<br>precision %{customdata[3]:.3f} · recall %{customdata[4]:.3f} · F1 %{customdata[5]:.3f}"
@@ -754,7 +822,7 @@ def recall_by_depth_figure(run: Run, height: int = 340) -> go.Figure:
 
     The hover shows, per depth, the number of evaluated nodes and how many of
     them have a positive test sample (nodes without one count as recall 0 in
-    the macro average, METHOD.md G1).
+    the macro average; docs/method.md, *Evaluated nodes*).
 
     Returns
     -------
@@ -874,9 +942,10 @@ def headline_metrics(run: Run) -> dict[str, str]:
 def node_facts(run: Run, node: str) -> dict[str, str]:
     """Formatted facts of one node (label -> text), for the node panel's ``st.metric`` cards.
 
-    Keys: "depth", "train freq.", "test support", "parents", "precision",
-    "recall", "F1", "AP" (average precision, "n/a" without test positives)
-    and "uncertainty" (mean over the test set, the run's display mode).
+    Keys, in display order: "precision", "recall", "F1", "AP" (average
+    precision, "n/a" without test positives), "depth", "parents", "train
+    freq.", "test support" and "uncertainty" (mean over the test set, the
+    run's display mode).
 
     Raises
     ------
@@ -885,16 +954,44 @@ def node_facts(run: Run, node: str) -> dict[str, str]:
     """
     row = run.node_metrics.loc[node]
     return {
-        "depth": str(int(row["depth"])),
-        "train freq.": str(int(row["train_frequency"])),
-        "test support": str(int(row["support"])),
-        "parents": str(int(row["n_parents"])),
         "precision": _fmt(row["precision"]),
         "recall": _fmt(row["recall"]),
         "F1": _fmt(row["f1"]),
         "AP": _fmt(row["average_precision"]),
+        "depth": str(int(row["depth"])),
+        "parents": str(int(row["n_parents"])),
+        "train freq.": str(int(row["train_frequency"])),
+        "test support": str(int(row["support"])),
         "uncertainty": _fmt(row["uncertainty"]),
     }
+
+
+def na_text(table: pd.DataFrame, columns: Iterable[str], digits: int = 3) -> pd.DataFrame:
+    """A copy of ``table`` with ``columns`` written as text, missing values as ``"n/a"``.
+
+    ``st.dataframe`` draws a missing number as "None" whatever the column
+    format; this writes such columns the way the rest of the dashboard does.
+    Values in [0, 1] written with a fixed number of decimals sort as text in
+    numeric order, ``"n/a"`` after them.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+    columns : iterable of str
+        Numeric columns of ``table`` to write as text (absent ones are skipped).
+    digits : int, default 3
+        Decimals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Same index and columns; the given columns hold str.
+    """
+    out = table.copy()
+    for column in columns:
+        if column in out.columns:
+            out[column] = [_fmt(v, digits) for v in out[column].to_numpy(dtype=np.float64)]
+    return out
 
 
 # ---------------------------------------------------------------- node card
@@ -949,7 +1046,7 @@ def member_probs_figure(predictions: Mapping[str, np.ndarray], hierarchy: Hierar
 
     One box per ensemble member ("member 1" ... "member H") and a last one for
     the ensemble mean (the probability the metrics threshold at
-    :data:`THRESHOLD`, METHOD.md G1), each with all its points jittered over
+    :data:`THRESHOLD`; docs/method.md, *Metrics*), each with all its points jittered over
     it (a strip plot); a dashed line marks the threshold, so points below it
     are the node's misses (its false negatives, for the mean). Hovering a
     point shows its test-sample index. Nodes with more than ``max_points``
@@ -1013,7 +1110,7 @@ def uncertainty_by_mode(run: Run, node: str) -> pd.DataFrame:
 
     Read from the ``uncertainty_<mode>`` columns of ``run.node_metrics``
     (the per-sample uncertainty of :func:`hmlc_core.uncertainty.uncertainty`
-    averaged over the test set; METHOD.md E2). Modes missing from the run are
+    averaged over the test set; docs/method.md, *Uncertainty modes*). Modes missing from the run are
     left out.
 
     Parameters
@@ -1057,8 +1154,12 @@ def uncertainty_by_mode(run: Run, node: str) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------- selection
-def node_from_selection(event: Any, hierarchy: Hierarchy) -> str | None:
-    """The node id clicked in the sunburst, from a ``st.plotly_chart`` selection event.
+def node_from_selection(event: Any, hierarchy: Hierarchy, centre: str | None = None) -> str | None:
+    """The node selected by a click in the sunburst, from a ``st.plotly_chart`` selection event.
+
+    A click on a ring sector selects that node (plotly zooms into it). A
+    click on the centre sector makes plotly zoom out to its parent, so it
+    selects the centre's first parent (the centre itself at the top).
 
     Parameters
     ----------
@@ -1067,12 +1168,16 @@ def node_from_selection(event: Any, hierarchy: Hierarchy) -> str | None:
         ``selection`` part, or None.
     hierarchy : Hierarchy
         Ids that are not nodes of it are ignored.
+    centre : str, optional
+        The node the sunburst was centred on (its ``level``,
+        :func:`sunburst_centre`).
 
     Returns
     -------
     str or None
-        ``points[0]["id"]`` (falling back to the point's ``label``) when it is a
-        node of ``hierarchy``; None for an empty or foreign selection.
+        The node of ``points[0]["id"]`` (falling back to the point's
+        HTML-escaped ``label``) when it is a node of ``hierarchy``; None for an
+        empty or foreign selection.
     """
     if event is None:
         return None
@@ -1083,7 +1188,11 @@ def node_from_selection(event: Any, hierarchy: Hierarchy) -> str | None:
     for point in points:
         for key in ("id", "label"):
             value = _get(point, key)
+            if isinstance(value, str) and key == "label":
+                value = html.unescape(value)
             if isinstance(value, str) and value in hierarchy:
+                if value == centre:
+                    return hierarchy.first_parent(value) or value
                 return value
     return None
 
@@ -1123,14 +1232,24 @@ def _get(obj: Any, key: str) -> Any:
 
 
 # -------------------------------------------------------------------- runs
-def discover_runs(demo_dir: str | Path | None, roots: Sequence[str | Path] = ()) -> dict[str, Path]:
+DEMO_KEY = "demo"
+"""Run chooser key of the bundled plain demo run (``assets/demo_run``; URLs ``?run=demo``)."""
+
+DEMO_WEIGHTED_KEY = "demo-weighted"
+"""Run chooser key of the bundled weighted demo run (``assets/demo_weighted_run``), the plain one's match."""
+
+
+def discover_runs(demos: str | Path | Mapping[str, str | Path] | None,
+                  roots: Sequence[str | Path] = ()) -> dict[str, Path]:
     """Runs for the run chooser, keyed by a short, URL-friendly name.
 
     Parameters
     ----------
-    demo_dir : path or None
-        The bundled demo run; listed first under the key ``"demo"`` when it
-        is a run directory.
+    demos : path, mapping of str to path, or None
+        The bundled demo runs, key -> run directory (for example
+        ``{DEMO_KEY: ..., DEMO_WEIGHTED_KEY: ...}``), listed first in this
+        order, each only when it is a run directory. A single path is the
+        plain demo, key :data:`DEMO_KEY`.
     roots : sequence of path
         Folders searched with :func:`hmlc_core.runs.find_runs` (missing
         folders are ignored).
@@ -1139,16 +1258,19 @@ def discover_runs(demo_dir: str | Path | None, roots: Sequence[str | Path] = ())
     -------
     dict of str to pathlib.Path
         Key -> resolved run directory. A run's key is its folder name; on a
-        clash, ``"<parent>/<name>"``, then the full path.
+        clash, ``"<parent>/<name>"``, then the full path. A run is listed
+        once, under the first key that reaches it.
     """
     from hmlc_core.runs import find_runs
 
     found: dict[str, Path] = {}
     seen: set[Path] = set()
-    if demo_dir is not None:
+    if demos is not None and not isinstance(demos, Mapping):
+        demos = {DEMO_KEY: demos}
+    for key, demo_dir in (demos or {}).items():
         demo = Path(demo_dir).resolve()
-        if demo in find_runs([demo]):
-            found["demo"] = demo
+        if demo not in seen and demo in find_runs([demo]):
+            found[key] = demo
             seen.add(demo)
     for path in find_runs(roots):
         if path in seen:
