@@ -434,7 +434,7 @@ def retrain_config(base: TrainConfig | None, dataset: str, **overrides: Any) -> 
     TrainConfig
         Not validated. ``lr`` and ``batch_size`` of ``base`` are cleared so
         the chosen profile sets them; ``hidden`` is kept only when the dataset
-        is unchanged (it is a per-dataset value, METHOD.md B2).
+        is unchanged (it is a per-dataset value, docs/method.md, *Defaults and why*).
 
     Raises
     ------

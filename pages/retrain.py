@@ -7,7 +7,10 @@ survive reruns, page switches and browser refreshes. This page only lays out
 widgets and calls those modules.
 
 Session state: the form's widgets use keys ``rt_*``; ``rt_base`` holds the
-config chosen under "Start from" (a dict, or None for the defaults).
+config chosen under "Start from" (a dict, or None for the defaults);
+``rt_active`` the id -> status of the active jobs the page was drawn with (the
+jobs panel reruns the whole page when it changes); ``rt_manage_label`` the
+label "Manage run" last showed.
 """
 
 from __future__ import annotations
@@ -53,6 +56,130 @@ STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/direction
                 "finished": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:"}
 
 
+# Help texts of the form, by widget key: what the setting does, its range, when to change it, its default and
+# why, and where docs/method.md explains it. Figures are those of docs/method.md, *Defaults and why*.
+HELP = {
+    "rt_dataset":
+        "The data to train on. `synthetic` is a small built-in FunCat-like tree (121 nodes) that trains in "
+        "seconds; the others are the CLUS HMC benchmarks and your own ARFF datasets found in `$HMLC_DATA_DIR`. "
+        "Changing it keeps the other settings; the preset epochs, hidden width and learning rate follow the new "
+        "dataset's C-HMCNN values. See docs/method.md, *Data and hierarchy*.",
+    "rt_profile":
+        "How much compute a run gets. **quick** (the default here): batch 64, 20x the learning rate and 40% of "
+        "the epochs (at least 10), about 7.5x faster at an AUPRC within 0.01, for trying things out. **paper**: "
+        "C-HMCNN's recipe (batch 4, its tuned epochs); use it for figures you report. Leave \"Epochs\" empty to "
+        "get the dataset's number of epochs under the chosen profile. See docs/method.md, *Defaults and why*.",
+    "rt_epochs":
+        "Passes over the training data, a whole number from 1. Empty (the default) takes the dataset's preset "
+        "shown in the box: the number C-HMCNN tuned on the validation split, or 40% of it under the quick "
+        "profile. Set 1-5 for a quick check that a setting runs; more than the preset rarely helps. "
+        "See docs/method.md, *Defaults and why*.",
+    "rt_seed":
+        "Random seed of the initial weights, the dropout masks and the batch order; any whole number from 0, "
+        "default 0. Runs that differ only in the seed show how much a result varies by chance: compare two "
+        "settings over several seeds before trusting a small difference. See docs/method.md, *Defaults and why*.",
+    "rt_fit_on":
+        "What the final model is trained on: **train** (the default here, so you can watch a run) or "
+        "**train+valid** (C-HMCNN's final protocol, the CLI's default). The note below says what each gives. "
+        "See docs/method.md, *Data and hierarchy*.",
+    "rt_patience":
+        "Early stopping: stop when the validation AUPRC has not improved for this many epochs and keep the "
+        "weights of the best epoch. Empty = off (the default: the presets' epochs are already tuned, and every "
+        "run gets the same budget). Needs \"Fit on\" = train; try 10-20 on long paper-profile runs. "
+        "See docs/method.md, *Defaults and why*.",
+    "rt_name":
+        "A name for the new run, shown in the run chooser, on Compare and in the runs table below. Empty: a "
+        "name made from the dataset and the main settings (shown greyed out). Pick a name that says what you "
+        "changed, e.g. focal k 3.",
+    "rt_weighting":
+        "Node-wise imbalance weights (Xu et al. 2026): each node's loss is scaled by a weight that grows as the "
+        "node gets rarer in the training data, so rare, deep nodes count more. **class-wise** (the default, the "
+        "paper's method) uses N / (C f) for a node with f positives among N samples and C nodes; **binary** "
+        "uses N / (2 f), with weights up to about 800; **none** is plain C-HMCNN. The weights are then rescaled "
+        "to start at \"Omega (minimum weight)\". See docs/method.md, *Node weights*.",
+    "rt_omega":
+        "The smallest node weight: after rescaling, the most frequent node gets exactly omega and the rarest "
+        "omega plus the largest raw weight. A larger omega flattens the weights (common nodes count more); "
+        "0 lets the most frequent node drop out of the loss. Any value from 0; default 0.25, the authors' "
+        "value. See docs/method.md, *Node weights*.",
+    "rt_counting":
+        "How a node's frequency f is counted for its weight. **descendant-sum** (the default, what the "
+        "authors' released code computes) adds the counts of all the node's descendants to its own; "
+        "**propagated** counts each training sample once per node it is labelled with. They measured the "
+        "same within noise (macro recall 2.23x against 2.19x that of plain C-HMCNN). "
+        "See docs/method.md, *Node weights*.",
+    "rt_weight_indexing":
+        "Which targets a node's weight applies to. **released** (the default) does what the authors' released "
+        "code does: the weight computed from the node's positives lands on its negative targets; **intended** "
+        "puts it on the positive targets, as the paper describes. Measured on three FunCat datasets: released "
+        "raises macro recall 2.23x over plain C-HMCNN, intended cuts it to 0.08x. "
+        "See docs/method.md, *Node weights*.",
+    "rt_focal":
+        "The focal factor multiplies each node's loss by `focal_min + u^k`, where u (from 0 to 1) is how "
+        "uncertain the ensemble is about that node for that sample, so uncertain cases count more. This picks "
+        "how u is measured: **bBMA** (mean confidence; the default, with GMU the paper's best), **GMU** (gated "
+        "margin), predictive entropy, aleatoric, or epistemic JS / KL (the members' disagreement: needs "
+        "\"Heads\" of 2 or more, and its values are small). **off** drops the factor: on the FunCat datasets "
+        "class-wise weights alone recalled more (2.76x against 2.23x). "
+        "See docs/method.md, *Focal weighting* and *Uncertainty modes*.",
+    "rt_focal_k":
+        "The exponent k of the focal factor `focal_min + u^k`. As u lies between 0 and 1, a larger k lowers "
+        "the factor of all but the most uncertain cases and so focuses training on those; k = 1 is linear in "
+        "u. Any value above 0; default 2, the value of the authors' tabular script. Has no effect when "
+        "\"Focal mode\" is off. See docs/method.md, *Focal weighting*.",
+    "rt_focal_min":
+        "The floor of the focal factor `focal_min + u^k`: what a node's loss keeps when the ensemble is "
+        "certain (u = 0). With 0, confidently handled cases stop contributing; larger values weaken the "
+        "focusing. Any value from 0; default 0.25, the authors' value. See docs/method.md, *Focal weighting*.",
+    "rt_heads":
+        "Ensemble members H trained side by side; a whole number from 1. Default 2, the authors' tabular "
+        "setting and the fewest that the epistemic modes and GMU need to measure disagreement. Each member is a "
+        "network of its own to train, so more members take longer. See docs/method.md, *Ensembles*.",
+    "rt_ensemble":
+        "How the H members are built. **heads** (the default, the authors' tabular ensemble): H independent "
+        "networks. **shared**: one shared first layer with H heads, like the authors' vision model. "
+        "**mc-dropout**: one network run H times with different dropout masks, in training and at test; it "
+        "saved little time here and lost more AUPRC with the weighted loss. See docs/method.md, *Ensembles*.",
+    "rt_loss":
+        "The training objective. **mcloss** (the default): C-HMCNN's MCLoss, the loss every published figure "
+        "uses. **zlpr**: ZLPR (Su et al. 2022), a ranking loss that asks every positive node to score above "
+        "every negative one, on the same hierarchy-constrained scores; not part of Xu et al.'s method and not "
+        "measured here yet. Node weights and focal factor apply to both. See docs/method.md, *MCM and MCLoss* "
+        "and *ZLPR*.",
+    "rt_label_smoothing":
+        "ZLPR only (set \"Loss\" to zlpr): train towards soft targets y(1 - a) + (1 - y)a instead of 0 and 1, "
+        "which keeps the scores from growing without bound. From 0 to 0.49; default 0 (hard targets). "
+        "See docs/method.md, *ZLPR*.",
+    "rt_lpros_on":
+        "LPROS: before training, duplicate training rows whose labels lie on rare (minority) label paths of "
+        "the hierarchy, a resampling alternative to the weighted loss. Off by default: measured on three "
+        "FunCat datasets it changed nothing alone and lowered the weighted loss's recall gain (1.90x against "
+        "2.23x). See docs/method.md, *LPROS, schedules and the mixed loss*.",
+    "rt_lpros":
+        "How many rows LPROS adds: about S times the number of label annotations of the training split, "
+        "from just above 0 to 1. Default 0.1, the authors' value. Used only when \"LPROS oversampling\" is on. "
+        "See docs/method.md, *LPROS, schedules and the mixed loss*.",
+    "rt_schedule":
+        "Within every epoch, move the node weights from their values towards omega: **lin** linearly, **exp** "
+        "as a power (see \"Schedule k\"), **alt** on every other batch; the sawtooth restarts each epoch. "
+        "**none** (the default, the paper's main method) keeps them fixed. Needs \"Weighting\" other than none. "
+        "Reported not to recover the precision the weighting costs; not measured here. "
+        "See docs/method.md, *LPROS, schedules and the mixed loss*.",
+    "rt_schedule_k":
+        "The exponent of the **exp** schedule, (i / (n - 1))^k for batch i of n: above 1 keeps the weights "
+        "near their values for longer and drops them late in the epoch. Any value above 0; default 3. Used "
+        "only when \"Schedule\" is exp. See docs/method.md, *LPROS, schedules and the mixed loss*.",
+    "rt_mixed_on":
+        "Mixed loss: lambda x the weighted loss + (1 - lambda) x plain MCLoss (no node weights, no focal "
+        "factor), a way to trade recall of rare nodes against precision. Off by default (not part of the "
+        "paper's main method; not measured here). MCLoss only. "
+        "See docs/method.md, *LPROS, schedules and the mixed loss*.",
+    "rt_mixed_lambda":
+        "The share lambda of the weighted loss in the mixed loss, from 0 (plain MCLoss only) to 1 (weighted "
+        "loss only); 0.5 when first switched on. Used only when \"Mixed loss\" is on. "
+        "See docs/method.md, *LPROS, schedules and the mixed loss*.",
+}
+
 @st.cache_data(ttl=30, show_spinner=False)
 def _cached_datasets(data_dir: str) -> list[str]:
     return available_datasets(data_dir or None)
@@ -90,7 +217,7 @@ def _start_from() -> None:
         _apply(jobs.retrain_config(None, st.session_state["rt_dataset"]))
         return
     try:
-        config = registry.get(choice).train_config()
+        config = other_starts[choice] if choice in other_starts else registry.get(choice).train_config()
     except (RegistryError, ValueError) as exc:
         st.session_state["rt_start_error"] = str(exc)
         return
@@ -101,6 +228,16 @@ def _start_from() -> None:
         st.session_state["rt_start_error"] = (f"dataset {config.dataset!r} of that run is not available here "
                                               "(check HMLC_DATA_DIR); its settings were loaded for the current one")
     _apply(config)
+
+
+def _start_label(key: str) -> str:
+    """"Start from" option label: the defaults, a run of the run chooser (by key) or a registry run (by id)."""
+    if key == DEFAULTS:
+        return "defaults (quick profile, class-wise weights, bBMA focal)"
+    if key in other_starts:
+        config = other_starts[key]
+        return f"{key} · {config.dataset} · weighting {config.weighting}, focal {config.focal}"
+    return f"{startable[key].name} · {startable[key].status} · {key}"
 
 
 def _cancel(run_id: str) -> None:
@@ -117,7 +254,7 @@ def _rename(run_id: str) -> None:
         st.session_state["rt_message"] = ("error", f"Cannot rename: {exc}")
         return
     st.session_state["rt_new_name"] = ""
-    st.session_state["rt_message"] = ("success", f"Renamed to **{record.name}**.")
+    st.session_state["rt_message"] = ("success", f"Renamed to **{app_common.md_text(record.name)}**.")
 
 
 def _delete(run_id: str) -> None:
@@ -128,7 +265,7 @@ def _delete(run_id: str) -> None:
         st.session_state["rt_message"] = ("error", f"Cannot delete: {exc}")
         return
     st.session_state["rt_confirm_delete"] = False
-    st.session_state["rt_message"] = ("success", f"Deleted **{name}** and its folder.")
+    st.session_state["rt_message"] = ("success", f"Deleted **{app_common.md_text(name)}** and its folder.")
 
 
 def _set_concurrency() -> None:
@@ -151,6 +288,11 @@ def _form_config(dataset: str) -> TrainConfig:
     return jobs.retrain_config(None if base is None else TrainConfig.from_dict(base), dataset, **overrides)
 
 
+def _active_states(active: list[RunRecord]) -> dict[str, str]:
+    """Run id -> status of the queued and running jobs: what the page was last drawn with (``rt_active``)."""
+    return {record.id: record.status for record in active}
+
+
 def _jobs_panel() -> None:
     """Queued and running jobs with live progress and a Cancel button, and the runs that ended last."""
     try:
@@ -160,9 +302,10 @@ def _jobs_panel() -> None:
     except (RegistryError, OSError) as exc:
         st.error(f"Cannot read the run registry: {exc}")
         return
-    if st.session_state.get("rt_active") and not active:
-        st.session_state["rt_active"] = False
-        st.rerun()  # the last job ended: refresh the whole page (runs table) and stop the timer
+    if st.session_state.get("rt_active", {}) != _active_states(active):
+        # A job started, ended or was queued elsewhere: refresh the whole page (the runs table, "Manage run",
+        # "Start from"), which also stops this timer once no job is active.
+        st.rerun()
     if not active:
         st.caption("No job is queued or running.")
     now = time.time()
@@ -171,7 +314,8 @@ def _jobs_panel() -> None:
     if ended:
         st.markdown("**Recently ended**")
     for record in ended:
-        line = f"{STATUS_ICONS[record.status]} **{record.name}** · {record.status} · `{record.id}`"
+        shown = app_common.md_text(record.name)
+        line = f"{STATUS_ICONS[record.status]} **{shown}** · {record.status} · `{record.id}`"
         metrics = {k: float("nan") if record.metrics.get(k) is None else record.metrics[k]
                    for k in ("auprc_micro", "macro_recall")}
         if record.metrics.get("auprc_micro") is not None:
@@ -179,15 +323,17 @@ def _jobs_panel() -> None:
         line += f" · {_duration(record.elapsed(now))}"
         st.markdown(line)
         if record.error:
-            (st.error if record.status == "failed" else st.caption)(record.error)
+            (st.error if record.status == "failed" else st.caption)(app_common.md_text(record.error))
 
 
 def _job_status(record: RunRecord, position: int, now: float) -> None:
     """One queued or running job: a status box with its progress and a Cancel button."""
+    # The epoch is shown in the progress text only: the browser draws the header and the body of a box at
+    # different moments, so an epoch in both showed two different counts.
     if record.status == "queued":
-        label = f"{record.name} · queued (#{position})"
+        label = f"{app_common.md_text(record.name)} · queued (#{position})"
     else:
-        label = f"{record.name} · epoch {record.epoch}/{record.epochs or '?'}"
+        label = f"{app_common.md_text(record.name)} · {'cancelling' if record.cancel_requested else 'running'}"
     # Written through method calls: leaving a "with" block would mark the status complete.
     box = st.status(label, state="running", expanded=True)
     if record.status == "running":
@@ -197,8 +343,6 @@ def _job_status(record: RunRecord, position: int, now: float) -> None:
         if record.valid_auprc is not None:
             text += f" · valid AUPRC {record.valid_auprc:.4f}"
         text += f" · {_duration(record.elapsed(now))}"
-        if record.cancel_requested:
-            text += " · cancelling…"
         box.progress(record.fraction, text=text)
     else:
         box.caption(f"waiting for a free slot · `{record.id}`")
@@ -221,12 +365,24 @@ def _runs_section(records: list[RunRecord]) -> None:
         key="rt_runs_table",
     )
     by_id = {r.id: r for r in records}
-    if st.session_state.get("rt_manage") not in by_id:
+
+    def label(run_id: str) -> str:
+        return f"{by_id[run_id].name} · {by_id[run_id].status} · {run_id}"
+
+    selected = st.session_state.get("rt_manage")
+    if selected not in by_id:
         st.session_state.pop("rt_manage", None)
+    elif st.session_state.get("rt_manage_label") != label(selected):
+        # A selectbox's value travels as its label text, and the browser keeps the text it shows until the
+        # value is set again: set it, so a changed status or name is shown (not "running" after a cancel).
+        st.session_state["rt_manage"] = selected
     manage_col, rename_col, delete_col = st.columns([2, 2, 1.4], vertical_alignment="bottom")
-    chosen = by_id[manage_col.selectbox("Manage run", list(by_id), key="rt_manage",
-                                        format_func=lambda k: f"{by_id[k].name} · {by_id[k].status} · {k}")]
-    rename_col.text_input("New name", key="rt_new_name", placeholder=chosen.name)
+    chosen = by_id[manage_col.selectbox("Manage run", list(by_id), key="rt_manage", format_func=label,
+                                        help="The run that Rename, Delete and the explorer link below act on.")]
+    st.session_state["rt_manage_label"] = label(chosen.id)
+    rename_col.text_input("New name", key="rt_new_name", placeholder=chosen.name,
+                          help="A new name for the chosen run; its folder and id stay the same, so links keep "
+                               "working.")
     rename_col.button("Rename", key="rt_rename", on_click=_rename, args=(chosen.id,),
                       disabled=not st.session_state["rt_new_name"].strip())
     confirm = delete_col.checkbox("Confirm delete", key="rt_confirm_delete",
@@ -239,8 +395,7 @@ def _runs_section(records: list[RunRecord]) -> None:
     if chosen.status == "running":
         st.caption("A running job cannot be deleted: cancel it first.")
     if chosen.status in ("finished", "cancelled") and chosen.path.is_dir():
-        st.page_link("pages/explorer.py", label=f"Open {chosen.name} in the explorer", icon=":material/account_tree:",
-                     query_params={"run": chosen.folder})
+        app_common.link_to(app_common.explorer_url(run_dir=chosen.path), f"Open {chosen.name} in the explorer →")
 
 
 # ---------------------------------------------------------------------- page
@@ -274,78 +429,82 @@ for record in registry.runs():
     except ValueError:
         continue
     startable[record.id] = record
-if st.session_state.get("rt_start") not in (DEFAULTS, *startable):
+# The run chooser's other runs (the bundled demo pair, runs outside the registry) whose config.json loads.
+registered = {record.path.resolve() for record in startable.values()}
+other_starts = app_common.run_configs({key: path for key, path in app_common.available_runs().items()
+                                       if path not in registered and key not in (DEFAULTS, *startable)})
+if st.session_state.get("rt_start") not in (DEFAULTS, *other_starts, *startable):
     st.session_state["rt_start"] = DEFAULTS
 
 data_col, weight_col, model_col = st.columns([1.4, 1, 1], gap="large")
 with data_col:
-    # No help= on "Dataset" and "Epochs": its tooltip button is labelled "Help for ...", which browser tests
-    # looking the widget up by its label would also match.
-    dataset = st.selectbox("Dataset", datasets, key="rt_dataset")
+    dataset = st.selectbox("Dataset", datasets, key="rt_dataset", help=HELP["rt_dataset"])
     st.caption("`synthetic` is the built-in demo; the others are the datasets found in `$HMLC_DATA_DIR`.")
     if datasets == [SYNTHETIC]:
         st.info("Only the synthetic demo dataset is available. To train on the CLUS HMC benchmarks or your own "
                 "ARFF files, set `HMLC_DATA_DIR` to their folder before starting the app, e.g. "
                 "`HMLC_DATA_DIR=/data/hmc streamlit run app.py` (checked again every 30 s).")
-    st.selectbox("Start from", [DEFAULTS, *startable], key="rt_start", on_change=_start_from,
-                 format_func=lambda k: "defaults (quick profile, class-wise weights, bBMA focal)" if k == DEFAULTS
-                 else f"{startable[k].name} · {startable[k].status} · {k}",
+    st.selectbox("Start from", [DEFAULTS, *other_starts, *startable], key="rt_start", on_change=_start_from,
+                 format_func=_start_label,
                  help="Load the settings of an earlier run into the form (hidden width, dropout and the other "
                       "settings without a widget are kept from it too).")
     if "rt_start_error" in st.session_state:
         st.warning(st.session_state.pop("rt_start_error"))
-    st.radio("Profile", ["quick", "paper"], key="rt_profile", horizontal=True,
-             help="quick: batch 64, 20x learning rate, 40% of the preset's epochs; paper: C-HMCNN's batch 4. "
-                  "Leave the number of passes below empty for the dataset's C-HMCNN value under this profile.")
+    st.radio("Profile", ["quick", "paper"], key="rt_profile", horizontal=True, help=HELP["rt_profile"])
     st.caption("What the quick profile costs against the paper profile (cellcycle_FUN, 2 heads, plain C-HMCNN "
                "or class-wise weights + bBMA focal; measured in `docs/performance.md`, *Full training runs*): "
                "about 7.5x faster, test AUPRC within 0.001 (plain) and 0.007 (weighted + focal).")
     st.table(PROFILE_COST.style.format({"wall time (s)": "{:.1f}", "test AUPRC": "{:.4f}",
                                         "macro recall": "{:.4f}"}).hide(axis="index"))
     preset_epochs = TrainConfig(dataset=dataset, profile=st.session_state["rt_profile"]).resolved().epochs
-    st.number_input("Epochs", min_value=1, step=1, value=None, key="rt_epochs", placeholder=f"preset: {preset_epochs}")
-    st.number_input("Seed", min_value=0, step=1, key="rt_seed")
-    st.radio("Fit on", ["train", "train+valid"], key="rt_fit_on", horizontal=True,
-             help="What the final model is trained on.")
+    st.number_input("Epochs", min_value=1, step=1, value=None, key="rt_epochs", placeholder=f"preset: {preset_epochs}",
+                    help=HELP["rt_epochs"])
+    st.number_input("Seed", min_value=0, step=1, key="rt_seed", help=HELP["rt_seed"])
+    st.radio("Fit on", ["train", "train+valid"], key="rt_fit_on", horizontal=True, help=HELP["rt_fit_on"])
     st.caption("**train** keeps the validation split aside, so the validation micro AUPRC is shown live after "
                "every epoch (and early stopping is possible); **train+valid** is C-HMCNN's final protocol: it "
                "sees a third more data (about 0.01 higher test AUPRC in `docs/performance.md`) but only the loss "
                "can be shown while it trains.")
     st.number_input("Early-stopping patience", min_value=1, step=1, value=None, key="rt_patience",
-                    placeholder="off", help="Stop when the validation AUPRC has not improved for this many "
-                                            "passes over the data (needs Fit on = train).")
-    name = st.text_input("Run name", key="rt_name", placeholder=default_run_name(_form_config(dataset)))
+                    placeholder="off", help=HELP["rt_patience"])
+    name = st.text_input("Run name", key="rt_name", placeholder=default_run_name(_form_config(dataset)),
+                         help=HELP["rt_name"])
+    taken = registry.named(name.strip() or default_run_name(_form_config(dataset)))
+    if taken:
+        # Names are labels, not keys: a duplicate is allowed (retraining a configuration under its default
+        # name is common), and the run chooser shows each run's key next to its name.
+        st.warning(f"A run named **{app_common.md_text(taken[0].name)}** already exists "
+                   f"({', '.join(r.id for r in taken)}). The new run gets the same name; the run chooser tells "
+                   "them apart by their keys. Type another name to avoid the mix-up.")
 
 with weight_col:
-    st.selectbox("Weighting", WEIGHTING_MODES, key="rt_weighting",
-                 help="Node-wise imbalance weights (Xu et al. 2026, METHOD.md D2).")
-    st.number_input("Omega (minimum weight)", min_value=0.0, step=0.05, format="%.3f", key="rt_omega")
-    st.selectbox("Counting", FREQUENCY_COUNTINGS, key="rt_counting", help="Node frequency counting (D1).")
-    st.selectbox("Weight indexing", WEIGHT_INDEXINGS, key="rt_weight_indexing",
-                 help="released: as the authors' code applies the weights; intended: as the paper states (D5).")
+    st.selectbox("Weighting", WEIGHTING_MODES, key="rt_weighting", help=HELP["rt_weighting"])
+    st.number_input("Omega (minimum weight)", min_value=0.0, step=0.05, format="%.3f", key="rt_omega",
+                    help=HELP["rt_omega"])
+    st.selectbox("Counting", FREQUENCY_COUNTINGS, key="rt_counting", help=HELP["rt_counting"])
+    st.selectbox("Weight indexing", WEIGHT_INDEXINGS, key="rt_weight_indexing", help=HELP["rt_weight_indexing"])
     st.selectbox("Focal mode", FOCAL_MODES, key="rt_focal",
                  format_func=lambda m: "off" if m == "none" else UNCERTAINTY_LABELS.get(m, m),
-                 help="Uncertainty u of the focal factor focal_min + u^k (E1, E2).")
-    st.number_input("Focal k", min_value=0.0, step=0.5, format="%.2f", key="rt_focal_k")
-    st.number_input("Focal min", min_value=0.0, step=0.05, format="%.3f", key="rt_focal_min")
+                 help=HELP["rt_focal"])
+    st.number_input("Focal k", min_value=0.0, step=0.5, format="%.2f", key="rt_focal_k", help=HELP["rt_focal_k"])
+    st.number_input("Focal min", min_value=0.0, step=0.05, format="%.3f", key="rt_focal_min",
+                    help=HELP["rt_focal_min"])
 
 with model_col:
-    st.number_input("Heads", min_value=1, step=1, key="rt_heads", help="Ensemble members H.")
-    st.selectbox("Ensemble kind", ENSEMBLE_KINDS, key="rt_ensemble")
-    st.selectbox("Loss", LOSSES, key="rt_loss", help="mcloss: C-HMCNN's MCLoss; zlpr: ZLPR on the same "
-                                                      "hierarchy-constrained scores.")
+    st.number_input("Heads", min_value=1, step=1, key="rt_heads", help=HELP["rt_heads"])
+    st.selectbox("Ensemble kind", ENSEMBLE_KINDS, key="rt_ensemble", help=HELP["rt_ensemble"])
+    st.selectbox("Loss", LOSSES, key="rt_loss", help=HELP["rt_loss"])
     st.number_input("Label smoothing", min_value=0.0, max_value=0.49, step=0.05, format="%.2f",
-                    key="rt_label_smoothing", help="ZLPR only.")
-    st.toggle("LPROS oversampling", key="rt_lpros_on", help="Oversample minority label paths (METHOD.md F1).")
+                    key="rt_label_smoothing", help=HELP["rt_label_smoothing"])
+    st.toggle("LPROS oversampling", key="rt_lpros_on", help=HELP["rt_lpros_on"])
     st.number_input("LPROS S", min_value=0.0, max_value=1.0, step=0.05, format="%.2f", key="rt_lpros",
-                    disabled=not st.session_state["rt_lpros_on"])
-    st.selectbox("Schedule", SCHEDULES, key="rt_schedule", help="Weighted-to-unweighted schedule within each "
-                                                                "pass (METHOD.md F2); needs weighting.")
+                    disabled=not st.session_state["rt_lpros_on"], help=HELP["rt_lpros"])
+    st.selectbox("Schedule", SCHEDULES, key="rt_schedule", help=HELP["rt_schedule"])
     st.number_input("Schedule k", min_value=0.0, step=0.5, format="%.2f", key="rt_schedule_k",
-                    disabled=st.session_state["rt_schedule"] != "exp")
-    st.toggle("Mixed loss", key="rt_mixed_on", help="lambda x weighted + (1 - lambda) x plain MCLoss (F3).")
+                    disabled=st.session_state["rt_schedule"] != "exp", help=HELP["rt_schedule_k"])
+    st.toggle("Mixed loss", key="rt_mixed_on", help=HELP["rt_mixed_on"])
     st.number_input("Mixed lambda", min_value=0.0, max_value=1.0, step=0.1, format="%.2f", key="rt_mixed_lambda",
-                    disabled=not st.session_state["rt_mixed_on"])
+                    disabled=not st.session_state["rt_mixed_on"], help=HELP["rt_mixed_lambda"])
 
 config = _form_config(dataset)
 try:
@@ -365,16 +524,15 @@ elif launched:
     except (RegistryError, ValueError, OSError) as exc:
         message_col.error(f"Cannot launch: {exc}")
     else:
-        message_col.success(f"Queued **{record.name}** (`{record.id}`).")
+        message_col.success(f"Queued **{app_common.md_text(record.name)}** (`{record.id}`).")
 
 # ---------------------------------------------------------------- the jobs
 st.subheader("Jobs")
 st.number_input("Concurrent runs", min_value=1, step=1, key="rt_max_concurrent",
                 value=registry.max_concurrent, on_change=_set_concurrency,
                 help="How many jobs may train at once; the rest wait in the queue (1 suits a 2-core machine).")
-active_now = bool(registry.runs(ACTIVE_STATUSES, limit=1))
-st.session_state["rt_active"] = active_now
-st.fragment(run_every=REFRESH_S if active_now else None)(_jobs_panel)()
+st.session_state["rt_active"] = _active_states(registry.runs(ACTIVE_STATUSES))
+st.fragment(run_every=REFRESH_S if st.session_state["rt_active"] else None)(_jobs_panel)()
 
 # ---------------------------------------------------------------- the runs
 st.subheader("Runs")

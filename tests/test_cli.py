@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -80,3 +81,92 @@ def test_default_out_uses_the_first_runs_folder(tmp_path, monkeypatch) -> None:
     assert _default_out(TrainConfig(dataset="synthetic")).parent == first
     monkeypatch.delenv("HMLC_RUNS_DIR")
     assert _default_out(TrainConfig(dataset="synthetic")).parent == Path("runs")
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["demo"], ["seeds"], ["wilcoxon"], ["datasets"],
+                                     ["worker"]])
+def test_help_is_plain_text(command, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for markup in ("``", ":func:", ":mod:", ":class:", ":data:", "METHOD.md"):
+        assert markup not in text, f"{command}: {markup!r} in --help"
+    # a description in words, between the usage and the option list
+    description = text.split("\n\n")[1]
+    assert len(description) > 30 and not description.lstrip().startswith(("-", "positional", "options")), text
+
+
+def _screen_lines(raw: str) -> list[str]:
+    """What a terminal shows of ``raw``: a carriage return moves to column 0 and later text overwrites."""
+    raw = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw)  # colour and cursor sequences
+    lines = []
+    for line in raw.replace("\r\n", "\n").split("\n"):
+        cells: list[str] = []
+        for segment in line.split("\r"):
+            cells[:len(segment)] = segment
+        lines.append("".join(cells).rstrip())
+    return lines
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_log_lines_keep_their_own_lines_next_to_the_progress_bar(tmp_path) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # tqdm draws nothing at width 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hmlc_core", "train", "--dataset", "synthetic", "--epochs", "2",
+         "--out", str(tmp_path / "run")],
+        cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.wait(timeout=120) == 0
+    lines = _screen_lines(b"".join(chunks).decode("utf-8", errors="replace"))
+    assert any("epoch/s" in line for line in lines), lines  # the bar was drawn
+    logged = [line for line in lines if re.search(r"\b(INFO|WARNING)\b", line)]
+    assert any("training synthetic" in line for line in logged) and any("saved" in line for line in logged)
+    for line in logged:
+        assert re.match(r"\d\d:\d\d:\d\d (INFO|WARNING) ", line) and "epoch/s" not in line, lines
+
+
+def test_default_out_is_readable_and_a_taken_name_is_warned_about(synthetic_run, tmp_path, monkeypatch,
+                                                                 caplog) -> None:
+    import shutil
+
+    from hmlc_core.cli import _default_out, _warn_if_name_taken
+    from hmlc_core.registry import Registry
+    from hmlc_core.train import TrainConfig
+
+    monkeypatch.setenv("HMLC_RUNS_DIR", str(tmp_path / "runs"))
+    config = TrainConfig(dataset="synthetic", weighting="none", focal="none", seed=3)
+    out = _default_out(config)
+    assert out.parent == tmp_path / "runs"
+    assert out.name.startswith("synthetic-plain-s3-") and len(out.name) == len("synthetic-plain-s3-") + 15
+
+    # a first run of that configuration, imported by the dashboard's registry under its readable name
+    shutil.copytree(synthetic_run, tmp_path / "runs" / "synthetic-plain-s3-20261129-034916")
+    doc = json.loads((synthetic_run / "config.json").read_text())
+    doc["train"].update(weighting="none", focal="none", seed=3)
+    (tmp_path / "runs" / "synthetic-plain-s3-20261129-034916" / "config.json").write_text(json.dumps(doc))
+    (first,) = Registry(tmp_path / "runs").sync()
+    assert first.name == "synthetic · plain · seed 3"
+    with caplog.at_level("WARNING", logger="hmlc_core.cli"):
+        _warn_if_name_taken(config, out)
+    assert any(first.id in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hmlc_core.cli"):
+        _warn_if_name_taken(config, tmp_path / "runs" / "my-own-name")
+        _warn_if_name_taken(config, tmp_path / "elsewhere" / "x")  # no registry there
+    assert not caplog.records

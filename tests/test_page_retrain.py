@@ -6,6 +6,8 @@ real 1-epoch worker from the page and waits for it; the fixture kills and reaps 
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import shutil
 import subprocess
@@ -28,8 +30,13 @@ APP = ROOT / "app.py"
 
 @pytest.fixture
 def runs_dir(synthetic_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """New runs go to tmp/runs (``HMLC_RUNS_DIR``), which holds a copy of the synthetic run, ``old_run``."""
+    """New runs go to tmp/runs (``HMLC_RUNS_DIR``), which holds a copy of the synthetic run, ``old_run``.
+
+    The demo pair is the synthetic run and a copy of it.
+    """
     monkeypatch.setattr(app_common, "DEMO_RUN_DIR", synthetic_run)
+    shutil.copytree(synthetic_run, tmp_path / "demo_weighted_run")
+    monkeypatch.setattr(app_common, "DEMO_WEIGHTED_RUN_DIR", tmp_path / "demo_weighted_run")
     monkeypatch.setattr(app_common, "LOCAL_RUNS_DIR", tmp_path / "local_runs")
     monkeypatch.setenv("HMLC_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.delenv("HMLC_DATA_DIR", raising=False)
@@ -152,6 +159,31 @@ def test_launch_runs_a_job_in_the_background(runs_dir: Path) -> None:
     assert "from the page" in list(at.dataframe[0].value["name"])
 
 
+def test_start_from_a_demo_run_changes_only_what_the_user_changes(runs_dir: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    demos = {"demo": ROOT / "assets" / "demo_run", "demo-weighted": ROOT / "assets" / "demo_weighted_run"}
+    monkeypatch.setattr(app_common, "DEMO_RUN_DIR", demos["demo"])  # the bundled pair
+    monkeypatch.setattr(app_common, "DEMO_WEIGHTED_RUN_DIR", demos["demo-weighted"])
+    monkeypatch.setattr(jobs, "dispatch", lambda registry: None)  # launched jobs stay queued: no worker starts
+    at = _page()
+    labels = at.selectbox(key="rt_start").options
+    assert labels[0].startswith("defaults") and labels[1].startswith("demo · synthetic")
+    assert labels[2].startswith("demo-weighted · synthetic") and any("old_run" in label for label in labels[3:])
+    registry = Registry(runs_dir)
+    for start, changes in (("demo-weighted", {"rt_focal_k": 3.0}), ("demo", {})):
+        at.selectbox(key="rt_start").set_value(start).run()
+        assert not [w for w in at.warning if "already exists" not in w.value]  # the last name is taken: warned
+        for key, value in changes.items():
+            at.number_input(key=key).set_value(value)
+        at.text_input(key="rt_name").set_value(f"from {start}")
+        at.button(key="rt_launch").click().run()
+        assert not at.exception and not at.error
+        expected = json.loads((demos[start] / "config.json").read_text(encoding="utf-8"))["train"]
+        launched = _by_name(registry, f"from {start}").train_config().resolved().to_dict()
+        assert {k: launched[k] for k in launched if launched[k] != expected[k]} == {
+            field: value for field, value in (("focal_k", changes.get("rt_focal_k")),) if value is not None}
+
+
 def test_start_from_an_existing_run_loads_its_config(runs_dir: Path, synthetic_run: Path) -> None:
     at = _page()
     (old,) = Registry(runs_dir).runs()
@@ -178,7 +210,9 @@ def test_cancel_buttons_of_queued_and_running_jobs(runs_dir: Path) -> None:
         registry.report_progress(running.id, 0, 1)
         queued = registry.submit(form_config, "waiting job")
         at.run()
-        assert sorted(s.label.split(" · ")[0] for s in at.status) == ["stand-in worker", "waiting job"]
+        # names are markdown-escaped (md_text): the browser shows them as typed
+        assert sorted(s.label.split(" · ")[0] for s in at.status) == [app_common.md_text("stand-in worker"),
+                                                                       "waiting job"]
         assert [s.state for s in at.status] == ["running", "running"]  # not marked complete while active
         (progress,) = at.get("progress")  # only the running job has a progress bar
         assert progress.proto.text.startswith("epoch 0/1 · ")
@@ -227,12 +261,161 @@ def test_run_chooser_shows_registry_names_and_keeps_urls(runs_dir: Path) -> None
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception
     (old,) = Registry(runs_dir).runs()  # the app's first view imported the folder
-    assert at.selectbox(key="run").options == ["demo", "old_run"]
+    assert at.selectbox(key="run").options == ["demo", "demo-weighted", "old_run"]
     Registry(runs_dir).rename(old.id, "nice name")
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.query_params["run"] = "old_run"
     at.run()
     assert not at.exception and not at.warning
     assert at.selectbox(key="run").value == "old_run"  # the URL key is still the folder name
-    assert at.selectbox(key="run").options == ["demo", "old_run"]
-    assert any(c.value.startswith("**nice name** · ") for c in at.sidebar.caption)
+    assert at.selectbox(key="run").options == ["demo", "demo-weighted", "old_run"]
+    assert at.title[0].value == "Overview · nice name"
+    shown = at.selectbox(key="run" + app_common.SHOWN_SUFFIX)  # the visible chooser: name · dataset · key
+    assert shown.value == "old_run"
+    assert shown.options == ["demo · synthetic", "demo-weighted · synthetic", "nice name · synthetic · old_run"]
+
+    shown.set_value("demo-weighted").run()  # a pick by name moves the bound key (test_e2e_browser: and the URL)
+    assert not at.exception
+    assert at.session_state["run"] == "demo-weighted"
+
+
+def _explorer_hrefs(at: AppTest) -> list[str]:
+    hrefs = re.findall(r'href="([^"]*)"', "".join(h.proto.body for h in at.get("html")))
+    return [html.unescape(h) for h in hrefs if h.startswith("hierarchy?")]
+
+
+@pytest.mark.parametrize("sidebar_run", ["demo", "demo-weighted"])
+def test_open_in_the_explorer_opens_the_linked_run(runs_dir: Path, sidebar_run: str) -> None:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params["run"] = sidebar_run
+    at.run()
+    at.switch_page("pages/retrain.py").run()
+    old = next(r for r in Registry(runs_dir).runs() if r.folder == "old_run")
+    at.selectbox(key="rt_manage").set_value(old.id).run()
+    assert not at.exception
+    assert _explorer_hrefs(at) == ["hierarchy?run=old_run"]
+    # A fresh page view of that URL, and the same session switching pages with that URL, show old_run.
+    fresh = AppTest.from_file(str(APP), default_timeout=60)
+    fresh.query_params["run"] = "old_run"
+    fresh.run()
+    fresh.switch_page("pages/explorer.py").run()
+    at.query_params["run"] = [sidebar_run, "old_run"]  # what a link leaves next to the chooser's own run
+    at.switch_page("pages/explorer.py").run()
+    for view in (fresh, at):
+        assert not view.exception
+        assert view.title[0].value == "Hierarchy explorer · old\\_run"
+        assert view.selectbox(key="run").value == "old_run"
+
+
+# The section headings of docs/method.md that help texts may point to (the method document's outline).
+METHOD_SECTIONS = {"Data and hierarchy", "MCM and MCLoss", "Ensembles", "Node weights", "Focal weighting",
+                   "Uncertainty modes", "LPROS, schedules and the mixed loss", "ZLPR", "Metrics", "Evaluated nodes",
+                   "Rare nodes", "Defaults and why", "References"}
+# Form widgets that set a training option: each help text ends with a pointer into docs/method.md.
+OPTION_KEYS = {"rt_dataset", "rt_profile", "rt_epochs", "rt_seed", "rt_fit_on", "rt_patience", "rt_weighting",
+               "rt_omega", "rt_counting", "rt_weight_indexing", "rt_focal", "rt_focal_k", "rt_focal_min", "rt_heads",
+               "rt_ensemble", "rt_loss", "rt_label_smoothing", "rt_lpros_on", "rt_lpros", "rt_schedule",
+               "rt_schedule_k", "rt_mixed_on", "rt_mixed_lambda"}
+
+
+def _input_widgets(at: AppTest) -> list:
+    main = at.main
+    return [*main.selectbox, *main.number_input, *main.radio, *main.toggle, *main.text_input, *main.checkbox]
+
+
+def test_every_input_has_a_plain_help_text_pointing_at_the_method_document(runs_dir: Path) -> None:
+    at = _page()
+    widgets = _input_widgets(at)
+    keys = {w.key for w in widgets}
+    assert OPTION_KEYS <= keys, OPTION_KEYS - keys  # the list above covers the form
+    labels = {w.label for w in widgets}
+    options = {str(o) for w in widgets if hasattr(w, "options") for o in w.options}
+    method_headings = None
+    method_doc = ROOT / "docs" / "method.md"
+    if method_doc.exists():
+        method_headings = {re.sub(r"^#+\s*", "", line).strip()
+                           for line in method_doc.read_text(encoding="utf-8").splitlines() if line.startswith("#")}
+    for widget in widgets:
+        text = widget.help or ""
+        assert len(text) >= 40, f"{widget.label!r} has no help text in plain words: {text!r}"
+        # no private notes, nor their section codes (D2, E1, ...)
+        assert "METHOD.md" not in text and not re.search(r"\b[A-J][0-9]\b", text), (widget.label, text)
+        # fields named in a help text ("Epochs", "Fit on") are labels or options on this page
+        for quoted in re.findall(r'"([^"]+)"', text):
+            assert quoted in labels or quoted in options, f"{widget.label!r} help names {quoted!r}, not on the page"
+        if widget.key in OPTION_KEYS:
+            pointer = re.search(r"docs/method\.md, ((?:\*[^*]+\*(?:, | and )?)+)\.?$", text.strip())
+            assert pointer, f"{widget.label!r} help does not end with a docs/method.md section: {text!r}"
+            for section in re.findall(r"\*([^*]+)\*", pointer.group(1)):
+                assert section in METHOD_SECTIONS, (widget.label, section)
+                if method_headings is not None:
+                    assert section in method_headings, f"docs/method.md has no section {section!r}"
+    assert "METHOD.md" not in (ROOT / "pages" / "retrain.py").read_text(encoding="utf-8")
+
+
+def _stand_in_job(registry: Registry, name: str, epochs: int) -> tuple[str, subprocess.Popen]:
+    """A registry job marked running, whose "worker" is a sleeping process (killed by SIGTERM on cancel)."""
+    record = registry.submit(jobs.retrain_config(None, "synthetic", epochs=epochs), name)
+    assert registry.claim_next().id == record.id
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    registry.attach_worker(record.id, sleeper.pid, jobs.process_token(sleeper.pid))
+    return record.id, sleeper
+
+
+def test_job_box_shows_the_epoch_in_one_place_only(runs_dir: Path) -> None:
+    """The box header and its progress text used to both show the epoch; the browser draws them at
+    different moments, so they disagreed. The epoch is now in the progress text only."""
+    registry = Registry(runs_dir)
+    at = _page()
+    run_id, sleeper = _stand_in_job(registry, "stand-in worker", 10)
+    try:
+        registry.report_progress(run_id, 3, 10, loss=0.5)
+        at.run()
+        (box,) = at.status
+        (progress,) = at.get("progress")
+        assert progress.proto.text.startswith("epoch 3/10 · loss 0.5000")
+        assert box.label == app_common.md_text("stand-in worker") + " · running"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_manage_run_shows_the_new_status_after_a_cancel(runs_dir: Path) -> None:
+    """The selectbox's value travels as its label text: when the chosen run's status (or name) changes, the
+    page must send the new label, or the browser keeps showing "running" after a cancel."""
+    registry = Registry(runs_dir)
+    at = _page()
+    run_id, sleeper = _stand_in_job(registry, "stand-in worker", 10)
+    try:
+        registry.report_progress(run_id, 1, 10)
+        at.run()
+        at.selectbox(key="rt_manage").set_value(run_id).run()
+        assert at.selectbox(key="rt_manage").value == run_id
+        jobs.cancel(registry, run_id)  # as the Cancel button does (another tab's, say): SIGTERM to the worker
+        assert sleeper.wait(timeout=30) != 0
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    at.run()  # the panel reconciles the ended worker: the run is now cancelled
+    assert registry.get(run_id).status == "cancelled"
+    manage = at.selectbox(key="rt_manage")
+    assert manage.value == run_id
+    shown = manage.proto.raw_value if manage.proto.set_value else None
+    assert shown is not None and "cancelled" in shown and "running" not in shown, shown
+    at.run()  # nothing changed since: the value is not pushed again
+    assert not at.selectbox(key="rt_manage").proto.set_value
+
+
+def test_a_run_name_in_use_is_warned_about_and_accepted(runs_dir: Path) -> None:
+    at = _page()
+    assert not [w for w in at.warning if "already exists" in w.value]
+    at.text_input(key="rt_name").set_value("old_run").run()  # the imported folder's name
+    assert not at.exception
+    (warning,) = [w.value for w in at.warning if "already exists" in w.value]
+    old = Registry(runs_dir).runs()[0]
+    assert "old\\_run" in warning and old.id in warning
+    at.number_input(key="rt_epochs").set_value(1)
+    at.button(key="rt_launch").click().run()
+    registry = Registry(runs_dir)
+    assert sorted(r.name for r in registry.runs()) == ["old_run", "old_run"]  # accepted: names are labels
+    stop_workers(registry)
