@@ -54,6 +54,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import secrets
 import shutil
 import sqlite3
@@ -72,7 +73,8 @@ from hmlc_core.config import TrainConfig
 __all__ = [
     "REGISTRY_FILE", "SCHEMA_VERSION", "STATUSES", "ACTIVE_STATUSES", "TERMINAL_STATUSES", "HEADLINE_METRICS",
     "DEFAULT_MAX_CONCURRENT", "BUSY_TIMEOUT_S", "LOG_DIR", "RegistryError", "RunRecord", "Registry",
-    "headline_metrics", "default_run_name", "display_names", "runs_table",
+    "headline_metrics", "default_run_name", "default_folder_name", "imported_run_name", "run_label", "display_names",
+    "runs_table",
 ]
 
 log = logging.getLogger(__name__)
@@ -169,10 +171,82 @@ def headline_metrics(summary: dict[str, Any]) -> dict[str, Any]:
     return _json_safe({k: summary[k] for k in HEADLINE_METRICS if k in summary})
 
 
+def _method_words(config: TrainConfig) -> list[str]:
+    """The loss method of ``config`` in words: ``["plain"]``, ``["class-wise weights", "mean focal"]``, ..."""
+    words = []
+    if config.weighting != "none":
+        words.append(f"{config.weighting} weights")
+    if config.focal != "none":
+        words.append(f"{config.focal} focal")
+    if config.lpros is not None:
+        words.append("LPROS")
+    words = words or ["plain"]
+    if config.loss != "mcloss":
+        words.insert(0, config.loss.upper())
+    return words
+
+
 def default_run_name(config: TrainConfig) -> str:
-    """A readable default display name, e.g. ``synthetic class-wise/mean h2 s0 (quick)``."""
-    focal = "no focal" if config.focal == "none" else config.focal
-    return f"{config.dataset} {config.weighting}/{focal} h{config.heads} s{config.seed} ({config.profile})"
+    """A short readable display name, e.g. ``synthetic · class-wise weights, mean focal · seed 0``.
+
+    The dataset, the loss method and the seed; the ensemble (``3 heads``,
+    ``mc-dropout``) and the profile only when they differ from
+    :class:`~hmlc_core.config.TrainConfig`'s defaults.
+    """
+    defaults = TrainConfig(dataset=config.dataset)
+    parts = [config.dataset, ", ".join(_method_words(config)), f"seed {config.seed}"]
+    if config.heads != defaults.heads or config.ensemble != defaults.ensemble:
+        members = f"{config.heads} head" + ("s" if config.heads != 1 else "")
+        parts.append(members if config.ensemble == "heads" else f"{config.ensemble} ({members})")
+    if config.profile != defaults.profile:
+        parts.append(config.profile)
+    return " · ".join(parts)
+
+
+def default_folder_name(config: TrainConfig, stamp: str) -> str:
+    """The CLI's default run folder ``<dataset>-<method>-s<seed>-<stamp>``, e.g. ``synthetic-plain-s0-20261129-034916``.
+
+    ``<method>`` is :func:`default_run_name`'s loss method with words joined by
+    ``-`` (``class-wise-mean``, ``plain``); the ensemble size is added only when
+    it is not the default (``-h3``). ``stamp`` is the local time
+    ``YYYYmmdd-HHMMSS``. :meth:`Registry.sync` recognises these folders and
+    imports them under :func:`default_run_name` instead of the folder name.
+    """
+    method = "-".join(w.removesuffix(" weights").removesuffix(" focal").replace(" ", "-").lower()
+                      for w in _method_words(config))
+    heads = "" if config.heads == TrainConfig(dataset=config.dataset).heads else f"-h{config.heads}"
+    return f"{config.dataset}-{method}{heads}-s{config.seed}-{stamp}"
+
+
+def imported_run_name(folder: str, config: TrainConfig | None) -> str:
+    """Display name of a run folder imported by :meth:`Registry.sync`.
+
+    A folder named by the CLI's default (:func:`default_folder_name`, or the
+    older ``<dataset>-<weighting>-<focal>-h<heads>-s<seed>-<stamp>``) gets
+    :func:`default_run_name`; any other folder keeps its name, which the user
+    chose with ``--out``.
+    """
+    if config is None:
+        return folder
+    stamp = r"-\d{8}-\d{6}"
+    current = re.escape(default_folder_name(config, "")[:-1]) + stamp
+    older = re.escape(f"{config.dataset}-{config.weighting}-{config.focal}-h{config.heads}-s{config.seed}") + stamp
+    if re.fullmatch(current, folder) or re.fullmatch(older, folder):
+        return default_run_name(config)
+    return folder
+
+
+def run_label(key: str, name: str | None = None, dataset: str | None = None) -> str:
+    """How the dashboard lists a run: ``name · dataset · key``, or ``key · dataset`` for a run without a name.
+
+    The name is left out when it is missing or equals the key, the dataset
+    when it is missing or already part of the name. The key (what URLs hold)
+    is always shown, so runs with the same name stay apart. Plain text: a
+    page must not render it as markdown.
+    """
+    named = bool(name) and name != key
+    shown_dataset = [dataset] if dataset and not (named and dataset in name) else []
+    return " · ".join([name, *shown_dataset, key] if named else [key, *shown_dataset])
 
 
 def _new_id() -> str:
@@ -515,6 +589,10 @@ class Registry:
         resolved = config.resolved()
         resolved.validate()
         name = (name or "").strip() or default_run_name(config)
+        clashes = self.named(name)
+        if clashes:
+            log.warning("run name %r is already used by %s; the new run gets it too (ids tell them apart)", name,
+                        ", ".join(r.id for r in clashes))
         payload = json.dumps(_json_safe(config.to_dict()))
         with self._write() as conn:
             run_id = self._free_id(conn)
@@ -523,6 +601,16 @@ class Registry:
                          (run_id, name, config.dataset, payload, time.time(), run_id, resolved.epochs))
         log.info("queued run %s (%s)", run_id, name)
         return self.get(run_id)
+
+    def named(self, name: str) -> list[RunRecord]:
+        """The runs whose display name is ``name`` (compared after stripping blanks, case-insensitively), oldest first.
+
+        Names are labels, not identities: :meth:`submit` and :meth:`rename`
+        accept a name in use (the default name of a configuration is the same
+        every time it is retrained), and callers warn with this list.
+        """
+        wanted = name.strip().casefold()
+        return [r for r in reversed(self.runs()) if r.name.strip().casefold() == wanted]
 
     def claim_next(self) -> RunRecord | None:
         """Atomically move the oldest queued job to ``running`` if fewer than :attr:`max_concurrent` run.
@@ -677,6 +765,9 @@ class Registry:
         name = name.strip()
         if not name:
             raise ValueError("a run name must not be empty")
+        clashes = [r.id for r in self.named(name) if r.id != run_id]
+        if clashes:
+            log.warning("run name %r is already used by %s", name, ", ".join(clashes))
         with self._write() as conn:
             self._status(conn, run_id)
             conn.execute("UPDATE runs SET name = ? WHERE id = ?", (name, run_id))
@@ -727,8 +818,9 @@ class Registry:
         ``config.json``. It is imported as ``finished``, or ``cancelled``
         when its summary says ``interrupted``, with its headline metrics; a
         folder whose files cannot be read is imported as ``failed`` with the
-        error naming the file. Safe to call concurrently (a folder is imported
-        once).
+        error naming the file. Its display name is :func:`imported_run_name`
+        (the folder name, or a readable name for the CLI's default folders).
+        Safe to call concurrently (a folder is imported once).
 
         Returns
         -------
@@ -750,7 +842,7 @@ class Registry:
                 conn.execute(
                     "INSERT INTO runs (id, name, dataset, config, status, created_at, started_at, finished_at, "
                     "metrics, error, folder, epoch, epochs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, path.name, row["dataset"], json.dumps(row["config"]), row["status"],
+                    (run_id, row["name"], row["dataset"], json.dumps(row["config"]), row["status"],
                      row["created_at"], row["started_at"], row["created_at"], json.dumps(row["metrics"]),
                      row["error"], path.name, row["epoch"], row["epochs"]))
             log.info("imported run folder %s as %s", path, row["status"])
@@ -769,7 +861,8 @@ def _import_row(path: Path) -> dict[str, Any]:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path / 'config.json'}: field 'train': {exc}") from exc
     except ValueError as exc:
-        return {"dataset": "unknown", "config": {}, "status": "failed", "created_at": mtime, "started_at": None,
+        return {"name": path.name, "dataset": "unknown", "config": {}, "status": "failed", "created_at": mtime,
+                "started_at": None,
                 "metrics": {}, "error": f"cannot import this run folder: {exc}", "epoch": 0, "epochs": None}
     try:
         created = datetime.strptime(summary["created"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
@@ -778,6 +871,7 @@ def _import_row(path: Path) -> dict[str, Any]:
     seconds = summary.get("train_seconds")
     epochs = summary.get("epochs_planned") or config.get("epochs")
     return {
+        "name": imported_run_name(path.name, TrainConfig.from_dict(config)),
         "dataset": str(summary.get("dataset") or config["dataset"]),
         "config": _json_safe(config),
         "status": "cancelled" if summary.get("status") == "interrupted" else "finished",

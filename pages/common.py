@@ -8,7 +8,9 @@ Streamlit); this module only adds Streamlit caching and the sidebar run chooser.
 Session and URL state
 ---------------------
 ``st.query_params["run"]``
-    Key of the selected run (bound to the sidebar selectbox ``key="run"``).
+    Key of the selected run (bound to the hidden sidebar selectbox ``key="run"``; the visible chooser,
+    ``run__shown``, shows names: :func:`labelled_choice`). A ``run`` in the URL that differs from the
+    chooser's value wins (:func:`_follow_url_run`).
 ``st.query_params["node"]``
     Selected node (bound to the Explorer's selectbox ``key="node"``).
 ``st.session_state[RUN_PATH_KEY]``
@@ -17,34 +19,63 @@ Session and URL state
 
 from __future__ import annotations
 
+import html
 import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
-from hmlc_core.views import compare, diagnose, explore
+from hmlc_core.views import compare, diagnose, explore, teaching
 from hmlc_core import jobs, registry
 from hmlc_core.registry import Registry, RegistryError
-from hmlc_core.runs import RUNS_DIR_ENV, Run, RunError, env_runs_dirs, load_run
+from hmlc_core.config import TrainConfig
+from hmlc_core.runs import RUNS_DIR_ENV, Run, RunError, env_runs_dirs, load_run, read_config
 
 log = logging.getLogger(__name__)
 
 APP_DIR = Path(__file__).resolve().parent.parent
 DEMO_RUN_DIR = APP_DIR / "assets" / "demo_run"
+DEMO_WEIGHTED_RUN_DIR = APP_DIR / "assets" / "demo_weighted_run"
 LOCAL_RUNS_DIR = APP_DIR / "runs"
+LOCAL_RUNS_ENV = "HMLC_LOCAL_RUNS_DIR"
+"""Environment variable that replaces :data:`LOCAL_RUNS_DIR` (the tests point it at an empty folder, so the
+user's own ``runs/`` never reaches them)."""
 RUN_PATH_KEY = "_hmlc_run_path"
 DEMO_COMMAND = "python -m hmlc_core demo"
 
 
+def demo_runs() -> dict[str, Path]:
+    """The bundled demo pair, run chooser key -> folder: ``demo`` (plain C-HMCNN), ``demo-weighted``.
+
+    Both are made by :data:`DEMO_COMMAND` (``hmlc_core.cli.DEMO_RUNS``) with the same data, seed and
+    budget; read at call time, so tests can point :data:`DEMO_RUN_DIR` and :data:`DEMO_WEIGHTED_RUN_DIR`
+    elsewhere.
+    """
+    return {explore.DEMO_KEY: DEMO_RUN_DIR, explore.DEMO_WEIGHTED_KEY: DEMO_WEIGHTED_RUN_DIR}
+
+
 def run_roots() -> list[Path]:
-    """Folders searched for runs: ``runs/`` next to the app, then each folder in ``$HMLC_RUNS_DIR``.
+    """Folders searched for runs: ``runs/`` next to the app (:func:`local_runs_dir`), then each folder in
+    ``$HMLC_RUNS_DIR``.
 
     ``HMLC_RUNS_DIR`` may hold several folders separated by ``os.pathsep``.
     """
-    return [LOCAL_RUNS_DIR, *env_runs_dirs()]
+    return [local_runs_dir(), *env_runs_dirs()]
+
+
+def local_runs_dir() -> Path:
+    """The app's own runs folder: ``$HMLC_LOCAL_RUNS_DIR`` when set, else ``runs/`` next to ``app.py``."""
+    override = os.environ.get(LOCAL_RUNS_ENV, "").strip()
+    return Path(override).expanduser() if override else LOCAL_RUNS_DIR
 
 
 def run_stamp(path: str | Path) -> int:
@@ -73,9 +104,9 @@ def cached_run(path: str | Path) -> Run:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def sunburst(path: str, stamp: int, color_by: str) -> go.Figure:
-    """Cached :func:`hmlc_core.views.explore.sunburst_figure` of the run at ``path``."""
-    return explore.sunburst_figure(_load_run(path, stamp), color_by)
+def sunburst(path: str, stamp: int, color_by: str, centre: str | None = None) -> go.Figure:
+    """Cached :func:`hmlc_core.views.explore.sunburst_figure` of the run at ``path``, centred on ``centre``."""
+    return explore.sunburst_figure(_load_run(path, stamp), color_by, root=centre)
 
 
 @st.cache_data(max_entries=32, show_spinner="Drawing the neighbourhood…")
@@ -90,24 +121,51 @@ def recall_by_depth(path: str, stamp: int) -> go.Figure:
     return explore.recall_by_depth_figure(_load_run(path, stamp))
 
 
-# Column headers and number formats of the per-node tables (explorer, missed nodes).
+# Column headers and number formats of the per-node tables (explorer, missed nodes). Short headers (the full
+# names are in each header's help) and METRIC_ORDER keep node, P, R and F1 on screen at 1280 px. AP is text,
+# written by explore.na_text, so that a node without test positives reads "n/a" rather than st.dataframe's "None".
 METRIC_COLUMNS = {
     "_index": st.column_config.TextColumn("node"),
-    "train_frequency": st.column_config.NumberColumn("train freq."),
-    "precision": st.column_config.NumberColumn(format="%.3f"),
-    "recall": st.column_config.NumberColumn(format="%.3f"),
-    "f1": st.column_config.NumberColumn("F1", format="%.3f"),
-    "average_precision": st.column_config.NumberColumn("AP", format="%.3f"),
-    "uncertainty": st.column_config.NumberColumn(format="%.3f"),
+    "precision": st.column_config.NumberColumn("prec.", format="%.3f", help="Precision at threshold 0.5."),
+    "recall": st.column_config.NumberColumn("recall", format="%.3f", help="Recall at threshold 0.5."),
+    "f1": st.column_config.NumberColumn("F1", format="%.3f", help="F1 at threshold 0.5."),
+    "average_precision": st.column_config.TextColumn(
+        "AP", alignment="right", help="Average precision; n/a without a positive test sample."),
+    "support": st.column_config.NumberColumn("test pos.", help="Positive test samples."),
+    "train_frequency": st.column_config.NumberColumn("train freq.", help="Positive training samples."),
+    "n_parents": st.column_config.NumberColumn("parents"),
+    "n_children": st.column_config.NumberColumn("children"),
+    "uncertainty": st.column_config.NumberColumn("uncert.", format="%.3f",
+                                                 help="Mean test-set uncertainty (the run's display mode)."),
 }
+METRIC_ORDER = ("precision", "recall", "f1", "average_precision", "support", "train_frequency", "depth")
+"""Leading columns of the per-node tables: the metrics first, then the counts."""
+
+
+def metric_column_order(columns: Iterable[str], first: Iterable[str] = METRIC_ORDER,
+                        last: Iterable[str] = ()) -> list[str]:
+    """``st.dataframe(column_order=...)`` of a per-node table: ``first`` (those present), the rest, then ``last``."""
+    columns = list(columns)
+    head = [c for c in dict.fromkeys(first) if c in columns]
+    tail = [c for c in last if c in columns and c not in head]
+    return head + [c for c in columns if c not in head and c not in tail] + tail
 
 RUN_CHANGED_KEY = "_hmlc_run_changed"
+
+
+RUN_PICKED_KEY = "_hmlc_run_picked"
 
 
 def _forget_node() -> None:
     """Run chooser callback: the selected node belongs to the previous run's hierarchy."""
     st.session_state.pop("node", None)
     st.session_state[RUN_CHANGED_KEY] = True
+
+
+def _run_picked() -> None:
+    """Run chooser callback: forget the node, and let this pick win over the ``run`` still in the URL."""
+    _forget_node()
+    st.session_state[RUN_PICKED_KEY] = True
 
 
 def url_node_is_stale() -> bool:
@@ -118,21 +176,26 @@ def url_node_is_stale() -> bool:
 def choose_run() -> Path | None:
     """Sidebar run chooser. Call it from ``app.py`` before ``pg.run()``.
 
-    Lists the demo run (key ``demo``, the default) and the runs found in
-    :func:`run_roots`. The choice is bound to the ``run`` query parameter; a
-    ``run`` value in the URL that names no listed run shows a warning and falls
-    back to the default. When no run exists at all, shows an error with the
-    command that creates the demo run and stops the script.
+    Lists the demo pair (keys ``demo``, the default, and ``demo-weighted``;
+    :func:`demo_runs`) and the runs found in :func:`run_roots`, each as
+    :func:`run_labels` (name · dataset · key). The choice is bound to the
+    ``run`` query parameter by key (:func:`labelled_choice`); a ``run`` value in
+    the URL that names no listed run shows a warning and keeps the current run
+    (the default on a first view). A missing demo
+    run is reported in the sidebar with the command that creates it; when no
+    run exists at all, shows that error in the page and stops the script.
 
     Returns
     -------
     pathlib.Path or None
         The chosen run directory (also stored in ``st.session_state[RUN_PATH_KEY]``).
     """
-    choices = explore.discover_runs(DEMO_RUN_DIR, run_roots())
+    choices = available_runs()
     st.session_state[RUN_PATH_KEY] = None
-    if "demo" not in choices:
-        st.sidebar.error(f"The bundled demo run is missing ({DEMO_RUN_DIR}). Create it with `{DEMO_COMMAND}`.")
+    missing = [path for key, path in demo_runs().items() if key not in choices]
+    if missing:
+        st.sidebar.error(f"The bundled demo run is missing ({', '.join(map(str, missing))}). "
+                         f"Create the demo pair with `{DEMO_COMMAND}`.")
     if not choices:
         st.error(
             f"No run found. Create the demo run with `{DEMO_COMMAND}`, train one with "
@@ -140,26 +203,193 @@ def choose_run() -> Path | None:
         )
         st.stop()
     keys = list(choices)
-    requested = st.query_params.get("run")
-    if requested is not None and requested not in choices:
-        resolved = explore.resolve_run_key(requested, choices)
-        if resolved is not None:
-            st.session_state["run"] = resolved
-        else:
-            st.warning(f"Run {requested!r} from the URL was not found; showing {keys[0]!r} instead.")
     if st.session_state.get("run") not in (None, *keys):
         del st.session_state["run"]  # a run that disappeared since the last rerun
-    key = st.sidebar.selectbox(
-        "Run", keys, index=0, key="run", bind="query-params", on_change=_forget_node,
-        help=f"The demo run, runs in `runs/`, and runs in `${RUNS_DIR_ENV}`.",
+    if not st.session_state.pop(RUN_PICKED_KEY, False):
+        _follow_url_run(choices)
+    labels = run_labels(choices)
+    key = labelled_choice(
+        st.sidebar, "Run", keys, labels, key="run", on_change=_run_picked,
+        help=f"The demo runs, runs in `runs/`, and runs in `${RUNS_DIR_ENV}`: name · dataset · key (the key is "
+             "what the URL holds).",
     )
     path = choices[key if key in choices else keys[0]]
-    # The registry's display name goes in the caption, not in a format_func: a bound selectbox writes the
-    # formatted label into the URL, so renaming a run would break its links.
-    name = run_display_names().get(path)
-    st.sidebar.caption(f"**{name}** · `{path}`" if name and name != path.name else f"`{path}`")
+    st.sidebar.caption(f"`{path}`" if "`" not in str(path) else md_text(path))  # a code span shows text as is
     st.session_state[RUN_PATH_KEY] = str(path)
     return path
+
+
+def _follow_url_run(choices: dict[str, Path]) -> None:
+    """Let a ``run`` in the URL that differs from the chooser's value win, before the chooser is drawn.
+
+    A bound widget keeps its session value on a rerun, so a link to another
+    page with ``?run=KEY`` (which the browser sends next to the chooser's own
+    ``run``) would otherwise open the chooser's run. Run keys and run paths are
+    accepted (:func:`hmlc_core.views.explore.resolve_run_key`); an unknown run
+    shows a warning and the chooser keeps its value.
+    """
+    current = st.session_state.get("run")
+    requested = [value for value in st.query_params.get_all("run") if value != current]
+    if not requested:
+        return
+    resolved = explore.resolve_run_key(requested[-1], choices)
+    if resolved is None:
+        shown = current if current is not None else next(iter(choices))
+        st.warning(f"Run {requested[-1]!r} from the URL was not found; showing {shown!r} instead.")
+    elif resolved != current:
+        st.session_state["run"] = resolved
+
+
+SHOWN_SUFFIX = "__shown"
+"""Session key suffix of the visible twin of a :func:`labelled_choice`."""
+
+
+def labelled_choice(container: DeltaGenerator, label: str, options: list[str], labels: Mapping[str, str], *,
+                    key: str, multiple: bool = False, default: str | list[str] | None = None,
+                    on_change: Callable[[], None] | None = None, **kwargs: Any) -> Any:
+    """A selectbox (or multiselect) that shows readable labels but keeps the option keys in the URL.
+
+    Streamlit 1.67 writes a bound widget's *formatted* option (its ``format_func`` label) into the URL and
+    rejects a URL value that is not such a label, so a bound widget with readable labels would put
+    renamable run names into links and break links holding keys. This draws two widgets: one bound to the
+    query parameter ``key`` whose options are the keys, hidden with CSS, and a visible one (session key
+    ``key + SHOWN_SUFFIX``, not bound) that shows ``labels``. A pick in the visible one is copied into the
+    bound one by its callback (then ``on_change`` runs); the bound value (from the URL, Back/Forward or
+    code) is copied into the visible one on every run.
+
+    Parameters
+    ----------
+    container : streamlit.delta_generator.DeltaGenerator
+        Where to draw (``st``, ``st.sidebar``, a column).
+    label : str
+        The visible widget's label (the hidden one gets the same, collapsed).
+    options : list of str
+        Option keys, as the URL holds them.
+    labels : mapping of str to str
+        Key -> text shown; a key without a label shows itself. Plain text (not markdown).
+    key : str
+        Session key and query parameter of the bound widget.
+    multiple : bool
+        A multiselect instead of a selectbox.
+    default : str, list of str or None
+        Selectbox: the default key (None: the first option); multiselect: the default keys.
+    on_change : callable, optional
+        Called after a pick, in either widget.
+    **kwargs
+        Passed to the visible widget (``help``, ``placeholder``, ...).
+
+    Returns
+    -------
+    str or list of str
+        The chosen key (selectbox) or keys (multiselect).
+    """
+    shown = key + SHOWN_SUFFIX
+
+    def _copy_pick() -> None:
+        st.session_state[key] = st.session_state[shown]
+        if on_change is not None:
+            on_change()
+
+    def _label(option: str) -> str:
+        return labels.get(option, option)
+
+    container.html(f"<style>.st-key-{key} {{display: none;}}</style>")
+    if multiple:
+        value = container.multiselect(label, options, default=default, key=key, bind="query-params",
+                                      on_change=on_change, label_visibility="collapsed")
+        st.session_state[shown] = list(value)
+        container.multiselect(label, options, key=shown, format_func=_label, on_change=_copy_pick, **kwargs)
+    else:
+        index = options.index(default) if default in options else 0
+        value = container.selectbox(label, options, index=index, key=key, bind="query-params", on_change=on_change,
+                                    label_visibility="collapsed")
+        st.session_state[shown] = value
+        container.selectbox(label, options, key=shown, format_func=_label, on_change=_copy_pick, **kwargs)
+    return value
+
+
+_MARKDOWN_SPECIAL = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def md_text(text: object) -> str:
+    """``text`` for Streamlit markdown (``st.markdown``, widget labels, captions) shown as typed, never formatted.
+
+    Backslash-escapes every ASCII punctuation character (CommonMark lets any of
+    them be escaped), which also disarms Streamlit's ``:color[...]``,
+    ``:material/...:`` and ``$math$`` syntax; newlines become spaces. For user
+    text: node ids, run names, file names.
+    """
+    return "".join("\\" + c if c in _MARKDOWN_SPECIAL else c
+                   for c in " ".join(str(text).splitlines()))
+
+
+def run_heading(run: Run) -> str:
+    """The run's name for a page title, markdown-escaped: its registry name, else its folder name."""
+    return md_text(run_display_names().get(run.path.resolve(), run.name))
+
+
+def current_run_key() -> str | None:
+    """The run chooser's key of the sidebar's run (what the ``run`` query parameter holds), None before it is drawn."""
+    return st.session_state.get("run")
+
+
+EXPLORER_URL_PATH = "hierarchy"
+"""URL path of the Hierarchy explorer (``app.py`` gives it to the page)."""
+
+
+def link_to(url: str, text: str) -> None:
+    """A plain link that opens ``url`` (relative to the app) in this tab, as a fresh page view; ``text`` is escaped.
+
+    Used instead of ``st.page_link(..., query_params=...)`` and ``st.switch_page``: ``st.switch_page``
+    refuses to clear query parameters bound to widgets (Streamlit 1.67), and ``st.page_link`` sends the
+    current page's bound parameters along, Streamlit drops them and pushes an extra browser history entry
+    on the old page without them, so one Back press shows the previous page with its filters reset. A plain
+    link makes one history entry, and the target page reads its whole state from the URL.
+    """
+    st.html(f'<a href="{html.escape(url)}" target="_self">{html.escape(text)}</a>')
+
+
+def explorer_url(node: str | None = None, run_dir: str | Path | None = None) -> str:
+    """Relative URL of the Hierarchy explorer on :func:`explorer_link`'s run and node (for :func:`link_to`)."""
+    return f"{EXPLORER_URL_PATH}?{urlencode(explorer_link(node, run_dir))}"
+
+
+def explorer_link(node: str | None = None, run_dir: str | Path | None = None) -> dict[str, str]:
+    """Query parameters of a link to the Hierarchy explorer.
+
+    Parameters
+    ----------
+    node : str, optional
+        The node to show (``node``).
+    run_dir : path, optional
+        The run to open (``run``, its chooser key); default: the sidebar's run.
+
+    Returns
+    -------
+    dict of str to str
+        ``run`` (omitted when the run is not in the chooser) and ``node`` (omitted when None).
+    """
+    key = current_run_key()
+    if run_dir is not None:
+        target = Path(run_dir).resolve()
+        key = next((k for k, p in available_runs().items() if p == target), None)
+    params = {"run": key} if key is not None else {}
+    if node is not None:
+        params["node"] = node
+    return params
+
+
+def run_labels(choices: dict[str, Path]) -> dict[str, str]:
+    """How the run chooser and Compare list runs: :func:`hmlc_core.registry.run_label` of each key of ``choices``.
+
+    Names come from the run registries (:func:`run_display_names`), datasets from the runs' configs
+    (:func:`run_configs`).
+    """
+    names = run_display_names()
+    configs = run_configs(choices)
+    return {key: registry.run_label(key, names.get(Path(path).resolve()),
+                                    configs[key].dataset if key in configs else None)
+            for key, path in choices.items()}
 
 
 def current_run() -> Run:
@@ -232,7 +462,7 @@ def missed_figures(path: str, stamp: int, threshold: float, zero_only: bool, dep
 def runs_dir() -> Path:
     """Where new runs are saved and the run registry lives: the first folder of ``$HMLC_RUNS_DIR``, else ``runs/``."""
     env = env_runs_dirs()
-    return env[0] if env else LOCAL_RUNS_DIR
+    return env[0] if env else local_runs_dir()
 
 
 @st.cache_resource(max_entries=4, show_spinner="Opening the run registry…")
@@ -297,18 +527,54 @@ def member_probs(path: str, stamp: int, node: str) -> go.Figure:
 def available_runs() -> dict[str, Path]:
     """The run chooser's runs (key -> run directory).
 
-    :func:`hmlc_core.views.explore.discover_runs` of the app's folders.
+    :func:`hmlc_core.views.explore.discover_runs` of :func:`demo_runs` and the app's folders.
     """
-    return explore.discover_runs(DEMO_RUN_DIR, run_roots())
+    return explore.discover_runs(demo_runs(), run_roots())
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _run_config(path: str, stamp: int) -> TrainConfig | None:
+    del stamp  # only part of the cache key
+    try:
+        return read_config(path)
+    except RunError as exc:
+        log.warning("cannot read the config of run %s: %s", path, exc)
+        return None
+
+
+def run_configs(choices: dict[str, Path]) -> dict[str, TrainConfig]:
+    """The training configs of the runs ``choices`` (key -> run directory) whose ``config.json`` loads.
+
+    :func:`hmlc_core.runs.read_config`, cached per (path, :func:`run_stamp`);
+    runs whose config cannot be read are left out (and logged). Keys keep the
+    order of ``choices``.
+    """
+    configs = {key: _run_config(str(path), run_stamp(path)) for key, path in choices.items()}
+    return {key: config for key, config in configs.items() if config is not None}
 
 
 RunKey = tuple[str, str, int]
 """A run as a cache key: (display name, run directory, :func:`run_stamp`)."""
 
 
-def run_keys(choices: dict[str, Path], names: list[str]) -> tuple[RunKey, ...]:
-    """Cache keys of the runs ``names`` (keys of ``choices``), in that order."""
-    return tuple((name, str(choices[name]), run_stamp(choices[name])) for name in names)
+def run_keys(choices: dict[str, Path], names: list[str],
+             display: Mapping[str, str] | None = None) -> tuple[RunKey, ...]:
+    """Cache keys of the runs ``names`` (keys of ``choices``), in that order, named by ``display`` (default: key)."""
+    display = display or {}
+    return tuple((display.get(name, name), str(choices[name]), run_stamp(choices[name])) for name in names)
+
+
+def run_names(choices: dict[str, Path]) -> dict[str, str]:
+    """Short names of the runs ``choices`` for tables and figures: the registry name, else the key.
+
+    A name that several runs share, or that is another run's key, gets the key appended (``name (key)``),
+    so the names stay unique. Plain text: escape before markdown.
+    """
+    registered = run_display_names()
+    raw = {key: registered.get(Path(path).resolve(), key) for key, path in choices.items()}
+    counts = Counter(raw.values())
+    return {key: name if name == key or (counts[name] == 1 and name not in choices) else f"{name} ({key})"
+            for key, name in raw.items()}
 
 
 def load_runs(keys: tuple[RunKey, ...]) -> dict[str, Run]:
@@ -347,10 +613,11 @@ def compare_recall_vs_frequency(keys: tuple[RunKey, ...]) -> go.Figure:
 
 
 @st.cache_data(max_entries=32, show_spinner="Colouring the hierarchy by the difference…")
-def compare_difference_sunburst(base: RunKey, other: RunKey, metric: str) -> go.Figure:
-    """Cached :func:`hmlc_core.views.compare.difference_sunburst` of ``other - base``."""
+def compare_difference_sunburst(base: RunKey, other: RunKey, metric: str, centre: str | None = None) -> go.Figure:
+    """Cached :func:`hmlc_core.views.compare.difference_sunburst` of ``other - base``, centred on ``centre``."""
     runs = load_runs((base, other))
-    return compare.difference_sunburst(runs[base[0]], runs[other[0]], metric, names=(base[0], other[0]))
+    return compare.difference_sunburst(runs[base[0]], runs[other[0]], metric, names=(base[0], other[0]),
+                                       root=centre)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -366,3 +633,19 @@ def compare_paired_tests(base: RunKey, other: RunKey) -> pd.DataFrame:
     """Cached :func:`hmlc_core.views.compare.paired_tests` of ``other`` against ``base``."""
     runs = load_runs((base, other))
     return compare.paired_tests(runs[base[0]], runs[other[0]])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# How it works: cached wrapper of hmlc_core.views.teaching
+# ------------------------------------------------------------------------------------------------------------
+@st.cache_data(max_entries=8, show_spinner=False)
+def member_spread(path: str, stamp: int) -> dict[str, float | int]:
+    """Cached :func:`hmlc_core.views.teaching.member_spread` of the run at ``path`` (its saved member probabilities).
+
+    Raises
+    ------
+    RunError
+        If ``predictions.npz`` cannot be read (the failure is not cached).
+    """
+    run = _load_run(path, stamp)
+    return teaching.member_spread(_member_predictions(path, stamp)["member_probs"], run.hierarchy.eval_mask)

@@ -63,7 +63,8 @@ if len(selected) < 2:
         st.info("Choose at least two runs to compare.")
     st.stop()
 
-run_keys = app_common.run_keys(choices, list(selected))
+names = app_common.run_names(choices)  # how tables, figures and captions name the runs
+run_keys = app_common.run_keys(choices, list(selected), names)
 try:
     runs = app_common.load_runs(run_keys)
 except RunError as exc:
@@ -84,10 +85,10 @@ metric = c3.radio("Per-node metric", list(compare.METRICS), index=0, key="metric
                   bind="query-params", help="For the coloured hierarchy and the gained/lost lists.")
 key_of = dict(zip(selected, run_keys, strict=True))
 base_key, other_key = key_of[baseline], key_of[other]
-st.caption(f"{len(selected)} runs on {runs[baseline].summary.get('dataset', 'the same dataset')} "
+base_name, other_name = app_common.md_text(names[baseline]), app_common.md_text(names[other])
+st.caption(f"{len(selected)} runs on {runs[base_key[0]].summary.get('dataset', 'the same dataset')} "
            f"({hierarchy.n_nodes} nodes, {'a tree' if hierarchy.is_tree else 'a DAG'}). "
-           f"Differences: **{app_common.md_text(labels.get(other, other))} − "
-           f"{app_common.md_text(labels.get(baseline, baseline))}**.")
+           f"Differences: **{other_name} − {base_name}**.")
 
 # ---------------------------------------------------------------- headline
 st.subheader("Headline metrics")
@@ -115,7 +116,7 @@ st.caption("Left: macro recall of the evaluated nodes at each depth. Right: one 
 
 # ------------------------------------------------------------- node by node
 st.subheader(f"Per-node {metric}: compared run − baseline")
-st.caption(f"Compared run **{app_common.md_text(other)}**, baseline **{app_common.md_text(baseline)}**.")
+st.caption(f"Compared run **{other_name}**, baseline **{base_name}**.")
 diff_left, diff_right = st.columns([3, 2], gap="large")
 with diff_left:
     # The zoom is the clicked node in session state (the figure's level), so it survives a change of metric or runs.
@@ -146,9 +147,9 @@ with diff_right:
     # Short headers (the run names are in their help) and the values first: they fit this 300 px column.
     columns = {"_index": st.column_config.TextColumn("node"),
                "base": st.column_config.NumberColumn("baseline", format="%.3f",
-                                                     help=f"{metric} in {app_common.md_text(baseline)}"),
+                                                     help=f"{metric} in {base_name}"),
                "other": st.column_config.NumberColumn("compared", format="%.3f",
-                                                      help=f"{metric} in {app_common.md_text(other)}"),
+                                                      help=f"{metric} in {other_name}"),
                "difference": st.column_config.NumberColumn("Δ", format="%+.3f", help="compared − baseline"),
                "support": st.column_config.NumberColumn("test pos.", help="Positive test samples."),
                "train_frequency": st.column_config.NumberColumn("train freq.", help="Positive training samples.")}
@@ -174,6 +175,6 @@ st.dataframe(
                    "p_value": st.column_config.NumberColumn("p-value", format="%.3g")},
 )
 st.caption("Wilcoxon signed-rank test (two-sided) over the evaluated nodes with test positives, pairing each "
-           f"node's value in {app_common.md_text(other)} with its value in {app_common.md_text(baseline)}; zero "
+           f"node's value in {other_name} with its value in {base_name}; zero "
            "differences are dropped. "
            + compare.PAIRED_TEST_NOTE)

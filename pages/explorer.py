@@ -7,7 +7,9 @@ positive test samples, and its uncertainty under every mode.
 URL state: ``run`` (sidebar), ``node`` (node selectbox) and ``color`` (colour
 selector) are query parameters, so a URL reproduces the view. A click on a
 sunburst sector or a table row selects that node (through the ``node``
-selectbox's session state).
+selectbox's session state), and the sunburst is centred on the selected node
+(:func:`hmlc_core.views.explore.sunburst_centre`), so its zoom follows the
+node through every rerun; a click on the centre goes up to the parent.
 """
 
 from __future__ import annotations
@@ -25,12 +27,16 @@ stamp = app_common.run_stamp(path)
 hierarchy = run.hierarchy
 nm = run.node_metrics
 
-st.title(f"Hierarchy explorer · {run.name}")
+st.title(f"Hierarchy explorer · {app_common.run_heading(run)}")
 
 # ------------------------------------------------------------------ headline
-headline = list(explore.headline_metrics(run).items())
-for chunk, widths in ((headline[:5], [1] * 5), (headline[5:], [1, 1.8, 1, 1, 1])):
-    for column, (label, value) in zip(st.columns(widths), chunk, strict=False):
+headline = explore.headline_metrics(run)
+# Text, not metric cards: a card cuts a long dataset name or status short ("cellcyc...").
+st.caption(f"Dataset **{app_common.md_text(headline.pop('dataset'))}** · status "
+           f"**{app_common.md_text(headline.pop('status'))}**")
+cards = list(headline.items())
+for chunk in (cards[:4], cards[4:]):
+    for column, (label, value) in zip(st.columns(4), chunk, strict=False):
         column.metric(label, value)
 
 # ------------------------------------------------------------ node selection
@@ -43,14 +49,24 @@ if "node" in st.session_state and st.session_state["node"] not in hierarchy:
 
 
 def _select_from_sunburst() -> None:
-    node = explore.node_from_selection(st.session_state.get("sunburst"), hierarchy)
+    current = st.session_state.get("node")
+    centre = explore.sunburst_centre(hierarchy, current) if current in hierarchy else None
+    node = explore.node_from_selection(st.session_state.get("sunburst"), hierarchy, centre)
     if node is not None:
         st.session_state["node"] = node
 
 
 left, right = st.columns([3, 2], gap="large")
 
-# The overview is drawn first, so the browser can show it while the node card is computed.
+# The node is chosen first: the overview is centred on it (plotly's level), so a node picked in the box or the URL
+# is where the sunburst opens, and a click, which selects the node, keeps its zoom through every rerun.
+with right:
+    node = st.selectbox(
+        "Node", hierarchy.nodes, index=0, key="node", bind="query-params",
+        help="Type to search. Clicking a sector of the overview or a row of the table selects it too.",
+    )
+
+# The overview is drawn next, so the browser can show it while the node card is computed.
 with left:
     color_by = st.radio("Colour by", list(explore.COLOR_QUANTITIES), index=0, key="color",
                         horizontal=True, bind="query-params")
@@ -62,7 +78,8 @@ with left:
             icon="ℹ️",
         )
     st.plotly_chart(
-        app_common.sunburst(path, stamp, color_by), key="sunburst", on_select=_select_from_sunburst,
+        app_common.sunburst(path, stamp, color_by, explore.sunburst_centre(hierarchy, node)), key="sunburst",
+        on_select=_select_from_sunburst,
         selection_mode="points", config={"displaylogo": False}, theme=None,
     )
     legend = "Click a sector to zoom in and select it; click the centre to go back up."
@@ -73,18 +90,16 @@ with left:
     st.caption(legend)
 
 with right:
-    node = st.selectbox(
-        "Node", hierarchy.nodes, index=0, key="node", bind="query-params",
-        help="Type to search. Clicking a sector of the overview or a row of the table selects it too.",
-    )
     row = nm.loc[node]
-    st.subheader(node)
-    st.caption("Path (first parents): " + " › ".join(explore.lineage(hierarchy, node)))
-    facts = list(explore.node_facts(run, node).items())
-    for chunk in (facts[:4], facts[4:]):
+    st.subheader(app_common.md_text(node))
+    st.caption("Path (first parents): " + " › ".join(map(app_common.md_text, explore.lineage(hierarchy, node))))
+    facts = explore.node_facts(run, node)
+    uncertainty = facts.pop("uncertainty")
+    facts = list(facts.items())
+    for chunk in (facts[:4], facts[4:]):  # four short columns a row: the card fits a 300 px column
         st.markdown("| " + " | ".join(k for k, _ in chunk) + " |\n|" + "---|" * len(chunk)
                     + "\n| " + " | ".join(f"**{v}**" for _, v in chunk) + " |")
-    st.caption(f"Uncertainty: mean over the test set, {explore.uncertainty_label(run)}.")
+    st.caption(f"Uncertainty **{uncertainty}**: mean over the test set, {explore.uncertainty_label(run)}.")
     if not bool(row["evaluated"]):
         st.caption("This node is skipped in evaluation (a root); its metrics are not part of the averages.")
     elif int(row["support"]) == 0:
@@ -97,14 +112,15 @@ with right:
         st.dataframe(
             relatives, height=min(38 + 35 * len(relatives), 300),
             column_config=app_common.METRIC_COLUMNS,
+            column_order=app_common.metric_column_order(relatives.columns, ("precision", "recall", "f1", "relation")),
         )
     st.markdown("**Ensemble members on the positive test samples**")
     try:
         st.plotly_chart(app_common.member_probs(path, stamp, node), key="member_probs",
                         config={"displaylogo": False})
-        st.caption(f"Each member's probability of {node} on the test samples where it is a true label, and the "
-                   f"ensemble mean that the metrics threshold at {explore.THRESHOLD:g}: points below the dashed "
-                   "line are misses. Hover a point for its test-sample index (nodes with more than "
+        st.caption(f"Each member's probability of {app_common.md_text(node)} on the test samples where it is a "
+                   f"true label, and the ensemble mean that the metrics threshold at {explore.THRESHOLD:g}: points "
+                   "below the dashed line are misses. Hover a point for its test-sample index (nodes with more than "
                    f"{explore.MAX_STRIP_POINTS} positives show the boxes and outliers only).")
     except RunError as exc:
         st.warning(f"Cannot read this run's test predictions: {exc}")
@@ -113,21 +129,22 @@ with right:
         explore.uncertainty_by_mode(run, node), key="uncertainty_modes",
         column_config={
             "mode": None,
-            "uncertainty": st.column_config.NumberColumn("mean over test set", format="%.4f"),
+            "uncertainty": st.column_config.NumberColumn("mean", format="%.4f", help="Mean over the test set."),
             "percentile": st.column_config.ProgressColumn(
-                "percentile", format="%.0f", min_value=0, max_value=100,
-                help="Share of evaluated nodes with at most this node's uncertainty."),
-            "display": st.column_config.CheckboxColumn("in colours", help="The run's display mode."),
+                "pct.", format="%.0f", min_value=0, max_value=100, width="small",
+                help="Percentile: share of evaluated nodes with at most this node's uncertainty."),
+            "display": st.column_config.CheckboxColumn("shown", width="small",
+                                                       help="The run's display mode, used in the colours."),
         },
     )
-    st.caption("Mean per-sample uncertainty over the whole test set (METHOD.md E2); entropies in bits, "
-               "epistemic (KL) is unbounded. Percentile: rank among the evaluated nodes.")
+    st.caption("Mean per-sample uncertainty over the whole test set (docs/method.md, *Uncertainty modes*); "
+               "entropies in bits, epistemic (KL) is unbounded. Percentile: rank among the evaluated nodes.")
 
 
 # -------------------------------------------------------------- neighbourhood
 shown = explore.neighbourhood(hierarchy, node)
 total = len(explore.neighbourhood(hierarchy, node, max_nodes=hierarchy.n_nodes))
-st.subheader(f"Neighbourhood of {node}")
+st.subheader(f"Neighbourhood of {app_common.md_text(node)}")
 caption = ("Ancestors, children and siblings; colour as above, size grows with training frequency. "
            "Hover a node for its metrics; drag to pan, scroll to zoom.")
 if len(shown) < total:
@@ -157,6 +174,7 @@ with tab_table:
 
     st.caption(f"{len(table)} nodes. Click a column header to sort; select a row to inspect the node.")
     st.dataframe(
-        table, key="node_table", on_select=_select_from_table, selection_mode="single-row", height=420,
-        column_config=app_common.METRIC_COLUMNS,
+        explore.na_text(table, ["average_precision"]), key="node_table", on_select=_select_from_table,
+        selection_mode="single-row", height=420, column_config=app_common.METRIC_COLUMNS,
+        column_order=app_common.metric_column_order(table.columns),
     )

@@ -26,19 +26,24 @@ from hmlc_core.runs import RunError
 COLUMNS = {
     **app_common.METRIC_COLUMNS,
     "path": st.column_config.TextColumn("path (first parents)", width="medium"),
-    "n_parents": st.column_config.NumberColumn("parents"),
-    "support": st.column_config.NumberColumn("test support"),
-    "uncertainty": st.column_config.NumberColumn(format="%.4f"),
+    "uncertainty": st.column_config.NumberColumn("uncert.", format="%.4f",
+                                                 help="Mean test-set uncertainty (the run's display mode)."),
 }
-SCORE_COLUMNS = {c: st.column_config.NumberColumn(format="%.3f")
-                 for c in ("hierarchical (hP, hR, hF)", "flat micro", "flat macro")}
+# Recall first (the page is about it), then precision and F1; the widest column, the path, last.
+ORDER = ("recall", "precision", "f1", *app_common.METRIC_ORDER)
+SCORE_COLUMNS = {  # short headers: the three columns fit the page's 300 px column at 1280 px
+    "hierarchical (hP, hR, hF)": st.column_config.NumberColumn("hier.", format="%.3f",
+                                                               help="Hierarchical hP, hR, hF"),
+    "flat micro": st.column_config.NumberColumn("micro", format="%.3f", help="Flat, micro-averaged"),
+    "flat macro": st.column_config.NumberColumn("macro", format="%.3f", help="Flat, macro-averaged"),
+}
 
 run = app_common.current_run()
 path = str(run.path)
 stamp = app_common.run_stamp(path)
 bounds = diagnose.filter_bounds(run)
 
-st.title(f"Missed nodes · {run.name}")
+st.title(f"Missed nodes · {app_common.run_heading(run)}")
 st.caption("Evaluated nodes whose test recall (threshold 0.5 on the ensemble-mean probabilities) is below the "
            "chosen value. Filters and the selected node are kept in the URL.")
 
@@ -93,7 +98,8 @@ def _select_row() -> None:
 
 
 st.dataframe(
-    table, key=table_key, on_select=_select_row, selection_mode="single-row", height=380, column_config=COLUMNS,
+    explore.na_text(table, ["average_precision"]), key=table_key, on_select=_select_row, selection_mode="single-row",
+    height=380, column_config=COLUMNS, column_order=app_common.metric_column_order(table.columns, ORDER, ["path"]),
     selection_default={"selection": {"rows": [nodes.index(selected)]}} if selected else None,
 )
 c_download, c_node = st.columns([1, 3])
@@ -103,17 +109,10 @@ c_download.download_button(
 )
 
 
-def _open_in_explorer(node: str) -> None:
-    st.session_state["node"] = node  # the Explorer's node selectbox (bound to the `node` query parameter)
-
-
 if selected is not None:
     with c_node:
-        st.markdown(f"Selected **{selected}** · {table.loc[selected, 'path']}")
-        if st.button(f"Open {selected} in the Hierarchy explorer", key="open_in_explorer",
-                     icon=":material/account_tree:",
-                     on_click=_open_in_explorer, args=(selected,)):
-            st.switch_page("pages/explorer.py")
+        st.markdown(f"Selected **{app_common.md_text(selected)}** · {app_common.md_text(table.loc[selected, 'path'])}")
+        app_common.link_to(app_common.explorer_url(node=selected), f"Open {selected} in the Hierarchy explorer →")
 
 # ------------------------------------------------------------------- charts
 st.subheader("Where the misses are")

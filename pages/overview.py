@@ -21,7 +21,7 @@ run = app_common.current_run()
 path = str(run.path)
 stamp = app_common.run_stamp(path)
 
-st.title(f"Overview · {run.name}")
+st.title(f"Overview · {app_common.run_heading(run)}")
 st.caption(diagnose.config_headline(run))
 st.info(teaching.run_story(run), icon=":material/lightbulb:")
 st.page_link("pages/how_it_works.py", label="How it works: the method, explained step by step",

@@ -8,6 +8,10 @@
 ``app_env``
     The synthetic run is the app's only run (no demo, an empty local runs/
     folder, ``HMLC_RUNS_DIR`` = its folder). Returns the run directory.
+``no_user_runs``
+    AUTOUSE: every test starts without the user's runs: ``HMLC_RUNS_DIR`` is
+    unset and ``HMLC_LOCAL_RUNS_DIR`` (which replaces the app's ``runs/``)
+    points at an empty temporary folder. Tests that need runs set them up.
 """
 
 from __future__ import annotations
@@ -15,6 +19,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def no_user_runs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the user's runs (``./runs``, ``$HMLC_RUNS_DIR``) out of every test, subprocesses included."""
+    monkeypatch.delenv("HMLC_RUNS_DIR", raising=False)
+    monkeypatch.setenv("HMLC_LOCAL_RUNS_DIR", str(tmp_path_factory.mktemp("no_user_runs")))
 
 
 @pytest.fixture(scope="session")

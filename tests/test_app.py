@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +79,7 @@ def test_page_starts_with_its_title(app_env: Path) -> None:
     first = at.main.children[0]
     while getattr(first, "children", None):  # containers: take their first element
         first = next(iter(first.children.values())) if isinstance(first.children, dict) else first.children[0]
-    assert first.type == "title" and first.value == f"Hierarchy explorer · {app_env.name}"
+    assert first.type == "title" and first.value == f"Hierarchy explorer · {app_common.md_text(app_env.name)}"
 
 
 def test_app_accepts_a_run_path_in_the_url(app_env: Path) -> None:
@@ -92,7 +94,7 @@ def test_node_query_param_selects_the_node(app_env: Path) -> None:
     assert at.selectbox(key="node").value == "2.3.1"
     html = _srcdoc(at)
     assert '"2.3.1"' in html and '"2.3"' in html and '"2.3.1.1"' in html  # node, parent, child drawn
-    assert any(s.value.endswith("2.3.1") for s in at.subheader)
+    assert any(s.value.endswith(app_common.md_text("2.3.1")) for s in at.subheader)  # escaped markdown
 
 
 def test_node_selectbox_changes_the_neighbourhood(app_env: Path) -> None:
@@ -133,17 +135,29 @@ def test_invalid_node_in_url_warns_and_falls_back(app_env: Path) -> None:
 
 
 def test_demo_run_is_the_default(synthetic_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(synthetic_run, tmp_path / "weighted_demo")
     monkeypatch.setattr(app_common, "DEMO_RUN_DIR", synthetic_run)
+    monkeypatch.setattr(app_common, "DEMO_WEIGHTED_RUN_DIR", tmp_path / "weighted_demo")
     monkeypatch.setattr(app_common, "LOCAL_RUNS_DIR", tmp_path / "runs")
     monkeypatch.delenv("HMLC_RUNS_DIR", raising=False)
     at = _app()
     assert not at.exception and not at.sidebar.error
     assert at.selectbox(key="run").value == "demo"
-    assert at.selectbox(key="run").options == ["demo"]
+    assert at.selectbox(key="run").options == ["demo", "demo-weighted"]
+
+
+def test_bundled_weighted_demo_opens_from_its_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HMLC_RUNS_DIR", raising=False)
+    at = _app(run="demo-weighted")
+    assert not at.exception and not at.warning and not at.sidebar.error
+    assert at.selectbox(key="run").value == "demo-weighted"
+    assert list(at.selectbox(key="run").options[:2]) == ["demo", "demo-weighted"]
+    assert any(str(app_common.DEMO_WEIGHTED_RUN_DIR) in c.value for c in at.sidebar.caption)
 
 
 def test_no_runs_at_all_shows_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(app_common, "DEMO_RUN_DIR", tmp_path / "no_demo_run")
+    monkeypatch.setattr(app_common, "DEMO_WEIGHTED_RUN_DIR", tmp_path / "no_demo_weighted_run")
     monkeypatch.setattr(app_common, "LOCAL_RUNS_DIR", tmp_path / "runs")
     monkeypatch.delenv("HMLC_RUNS_DIR", raising=False)
     at = _app()
@@ -207,3 +221,47 @@ def _numbers(value: object) -> np.ndarray:
     if isinstance(value, dict):
         return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]).newbyteorder("<"))
     return np.asarray(value, dtype=float)
+
+
+# ------------------------------------------------------- layout at 1280 px (issue 11)
+def test_node_tables_lead_with_precision_recall_f1_and_write_missing_ap_as_n_a(app_env: Path) -> None:
+    nm = pd.read_csv(app_env / "node_metrics.csv", index_col="node", dtype={"node": str})
+    no_positives = next(n for n in nm.index if nm.loc[n, "evaluated"] and nm.loc[n, "support"] == 0)
+    parent = no_positives.rsplit(".", 1)[0]
+    at = _explorer(run=app_env.name, node=parent)
+    assert not at.exception
+    tables = {("relation" in d.value.columns, "tp" in d.value.columns): d for d in at.dataframe}
+    for table in (tables[True, False], tables[False, True]):  # relatives, per-node table
+        # P, R, F1 come first, so they are on screen in a 300 px column and at 1280 px
+        assert list(table.proto.column_order)[:3] == ["precision", "recall", "f1"]
+    per_node = tables[False, True].value
+    assert per_node.loc[no_positives, "average_precision"] == "n/a"  # st.dataframe would draw NaN as "None"
+    some = next(n for n in nm.index if nm.loc[n, "evaluated"] and nm.loc[n, "support"] > 0)
+    assert float(per_node.loc[some, "average_precision"]) == pytest.approx(nm.loc[some, "average_precision"], abs=5e-4)
+
+
+def test_sunburst_is_centred_on_the_selected_node_and_draws_every_depth(app_env: Path) -> None:
+    at = _explorer(run=app_env.name, node="1.2")
+    trace = _sunburst_spec(at)["data"][0]
+    assert trace["level"] == "1.2"
+    assert trace["maxdepth"] == -1  # the synthetic tree's 121 nodes: every depth drawn at once
+    leaf = next(n for n in load_run(app_env).hierarchy.nodes if n.count(".") == 3)
+    at = _explorer(run=app_env.name, node=leaf)
+    assert _sunburst_spec(at)["data"][0]["level"] == leaf.rsplit(".", 1)[0]  # a leaf: its parent's sunburst
+
+
+def test_dataset_name_is_shown_in_full_not_in_a_metric_card(app_env: Path) -> None:
+    at = _explorer(run=app_env.name, node="1.2")
+    assert "dataset" not in [m.label for m in at.metric]  # a metric card cuts long names ("cellcyc...")
+    assert any("synthetic" in c.value for c in at.caption)
+
+
+def test_md_text_escapes_every_markdown_character() -> None:
+    # CommonMark 0.31, "Backslash escapes": any ASCII punctuation character may be backslash-escaped, and an
+    # escaped character is shown as itself. Streamlit's own :color[...], :material/...: and $math$ syntax starts
+    # with such characters too.
+    text = "*bold* _it_ `code` [link](x) <b>h</b> :red[x] :material/home: $y$ # 1. | a\\b ~s~ & ok"
+    escaped = app_common.md_text(text)
+    assert re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", escaped) == text  # unescaping gives the text back
+    assert not re.search(r"(?<!\\)[!-/:-@\[-`{-~]", re.sub(r"\\.", "", escaped))  # nothing left unescaped
+    assert app_common.md_text("two\nlines") == "two lines"

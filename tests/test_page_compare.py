@@ -227,3 +227,25 @@ def test_gained_and_lost_tables_lead_with_the_values_under_short_headers(app_env
         assert list(table.proto.column_order)[:3] == ["base", "other", "difference"]
         labels = [c.get("label", "") for c in json.loads(table.proto.columns).values()]
         assert labels and not any("run_a" in label or "run_b" in label for label in labels)
+
+
+def test_runs_are_shown_by_name_and_kept_in_the_url_by_key(runs_root: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from hmlc_core.registry import Registry
+
+    root = tmp_path / "named_runs"
+    for folder in ("run_a", "run_b"):
+        shutil.copytree(runs_root / folder, root / folder)
+    only_runs_in(root, tmp_path, monkeypatch)
+    registry = Registry(root)
+    run_b = next(r for r in registry.sync() if r.folder == "run_b")
+    registry.rename(run_b.id, "plain *3 heads*")
+    at = open_app(PAGE, runs=["run_a", "run_b"])
+    assert not at.exception
+    assert at.multiselect(key="runs").value == ["run_a", "run_b"]  # the bound widget, the URL: keys
+    shown = at.multiselect(key="runs" + app_common.SHOWN_SUFFIX)
+    assert shown.value == ["run_a", "run_b"]
+    assert shown.options == ["run_a · synthetic", "plain *3 heads* · synthetic · run_b"]
+    assert at.selectbox(key="other" + app_common.SHOWN_SUFFIX).options == ["plain *3 heads* · synthetic · run_b"]
+    assert any(r"Differences: **plain \*3 heads\* − run\_a**" in c.value for c in at.caption)
+    assert list(_table(at, "headline").columns) == ["run_a", "plain *3 heads*"]  # tables name the runs

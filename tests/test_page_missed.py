@@ -9,8 +9,11 @@ which the tests also set directly, as a shared URL would.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 import pytest
@@ -51,7 +54,7 @@ def _outlined(fig: dict) -> set[str]:
 def test_missed_page_renders_the_default_view(app_env: Path) -> None:
     at = _page(run=app_env.name)
     assert not at.exception and not at.warning
-    assert at.title[0].value == f"Missed nodes · {app_env.name}"
+    assert at.title[0].value == f"Missed nodes · {app_common.md_text(app_env.name)}"
     want = _expected(app_env)
     table = _table(at)
     assert set(table.index) == want and want
@@ -108,15 +111,27 @@ def test_query_params_reproduce_a_view(app_env: Path) -> None:
     assert set(_table(at).index) == _expected(app_env, below=0.3, depth=(2, 3), support=(5, 40))
 
 
-def test_selected_node_opens_in_the_explorer(app_env: Path) -> None:
-    node = sorted(_expected(app_env))[0]
-    at = _page(run=app_env.name, node=node)
+def _explorer_links(at: AppTest) -> list[dict[str, list[str]]]:
+    """Query parameters of the page's links to the Hierarchy explorer (``<a href="hierarchy?...">``)."""
+    hrefs = re.findall(r'href="([^"]*)"', "".join(h.proto.body for h in at.get("html")))
+    parts = [urlsplit(html.unescape(href)) for href in hrefs]
+    return [parse_qs(part.query) for part in parts if part.path == "hierarchy"]
+
+
+@pytest.mark.parametrize("filters", [{}, {"depth_range": ["2", "3"], "recall_below": "0.3"}])
+def test_selected_node_opens_in_the_explorer(app_env: Path, filters: dict) -> None:
+    depth = tuple(int(d) for d in filters.get("depth_range", ["0", "99"]))
+    node = sorted(_expected(app_env, below=float(filters.get("recall_below", 0.5)), depth=depth))[0]
+    at = _page(run=app_env.name, node=node, **filters)
     assert not at.exception
-    assert any(f"Selected **{node}**" in m.value for m in at.markdown)
-    at.button(key="open_in_explorer").click().run()
-    assert not at.exception
-    assert "explorer" in at.title[0].value.lower()
-    assert at.selectbox(key="node").value == node
+    assert any(f"Selected **{node.replace('.', chr(92) + '.')}**" in m.value for m in at.markdown)
+    links = _explorer_links(at)
+    assert links == [{"run": [app_env.name], "node": [node]}]
+    # Following the link loads the explorer from the URL alone, as a fresh page view does.
+    explorer = open_app("pages/explorer.py", **{k: v[0] for k, v in links[0].items()})
+    assert not explorer.exception
+    assert explorer.title[0].value.startswith("Hierarchy explorer")
+    assert explorer.selectbox(key="node").value == node
 
 
 def test_missed_page_renders_the_bundled_demo_run(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,3 +140,16 @@ def test_missed_page_renders_the_bundled_demo_run(monkeypatch: pytest.MonkeyPatc
     assert not at.exception and not at.warning
     assert set(_table(at).index) == _expected(app_common.DEMO_RUN_DIR)
     assert len(at.get("plotly_chart")) == 3
+
+
+def test_missed_table_leads_with_recall_precision_f1(app_env: Path) -> None:
+    nm = pd.read_csv(app_env / "node_metrics.csv", index_col="node", dtype={"node": str})
+    at = _page(run=app_env.name, support_range=["0", str(int(nm.loc[nm["evaluated"], "support"].max()))])
+    assert not at.exception
+    table = at.dataframe[0]
+    assert list(table.proto.column_order)[:3] == ["recall", "precision", "f1"]
+    assert list(table.proto.column_order)[-1] == "path"  # the widest column last
+    assert sorted(table.proto.column_order) == sorted(table.value.columns)  # each column once
+    shown = table.value
+    without = [n for n in shown.index if nm.loc[n, "support"] == 0]
+    assert without and all(shown.loc[n, "average_precision"] == "n/a" for n in without)

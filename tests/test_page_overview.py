@@ -44,7 +44,7 @@ def _chart(at: AppTest, title: str) -> dict:
 def test_overview_is_the_default_page_and_shows_the_run(app_env: Path) -> None:
     at = _app(run=app_env.name)
     assert not at.exception and not at.warning
-    assert at.title[0].value == f"Overview · {app_env.name}"
+    assert at.title[0].value == f"Overview · {app_common.md_text(app_env.name)}"
     run = load_run(app_env)
     s = run.summary
     m = _metrics(at)
@@ -93,7 +93,7 @@ def test_overview_follows_the_run_chosen_in_the_url(synthetic_run: Path, tmp_pat
     first = _app(run=synthetic_run.name)
     second = _app(run="other_run")
     assert not first.exception and not second.exception
-    assert second.title[0].value == "Overview · other_run"
+    assert second.title[0].value == "Overview · other\\_run"
     assert _metrics(second)["micro AUPRC"] == "0.123"
     assert _metrics(first)["micro AUPRC"] == f"{load_run(synthetic_run).summary['auprc_micro']:.3f}"
     np.testing.assert_allclose(_chart(second, "Training curve")["data"][0]["y"], history["loss"], rtol=1e-5)
@@ -121,5 +121,5 @@ def test_overview_renders_the_bundled_demo_run(monkeypatch: pytest.MonkeyPatch) 
     at = _app()
     assert not at.exception and not at.warning
     demo = load_run(app_common.DEMO_RUN_DIR)
-    assert at.title[0].value == f"Overview · {demo.name}"
+    assert at.title[0].value == f"Overview · {app_common.md_text(demo.name)}"
     assert _metrics(at)["micro AUPRC"] == f"{demo.summary['auprc_micro']:.3f}"

@@ -253,3 +253,58 @@ def test_headline_metrics_and_runs_table(reg: Registry) -> None:
     finished = reg.get(a.id)
     assert table.loc[a.id, "elapsed_s"] == pytest.approx(finished.finished_at - finished.started_at)
     assert table.loc[b.id, "status"] == "queued" and table.loc[b.id, "elapsed_s"] != table.loc[b.id, "elapsed_s"]
+
+
+def test_default_names_are_short_and_readable() -> None:
+    from hmlc_core.registry import default_run_name
+
+    assert (default_run_name(TrainConfig(dataset="cellcycle_FUN"))
+            == "cellcycle_FUN · class-wise weights, mean focal · seed 0")
+    plain = TrainConfig(dataset="derisi_FUN", weighting="none", focal="none", heads=1, seed=2, profile="quick")
+    assert default_run_name(plain) == "derisi_FUN · plain · seed 2 · 1 head · quick"
+    zlpr = TrainConfig(dataset="d", weighting="binary", focal="none", loss="zlpr", lpros=0.1)
+    assert default_run_name(zlpr) == "d · ZLPR, binary weights, LPROS · seed 0"
+
+
+def test_cli_default_folders_are_imported_under_readable_names(reg: Registry, synthetic_run: Path) -> None:
+    from hmlc_core.registry import default_folder_name
+
+    config = TrainConfig.from_dict(json.loads((synthetic_run / "config.json").read_text())["train"])
+    assert (config.dataset, config.weighting, config.focal, config.heads, config.seed) == (
+        "synthetic", "class-wise", "mean", 2, 0)
+    folders = {
+        default_folder_name(config, "20261129-034916"): "synthetic · class-wise weights, mean focal · seed 0",
+        "synthetic-class-wise-mean-h2-s0-20261129-034917": "synthetic · class-wise weights, mean focal · seed 0",
+        "my-experiment": "my-experiment",  # chosen with --out: kept
+        "synthetic-class-wise-mean-s0-later": "synthetic-class-wise-mean-s0-later",  # not a time stamp
+    }
+    assert default_folder_name(config, "20261129-034916") == "synthetic-class-wise-mean-s0-20261129-034916"
+    for folder in folders:
+        shutil.copytree(synthetic_run, reg.runs_dir / folder)
+    reg.sync()
+    assert dict(_raw(reg.runs_dir, "SELECT folder, name FROM runs")) == folders
+
+
+def test_a_name_in_use_is_accepted_with_a_warning(reg: Registry, caplog: pytest.LogCaptureFixture) -> None:
+    first = reg.submit(CONFIG, "focal k=3")
+    assert reg.named(" FOCAL k=3 ") == [first]
+    with caplog.at_level("WARNING", logger="hmlc_core.registry"):
+        second = reg.submit(CONFIG, "focal k=3")
+    assert [r.id for r in reg.named("focal k=3")] == [first.id, second.id]
+    assert any(first.id in r.getMessage() and "already used" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    other = reg.submit(CONFIG, "other")
+    with caplog.at_level("WARNING", logger="hmlc_core.registry"):
+        reg.rename(other.id, "focal k=3")
+    assert any("already used" in r.getMessage() for r in caplog.records)
+
+
+def test_run_label_shows_name_dataset_and_key() -> None:
+    from hmlc_core.registry import run_label
+
+    assert (run_label("20261129-034916-f09f", "focal k=3", "cellcycle_FUN")
+            == "focal k=3 · cellcycle_FUN · 20261129-034916-f09f")
+    assert run_label("demo", None, "synthetic") == "demo · synthetic"
+    assert run_label("old_run", "old_run", "synthetic") == "old_run · synthetic"
+    assert run_label("k", "synthetic · plain · seed 0", "synthetic") == "synthetic · plain · seed 0 · k"
+    assert run_label("k") == "k"
