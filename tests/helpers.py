@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from hmlc_core.hierarchy import Hierarchy
-from pages import common as app_common
+from app_pages import common as app_common
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 

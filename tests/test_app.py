@@ -1,4 +1,4 @@
-"""AppTest tests of the Streamlit app (app.py, its run chooser) and the Hierarchy explorer (pages/explorer.py).
+"""AppTest tests of the Streamlit app (app.py, its run chooser) and the Hierarchy explorer (app_pages/explorer.py).
 
 Charts and iframes cannot be clicked in AppTest; their content is read from the
 element protos (plotly spec JSON, iframe srcdoc). The click handlers are unit
@@ -25,11 +25,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from helpers import open_app
-from pages import common as app_common
+from app_pages import common as app_common
 from hmlc_core.runs import load_run
 from hmlc_core.uncertainty import UNCERTAINTY_LABELS
 
-EXPLORER = "pages/explorer.py"
+EXPLORER = "app_pages/explorer.py"
 
 
 def _app(**query: str) -> AppTest:

@@ -13,7 +13,7 @@ import pytest
 from hmlc_core.cli import DEMO_RUN_DIR, DEMO_RUNS, DEMO_WEIGHTED_RUN_DIR, main
 from hmlc_core.config import TrainConfig
 from hmlc_core.runs import Run, load_run
-from pages import common as app_common
+from app_pages import common as app_common
 
 WEIGHTING_OPTIONS = {"weighting", "focal"}
 """The options in which the two demo runs may differ."""

@@ -132,15 +132,18 @@ def _registry_rows(runs_dir: Path) -> list[tuple[str, str, str]]:
 def test_pages_retrain_and_compare(server: tuple[str, Path], page: object) -> None:
     url, runs_dir = server
 
-    _open(page, url, "overview")
-    assert "Overview" in page.inner_text("body")
-
+    # The server's first page view is a deep link: no "Page not found" modal over the right page (issue 11)
     page.goto(f"{url}/hierarchy?run=demo&color=recall&node=2.1")
     page.wait_for_selector("g.slice", timeout=60_000)  # the sunburst has drawn
     _settle(page)
     _no_exception(page)
     assert "Hierarchy explorer" in page.inner_text("body")
+    assert page.get_by_text("Page not found").count() == 0, "the first deep link showed 'Page not found'"
+    assert page.locator("[role=dialog]").count() == 0
     page.screenshot(path=str(ARTIFACTS / "explorer.png"))
+
+    _open(page, url, "overview")
+    assert "Overview" in page.inner_text("body")
 
     _open(page, f"{url}/missed-nodes?run=demo", "missed")
 
@@ -272,9 +275,6 @@ def test_every_page_shows_precision_recall_f1_at_1280x800(server: tuple[str, Pat
                    timeout=300)
     narrow = page.context.browser.new_page(viewport={"width": 1280, "height": 800})
     try:
-        narrow.goto(url)  # the app's root first: a deep link may be the server's first page view
-        _settle(narrow)
-
         _narrow_open(narrow, f"{url}/?run=demo", "overview")
         _metric_values_fit(narrow)
         assert "synthetic" in narrow.inner_text("[data-testid=stMain]")  # the dataset, in full

@@ -22,7 +22,7 @@ DEMO_RUN = REPO / "assets" / "demo_run"
 READ_PATH_IMPORTS = """
 import hmlc_core.runs, hmlc_core.views.explore, hmlc_core.views.compare, hmlc_core.views.diagnose, hmlc_core.registry
 import hmlc_core.views.teaching, hmlc_core.weighting
-import pages.common
+import app_pages.common
 """
 
 
@@ -73,8 +73,8 @@ def test_dashboard_pages_render_without_torch(tmp_path: Path) -> None:
         at = AppTest.from_file({str(REPO / "app.py")!r}, default_timeout=120).run()
         titles = [t.value for t in at.title]
         errors = [str(e.value) for e in at.exception]
-        for page in ("pages/how_it_works.py", "pages/explorer.py", "pages/missed.py", "pages/retrain.py",
-                     "pages/compare.py"):
+        for page in ("app_pages/how_it_works.py", "app_pages/explorer.py", "app_pages/missed.py", "app_pages/retrain.py",
+                     "app_pages/compare.py"):
             at.switch_page(page).run()
             titles += [t.value for t in at.title]
             errors += [str(e.value) for e in at.exception]

@@ -1,4 +1,4 @@
-"""AppTest tests of the Compare page (pages/compare.py).
+"""AppTest tests of the Compare page (app_pages/compare.py).
 
 The page is reached with ``switch_page`` after the app's first run (see the
 note in tests/test_app.py); its widgets are bound to query parameters,
@@ -21,14 +21,14 @@ from scipy.stats import wilcoxon
 from streamlit.testing.v1 import AppTest
 
 from helpers import only_runs_in, open_app
-from pages import common as app_common
+from app_pages import common as app_common
 from hmlc_core.data import HMCDataset, Split
 from hmlc_core.hierarchy import Hierarchy
 from hmlc_core.runs import save_run
 from hmlc_core.synthetic import make_synthetic
 from hmlc_core.train import TrainConfig, train
 
-PAGE = "pages/compare.py"
+PAGE = "app_pages/compare.py"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 

@@ -1,4 +1,4 @@
-"""AppTest tests of the Missed nodes page (pages/missed.py).
+"""AppTest tests of the Missed nodes page (app_pages/missed.py).
 
 Expected tables come from a plain pandas filter of the run's node_metrics.csv
 and the comparison numbers from summary.json, not from hmlc_core.views.diagnose.
@@ -20,10 +20,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from helpers import open_app
-from pages import common as app_common
+from app_pages import common as app_common
 from hmlc_core.runs import load_run
 
-PAGE = "pages/missed.py"
+PAGE = "app_pages/missed.py"
 
 
 def _page(**query: str | list[str]) -> AppTest:
@@ -128,7 +128,7 @@ def test_selected_node_opens_in_the_explorer(app_env: Path, filters: dict) -> No
     links = _explorer_links(at)
     assert links == [{"run": [app_env.name], "node": [node]}]
     # Following the link loads the explorer from the URL alone, as a fresh page view does.
-    explorer = open_app("pages/explorer.py", **{k: v[0] for k, v in links[0].items()})
+    explorer = open_app("app_pages/explorer.py", **{k: v[0] for k, v in links[0].items()})
     assert not explorer.exception
     assert explorer.title[0].value.startswith("Hierarchy explorer")
     assert explorer.selectbox(key="node").value == node

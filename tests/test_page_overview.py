@@ -1,4 +1,4 @@
-"""AppTest tests of the Overview page (pages/overview.py), the app's default page.
+"""AppTest tests of the Overview page (app_pages/overview.py), the app's default page.
 
 Expected numbers come from the run's files (summary.json, history.csv,
 predictions.npz) and scikit-learn, not from hmlc_core.views.diagnose. See
@@ -22,7 +22,7 @@ from sklearn.metrics import precision_recall_fscore_support
 from streamlit.testing.v1 import AppTest
 
 from helpers import open_app
-from pages import common as app_common
+from app_pages import common as app_common
 from hmlc_core.runs import load_run
 from hmlc_core.train import TrainConfig
 

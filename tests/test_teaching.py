@@ -26,7 +26,7 @@ from hmlc_core.model import MCM
 from hmlc_core.runs import load_run
 from hmlc_core.views import teaching
 
-PAGE = "pages/how_it_works.py"
+PAGE = "app_pages/how_it_works.py"
 
 
 def _small_tree() -> Hierarchy:

@@ -2,7 +2,7 @@
 
 Everything here is pure and Streamlit-free (the pages only lay out widgets and
 call these functions through thin ``st.cache_data`` wrappers in
-``pages/common.py``), so it is unit-tested without Streamlit.
+``app_pages/common.py``), so it is unit-tested without Streamlit.
 
 Missed nodes
 ------------

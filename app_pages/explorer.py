@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import common as app_common
+from app_pages import common as app_common
 from hmlc_core.views import explore
 from hmlc_core.runs import RunError
 

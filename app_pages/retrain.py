@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from pages import common as app_common
+from app_pages import common as app_common
 from hmlc_core import jobs
 from hmlc_core.catalog import SYNTHETIC, available_datasets
 from hmlc_core.config import (ENSEMBLE_KINDS, FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, SCHEDULES,

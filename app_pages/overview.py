@@ -5,7 +5,7 @@ How it works, dataset and hierarchy facts, headline test metrics (micro AUPRC, m
 hierarchical precision/recall/F1, rare-node recall), the training recipe and
 configuration, the training curve, recall by depth, and links to the other
 pages. All numbers come from :mod:`hmlc_core.views.explore` and
-:mod:`hmlc_core.views.diagnose` through the cached wrappers of ``pages/common.py``.
+:mod:`hmlc_core.views.diagnose` through the cached wrappers of ``app_pages/common.py``.
 URL state: only ``run`` (sidebar).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import common as app_common
+from app_pages import common as app_common
 from hmlc_core.views import diagnose, explore, teaching
 from hmlc_core.runs import RunError
 
@@ -24,7 +24,7 @@ stamp = app_common.run_stamp(path)
 st.title(f"Overview · {app_common.run_heading(run)}")
 st.caption(diagnose.config_headline(run))
 st.info(teaching.run_story(run), icon=":material/lightbulb:")
-st.page_link("pages/how_it_works.py", label="How it works: the method, explained step by step",
+st.page_link("app_pages/how_it_works.py", label="How it works: the method, explained step by step",
              icon=":material/school:")
 
 # ------------------------------------------------------------------ dataset
@@ -77,10 +77,10 @@ with st.expander("All settings", expanded=False):
 
 # ------------------------------------------------------------------ pointers
 st.subheader("Where next")
-st.page_link("pages/explorer.py", label="Hierarchy explorer: the hierarchy coloured by recall, frequency or "
+st.page_link("app_pages/explorer.py", label="Hierarchy explorer: the hierarchy coloured by recall, frequency or "
              "uncertainty, with a drill-down per node", icon=":material/account_tree:")
-st.page_link("pages/missed.py", label="Missed nodes: which nodes the ensemble misses, by depth, frequency and "
+st.page_link("app_pages/missed.py", label="Missed nodes: which nodes the ensemble misses, by depth, frequency and "
              "support, with a CSV export", icon=":material/search:")
-st.page_link("pages/retrain.py", label="Retrain: train a variant of this run from the browser",
+st.page_link("app_pages/retrain.py", label="Retrain: train a variant of this run from the browser",
              icon=":material/model_training:")
-st.page_link("pages/compare.py", label="Compare: runs side by side, per node", icon=":material/compare_arrows:")
+st.page_link("app_pages/compare.py", label="Compare: runs side by side, per node", icon=":material/compare_arrows:")

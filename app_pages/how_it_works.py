@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import common as app_common
+from app_pages import common as app_common
 from hmlc_core.config import FREQUENCY_COUNTINGS, UNCERTAINTY_LABELS, UNCERTAINTY_MODE_NAMES
 from hmlc_core.runs import RunError
 from hmlc_core.views import teaching

@@ -5,7 +5,7 @@ recall against training frequency; the hierarchy coloured by the per-node
 difference of a metric (compared run minus baseline, diverging scale); the
 nodes gained and lost; and a paired Wilcoxon test across nodes (indicative
 only). All numbers and figures come from :mod:`hmlc_core.views.compare` through the
-cached wrappers of ``pages/common.py``.
+cached wrappers of ``app_pages/common.py``.
 
 Without ``runs`` in the URL the page opens on
 :func:`hmlc_core.views.compare.default_pair`: the plain demo against the
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import common as app_common
+from app_pages import common as app_common
 from hmlc_core.views import compare, explore
 from hmlc_core.runs import RunError
 

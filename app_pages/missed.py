@@ -19,7 +19,7 @@ import hashlib
 
 import streamlit as st
 
-from pages import common as app_common
+from app_pages import common as app_common
 from hmlc_core.views import diagnose, explore
 from hmlc_core.runs import RunError
 
