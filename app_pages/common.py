@@ -324,8 +324,13 @@ def md_text(text: object) -> str:
 
 
 def run_heading(run: Run) -> str:
-    """The run's name for a page title, markdown-escaped: its registry name, else its folder name."""
-    return md_text(run_display_names().get(run.path.resolve(), run.name))
+    """The run's name for a page title, markdown-escaped.
+
+    Its registry name, else its run chooser key (``demo``, ``demo-weighted``), else its folder name.
+    """
+    path = run.path.resolve()
+    key = next((k for k, p in available_runs().items() if Path(p).resolve() == path), None)
+    return md_text(run_display_names().get(path, key or run.name))
 
 
 def current_run_key() -> str | None:

@@ -165,14 +165,10 @@ with diff_right:
 st.subheader("Paired test across nodes")
 tests = app_common.compare_paired_tests(base_key, other_key)
 st.dataframe(
-    tests, key="paired_tests",
-    column_config={"n_pairs": st.column_config.NumberColumn("nodes (pairs)"),
-                   "n_nonzero": st.column_config.NumberColumn("pairs that differ"),
-                   "mean_base": st.column_config.NumberColumn("mean (baseline)", format="%.4f"),
-                   "mean_other": st.column_config.NumberColumn("mean (compared)", format="%.4f"),
-                   "median_difference": st.column_config.NumberColumn("median difference", format="%+.4f"),
-                   "statistic": st.column_config.NumberColumn("Wilcoxon W", format="%.1f"),
-                   "p_value": st.column_config.NumberColumn("p-value", format="%.3g")},
+    compare.paired_tests_text(tests), key="paired_tests",
+    column_config={"n_pairs": "nodes (pairs)", "n_nonzero": "pairs that differ", "mean_base": "mean (baseline)",
+                   "mean_other": "mean (compared)", "median_difference": "median difference",
+                   "statistic": "Wilcoxon W", "p_value": "p-value"},
 )
 st.caption("Wilcoxon signed-rank test (two-sided) over the evaluated nodes with test positives, pairing each "
            f"node's value in {other_name} with its value in {base_name}; zero "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages import common as app_common
-from hmlc_core.views import diagnose, explore, teaching
+from hmlc_core.views import compare, diagnose, explore, teaching
 from hmlc_core.runs import RunError
 
 run = app_common.current_run()
@@ -26,6 +26,10 @@ st.caption(diagnose.config_headline(run))
 st.info(teaching.run_story(run), icon=":material/lightbulb:")
 st.page_link("app_pages/how_it_works.py", label="How it works: the method, explained step by step",
              icon=":material/school:")
+if app_common.current_run_key() in compare.DEMO_PAIR:
+    st.page_link("app_pages/compare.py", icon=":material/compare_arrows:",
+                 label="The demo pair: the same data, seed and budget without and with the paper's weighted "
+                       "loss, side by side on Compare")
 
 # ------------------------------------------------------------------ dataset
 st.subheader("Dataset and hierarchy")

@@ -153,6 +153,8 @@ def test_bundled_weighted_demo_opens_from_its_url(monkeypatch: pytest.MonkeyPatc
     assert at.selectbox(key="run").value == "demo-weighted"
     assert list(at.selectbox(key="run").options[:2]) == ["demo", "demo-weighted"]
     assert any(str(app_common.DEMO_WEIGHTED_RUN_DIR) in c.value for c in at.sidebar.caption)
+    # the title names the run as the chooser does, not by its folder (demo_weighted_run)
+    assert at.title[0].value == f"Overview · {app_common.md_text('demo-weighted')}"
 
 
 def test_no_runs_at_all_shows_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

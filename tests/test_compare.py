@@ -239,6 +239,17 @@ def test_paired_tests_without_differences(base: Run) -> None:
     assert result["statistic"].isna().all()
     assert (result["p_value"] == 1.0).all()
     assert "not" in compare.PAIRED_TEST_NOTE and "independent" in compare.PAIRED_TEST_NOTE
+    text = compare.paired_tests_text(result)
+    assert (text["statistic"] == "n/a").all() and (text["p_value"] == "1").all()
+
+
+def test_paired_tests_text_writes_missing_values_as_na() -> None:
+    table = pd.DataFrame({"n_pairs": [0, 12], "n_nonzero": [0, 7], "mean_base": [np.nan, 0.25],
+                          "mean_other": [np.nan, 0.5], "median_difference": [np.nan, -0.125],
+                          "statistic": [np.nan, 3.0], "p_value": [np.nan, 0.000123456]}, index=["recall", "F1"])
+    text = compare.paired_tests_text(table)
+    assert text.loc["recall"].tolist() == ["0", "0", "n/a", "n/a", "n/a", "n/a", "n/a"]
+    assert text.loc["F1"].tolist() == ["12", "7", "0.2500", "0.5000", "-0.1250", "3.0", "0.000123"]
 
 
 # ------------------------------------------------------ layout and wording (issue 11)

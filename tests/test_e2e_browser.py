@@ -159,7 +159,7 @@ def test_pages_retrain_and_compare(server: tuple[str, Path], page: object) -> No
     _settle(page)
     _no_exception(page)
     assert "run=demo-weighted" in page.url
-    assert page.locator("h1").first.inner_text().startswith("Hierarchy explorer · demo_weighted_run")
+    assert page.locator("h1").first.inner_text().startswith("Hierarchy explorer · demo-weighted")
     assert page.get_by_role("combobox", name="Node").input_value() == node
     page.go_back()  # one Back press: the missed nodes, filters and all
     page.wait_for_url("**/missed-nodes?**")
@@ -212,7 +212,7 @@ def test_pages_retrain_and_compare(server: tuple[str, Path], page: object) -> No
     page.get_by_role("option", name="demo-weighted · synthetic").click()
     page.wait_for_url("**/hierarchy?run=demo-weighted")
     _settle(page)
-    assert page.locator("h1").first.inner_text() == "Hierarchy explorer · demo_weighted_run"
+    assert page.locator("h1").first.inner_text() == "Hierarchy explorer · demo-weighted"
 
     _open(page, f"{url}/comparison?run=demo", "compare")
     body = page.inner_text("body")
@@ -303,6 +303,10 @@ def test_every_page_shows_precision_recall_f1_at_1280x800(server: tuple[str, Pat
         _settle(narrow)
         table = narrow.locator("[data-testid=stDataFrame]").last  # the per-node table, the page's last grid
         _columns_on_screen(table, ["node", "prec.", "recall", "F1", "AP"])
+
+        _narrow_open(narrow, f"{url}/how-it-works?run=demo", "how_it_works")
+        assert narrow.locator("[data-testid=stPlotlyChart]").count() >= 4  # MCM, weights, focal factor, modes
+        _narrow_open(narrow, f"{url}/retraining?run=demo", "retrain")
 
         _narrow_open(narrow, f"{url}/missed-nodes?run=demo", "missed")
         grids = narrow.locator("[data-testid=stDataFrame]")

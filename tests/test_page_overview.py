@@ -45,6 +45,7 @@ def test_overview_is_the_default_page_and_shows_the_run(app_env: Path) -> None:
     at = _app(run=app_env.name)
     assert not at.exception and not at.warning
     assert at.title[0].value == f"Overview · {app_common.md_text(app_env.name)}"
+    assert not any("demo pair" in p.proto.label for p in at.get("page_link"))
     run = load_run(app_env)
     s = run.summary
     m = _metrics(at)
@@ -121,5 +122,7 @@ def test_overview_renders_the_bundled_demo_run(monkeypatch: pytest.MonkeyPatch) 
     at = _app()
     assert not at.exception and not at.warning
     demo = load_run(app_common.DEMO_RUN_DIR)
-    assert at.title[0].value == f"Overview · {app_common.md_text(demo.name)}"
+    assert at.title[0].value == f"Overview · {app_common.md_text('demo')}"  # the chooser's key, not the folder
+    # the demo points at its weighted twin on Compare; another run does not
+    assert any("demo pair" in p.proto.label for p in at.get("page_link"))
     assert _metrics(at)["micro AUPRC"] == f"{demo.summary['auprc_micro']:.3f}"

@@ -49,6 +49,7 @@ __all__ = [
     "difference_sunburst",
     "gained_and_lost",
     "paired_tests",
+    "paired_tests_text",
 ]
 
 METRICS: dict[str, str] = {"recall": "recall", "F1": "f1", "average precision": "average_precision",
@@ -631,3 +632,27 @@ def paired_tests(base: Run, other: Run, metrics: Sequence[str] = TESTED_METRICS)
     columns = ["metric", "n_pairs", "n_nonzero", "mean_base", "mean_other", "median_difference", "statistic",
                "p_value"]
     return pd.DataFrame(rows, columns=columns).set_index("metric")
+
+
+PAIRED_TEST_FORMATS = {"n_pairs": "{:.0f}", "n_nonzero": "{:.0f}", "mean_base": "{:.4f}", "mean_other": "{:.4f}",
+                       "median_difference": "{:+.4f}", "statistic": "{:.1f}", "p_value": "{:.3g}"}
+"""How :func:`paired_tests_text` writes each column of :func:`paired_tests`."""
+
+
+def paired_tests_text(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`paired_tests` written for display, a missing value (no pair, or no difference) as ``"n/a"``.
+
+    ``st.dataframe`` draws a missing number as "None" whatever the column
+    format; the rest of the dashboard says "n/a".
+
+    Returns
+    -------
+    pandas.DataFrame of str
+        Same index and columns as ``table``; the columns of
+        :data:`PAIRED_TEST_FORMATS` written with those formats.
+    """
+    out = table.astype(object)
+    for column, fmt in PAIRED_TEST_FORMATS.items():
+        if column in out.columns:
+            out[column] = [fmt.format(v) if math.isfinite(v) else "n/a" for v in table[column].to_numpy(float)]
+    return out
