@@ -150,9 +150,8 @@ def metric_column_order(columns: Iterable[str], first: Iterable[str] = METRIC_OR
     tail = [c for c in last if c in columns and c not in head]
     return head + [c for c in columns if c not in head and c not in tail] + tail
 
+
 RUN_CHANGED_KEY = "_hmlc_run_changed"
-
-
 RUN_PICKED_KEY = "_hmlc_run_picked"
 
 

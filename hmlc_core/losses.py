@@ -307,26 +307,19 @@ def select_weights(
 
 
 def focal_weight(u: torch.Tensor, k: float = 2.0, focal_min: float = 0.25) -> torch.Tensor:
-    """Focal factor ``focal_min + u**k`` (Xu et al. 2026; docs/method.md, *Focal weighting*).
+    """Focal factor ``focal_min + u**k`` on a detached ``u`` (Xu et al. 2026; docs/method.md, *Focal weighting*).
+
+    :func:`hmlc_core.weighting.focal_factor` (same parameters, range and
+    errors) on ``u.detach()``, so no gradient flows through the uncertainty.
 
     Parameters
     ----------
-    u : torch.Tensor, shape (B, C), values in [0, 1] for the bounded modes
-        Ensemble uncertainty; detached, so no gradient flows through it.
-    k : float, default 2
-        Focusing exponent (> 0).
-    focal_min : float, default 0.25
-        Floor of the factor (>= 0); the factor lies in ``[focal_min, focal_min + 1]``
-        for ``u`` in [0, 1].
+    u : torch.Tensor, shape (B, C)
+        Ensemble uncertainty.
 
     Returns
     -------
     torch.Tensor, shape (B, C)
-
-    Raises
-    ------
-    ValueError
-        If ``k <= 0`` or ``focal_min < 0``.
     """
     return focal_factor(u.detach(), k, focal_min)
 
