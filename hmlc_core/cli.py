@@ -27,6 +27,7 @@ from typing import Any
 from hmlc_core.catalog import SYNTHETIC, available_datasets, open_dataset
 from hmlc_core.config import KERNELS
 from hmlc_core.data import DatasetNotFoundError
+from hmlc_core.decision import DECISION_RULES, DEFAULT_SHRINKAGE
 from hmlc_core.experiments import SEED_METRICS, describe, paired_wilcoxon, seed_table, train_seeds
 from hmlc_core.jobs import run_worker, train_and_save
 from hmlc_core.losses import FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, SCHEDULES, WEIGHT_INDEXINGS, WEIGHTING_MODES
@@ -48,19 +49,20 @@ DEMO_RUN_DIR = ASSETS_DIR / "demo_run"
 DEMO_WEIGHTED_RUN_DIR = ASSETS_DIR / "demo_weighted_run"
 """The weighted demo run (run chooser key ``demo-weighted``)."""
 
-DEMO_WEIGHTED_CONFIG = TrainConfig(dataset=SYNTHETIC, heads=3, seed=0)
+DEMO_WEIGHTED_CONFIG = TrainConfig(dataset=SYNTHETIC, heads=3, seed=0, fit_on="train")
 """The weighted demo run: the paper's method as this project's defaults set it (class-wise node weights
 times the bBMA focal factor ``0.25 + u**2``; docs/method.md, *Node weights*, *Focal weighting* and
 *Defaults and why*), 3 members, seed 0, on the synthetic data at its preset budget (40 epochs of batch 4,
-:data:`hmlc_core.presets.SYNTHETIC_PRESET`).
+:data:`hmlc_core.presets.SYNTHETIC_PRESET`), trained on the train split only (``fit_on="train"``) so that
+the run keeps held-out valid predictions and the dashboard can show the tuned decision rules on it
+(docs/method.md, *Decision rules*).
 
-That budget shows the method at work. Measured with ``python -m hmlc_core demo`` (seed 0; seeds 1 and
-2 give each figure within 0.03): macro recall 0.07 (plain) against 0.12 (weighted), recall at depth 2
-0.47 against 0.72 and at depth 3 0.07 against 0.18, for a micro AUPRC of 0.77 against 0.74. The depth-4
-nodes (about 3 training positives each) stay missed by both (recall 0 against 0.003), so rare-node recall,
-whose bottom quartile by training frequency holds only depth-4 nodes, is 0 in both runs. At 100 epochs
-the picture is the same with a smaller gap (macro recall 0.09 against 0.13), so the preset's 40 epochs,
-which train each run in about 10 s, are kept."""
+That budget shows the method at work. Measured with ``python -m hmlc_core demo`` (seed 0), at the fixed
+0.5 rule: macro recall 0.068 (plain) against 0.107 (weighted), recall at depth 2 0.42 against 0.64 and at
+depth 3 0.07 against 0.15, for a micro AUPRC of 0.75 against 0.72. The depth-4 nodes (about 3 training
+positives each) stay missed by both, so rare-node recall, whose bottom quartile by training frequency
+holds only depth-4 nodes, is 0 in both runs. The decision matters as much as the loss here: the per-node
+rule (m = 5) on the *plain* run reaches macro recall 0.146 and recall 0.26 at depth 3."""
 
 DEMO_CONFIG = dataclasses.replace(DEMO_WEIGHTED_CONFIG, weighting="none", focal="none")
 """The plain demo run: :data:`DEMO_WEIGHTED_CONFIG` without node weights and focal factor, i.e. plain
@@ -109,8 +111,13 @@ _COMMAND_TEXTS: dict[str, tuple[str, str | None]] = {
     "evaluate": (_text(
         "Print the headline test metrics of a saved run, recomputed from its saved test predictions: micro "
         "AUPRC over the evaluated nodes, macro precision, recall and F1, the number of evaluated nodes and the "
-        "macro recall at each depth. With --json, one JSON object.",
-    ), None),
+        "macro recall at each depth, micro F1, rare-node recall, macro AUPRC, Fmax and the coherence violations "
+        "of the predictions. With --json, one JSON object.",
+        "Predictions follow a decision rule (--decision): the run's own by default. 'global' and 'per-node' are "
+        "tuned on the run's held-out valid predictions, which only runs trained with --fit-on train have.",
+    ), _text(
+        "example:\n  python -m hmlc_core evaluate runs/RUN_DIR --decision per-node --shrinkage 2 --json",
+    )),
     "demo": (_text(
         "Regenerate the dashboard's bundled demo runs on the synthetic dataset, replacing the folders there.",
     ), None),
@@ -163,7 +170,12 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="default %(default)s")
     p.add_argument("--dropout", type=float, default=d.dropout, help="default %(default)s")
     p.add_argument("--weighting", choices=WEIGHTING_MODES, default=d.weighting,
-                   help="node-wise imbalance weights (Xu et al. 2026; default %(default)s)")
+                   help="node-wise imbalance weights (Xu et al. 2026), or 'class-balanced': the inverse effective "
+                        "number of positives (Cui et al. 2019), a tail-aware baseline (default %(default)s)")
+    p.add_argument("--cb-beta", type=float, default=d.cb_beta, metavar="BETA",
+                   help="class-balanced weights only: beta of (1 - beta) / (1 - beta^n) for a node with n "
+                        "training positives, in [0, 1); 0 weighs every node alike, close to 1 approaches 1 / n "
+                        "(default %(default)s)")
     p.add_argument("--omega", type=float, default=d.omega, help="minimum node weight (default %(default)s)")
     p.add_argument("--counting", choices=FREQUENCY_COUNTINGS, default=d.counting,
                    help="node frequency counting for the weights (default %(default)s)")
@@ -176,8 +188,17 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--focal-k", type=float, default=d.focal_k, help="focal exponent k (default %(default)s)")
     p.add_argument("--focal-min", type=float, default=d.focal_min, help="focal floor (default %(default)s)")
     p.add_argument("--loss", choices=LOSSES, default=d.loss,
-                   help="training objective: C-HMCNN's MCLoss, or ZLPR (Su et al.) on the same hierarchy-"
-                        "constrained scores (default %(default)s)")
+                   help="training objective: C-HMCNN's MCLoss, ZLPR (Su et al.) on the same hierarchy-"
+                        "constrained scores, or asl: the asymmetric loss (Ridnik et al.) on MCLoss's constrained "
+                        "outputs (default %(default)s)")
+    p.add_argument("--asl-gamma-pos", type=float, default=d.asl_gamma_pos, metavar="G",
+                   help="--loss asl only: focusing exponent of the positives, (1 - p)^G (default %(default)s)")
+    p.add_argument("--asl-gamma-neg", type=float, default=d.asl_gamma_neg, metavar="G",
+                   help="--loss asl only: focusing exponent of the negatives, max(p - clip, 0)^G (default "
+                        "%(default)s)")
+    p.add_argument("--asl-clip", type=float, default=d.asl_clip, metavar="M",
+                   help="--loss asl only: negatives with probability at most M are dropped from the loss, the "
+                        "others shifted down by M; in [0, 1) (default %(default)s)")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
                    help="ZLPR only: soft targets y(1-a) + (1-y)a (default %(default)s)")
     p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
@@ -190,14 +211,31 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lpros", type=float, default=None, metavar="S",
                    help="LPROS: oversample minority label paths of the train split, creating about S x the "
                         "number of annotations (the released default is 0.1; default: off)")
+    p.add_argument("--logit-adjust", type=float, nargs="?", const=1.0, default=None, metavar="TAU",
+                   help="logit adjustment (Menon et al. 2021, adapted to one yes/no problem per node): train on "
+                        "logits shifted by TAU * log(prior / (1 - prior)) of each node, predict with the unshifted "
+                        "ones, so rare nodes get higher probabilities (default: off; TAU 1 when given alone)")
     p.add_argument("--reduction", choices=("mean", "sum"), default=d.reduction,
                    help="loss reduction (default %(default)s)")
     p.add_argument("--fit-on", choices=("train+valid", "train"), default=d.fit_on,
                    help="'train' keeps the valid split aside and reports its AUPRC each epoch (default %(default)s)")
+    _add_decision_options(p, d.decision, "the run's default decision rule, stored with it; 'global' and 'per-node' "
+                                         "are tuned on the valid split and need --fit-on train")
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (default %(default)s)")
     p.add_argument("--kernel", choices=KERNELS, default=d.kernel,
                    help="training step: fused numba kernels or plain torch autograd + Adam, the same update "
                         "(default %(default)s)")
+
+
+def _add_decision_options(p: argparse.ArgumentParser, default: str | None, what: str) -> None:
+    p.add_argument("--decision", choices=DECISION_RULES, default=default,
+                   help=f"{what}: fixed threshold; one global threshold tuned for micro F1; per-node thresholds "
+                        "tuned for each node's F1, shrunk towards the global one (docs/method.md, 'Decision rules'; "
+                        "default %(default)s)")
+    p.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="threshold of --decision fixed (default 0.5)")
+    p.add_argument("--shrinkage", type=float, default=None, metavar="M",
+                   help=f"shrinkage m of --decision per-node, in pseudo-positives (default {DEFAULT_SHRINKAGE:g})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval = sub.add_parser("evaluate", help="print a run's test metrics")
     p_eval.add_argument("run_dir", help="a run directory written by 'train'")
     p_eval.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_decision_options(p_eval, None, "decision rule (default: the run's own, 'fixed' for older runs)")
     p_demo = sub.add_parser("demo", help="regenerate the bundled demo pair (plain and weighted, synthetic data)")
     p_demo.add_argument("--out", default=str(ASSETS_DIR),
                         help=f"folder that receives the pair as {DEMO_RUN_DIR.name}/ (plain C-HMCNN) and "
@@ -338,7 +377,10 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         weight_indexing=args.weight_indexing, focal=args.focal, focal_k=args.focal_k, focal_min=args.focal_min,
         reduction=args.reduction, loss=args.loss, label_smoothing=args.label_smoothing, schedule=args.schedule,
         schedule_k=args.schedule_k, mixed_lambda=args.mixed_lambda, lpros=args.lpros, fit_on=args.fit_on,
-        threads=args.threads, kernel=args.kernel,
+        cb_beta=args.cb_beta, asl_gamma_pos=args.asl_gamma_pos, asl_gamma_neg=args.asl_gamma_neg,
+        asl_clip=args.asl_clip, logit_adjust=args.logit_adjust,
+        threads=args.threads, kernel=args.kernel, decision=args.decision,
+        decision_threshold=0.5 if args.threshold is None else args.threshold, decision_shrinkage=args.shrinkage,
     )
 
 
@@ -352,9 +394,12 @@ def _json_safe(value: Any) -> Any:
 
 
 def _format_metrics(result: dict[str, Any]) -> str:
-    lines = [f"run               {result['run']}", f"dataset           {result['dataset']}"]
-    for key in ("auprc_micro", "macro_precision", "macro_recall", "macro_f1"):
+    lines = [f"run               {result['run']}", f"dataset           {result['dataset']}",
+             f"decision          {result['decision']}"]
+    for key in ("auprc_micro", "macro_auprc", "fmax", "micro_f1", "macro_precision", "macro_recall", "macro_f1",
+                "rare_node_recall"):
         lines.append(f"{key:<18}{result[key]:.4f}")
+    lines.append(f"coherence_viol.   {result['coherence_violations']}")
     lines.append(f"n_eval_nodes      {result['n_eval_nodes']} ({result['n_eval_nodes_with_positives']} with test "
                  "positives)")
     lines.append("recall_by_depth   " + ", ".join(f"{d}: {r:.3f}" for d, r in result["recall_by_depth"].items()))
@@ -381,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if load_run(path).summary["status"] != "finished":
                     break  # Ctrl-C: the run was saved marked interrupted; do not start the next one
         elif args.command == "evaluate":
-            result = evaluate_run(load_run(args.run_dir))
+            result = evaluate_run(load_run(args.run_dir), args.decision, args.threshold, args.shrinkage)
             if args.json:
                 print(json.dumps(_json_safe(result)))
             else:

@@ -15,6 +15,7 @@ Imports only the standard library and :mod:`hmlc_core.presets` (no numpy, no tor
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,11 +31,13 @@ __all__ = [
     "LOSSES",
     "SCHEDULES",
     "ENSEMBLE_KINDS",
+    "DECISION_RULES",
     "TrainConfig",
 ]
 
-WEIGHTING_MODES: tuple[str, ...] = ("none", "class-wise", "binary")
-"""Node-wise imbalance weights ``N / (K f)`` (docs/method.md, *Node weights*): off, ``K = C`` or ``K = 2``."""
+WEIGHTING_MODES: tuple[str, ...] = ("none", "class-wise", "binary", "class-balanced")
+"""Node-wise imbalance weights ``N / (K f)`` (docs/method.md, *Node weights*): off, ``K = C`` or ``K = 2``; or
+``"class-balanced"``, Cui et al. 2019's inverse effective number (docs/method.md, *Tail-aware baselines*)."""
 
 FREQUENCY_COUNTINGS: tuple[str, ...] = ("descendant-sum", "propagated")
 """How node frequencies are counted for the weights (docs/method.md, *Node weights*)."""
@@ -60,9 +63,9 @@ UNCERTAINTY_LABELS: dict[str, str] = {
 FOCAL_MODES: tuple[str, ...] = ("none", *UNCERTAINTY_MODE_NAMES)
 """Uncertainty mode of the focal factor ``focal_min + u**k`` (docs/method.md, *Focal weighting*); ``"none"``: off."""
 
-LOSSES: tuple[str, ...] = ("mcloss", "zlpr")
-"""Training objective: C-HMCNN's MCLoss or ZLPR on the same constrained scores (docs/method.md, *MCM and MCLoss*,
-*ZLPR*)."""
+LOSSES: tuple[str, ...] = ("mcloss", "zlpr", "asl")
+"""Training objective: C-HMCNN's MCLoss, ZLPR or the asymmetric loss (ASL) on the same constrained outputs
+(docs/method.md, *MCM and MCLoss*, *ZLPR*, *Tail-aware baselines*)."""
 
 SCHEDULES: tuple[str, ...] = ("none", "lin", "exp", "alt")
 """Weighted-to-unweighted schedule of the node weights within an epoch.
@@ -84,6 +87,11 @@ ENSEMBLE_KINDS: tuple[str, ...] = ("heads", "shared", "mc-dropout")
 """``heads``: H independent networks (the paper's tabular ensemble); ``shared``: the first layer
 shared, the rest per member (an encoder with H heads); ``mc-dropout``: one network run H times with
 independent dropout masks, in training and at test (docs/method.md, *Ensembles*)."""
+
+DECISION_RULES: tuple[str, ...] = ("fixed", "global", "per-node")
+"""How probabilities become predictions (:mod:`hmlc_core.decision`; docs/method.md, *Decision rules*): one
+fixed threshold, one threshold tuned on held-out data for micro F1, or per-node thresholds tuned for each
+node's F1 and shrunk towards the global one. The tuned rules need ``fit_on="train"``."""
 
 
 @dataclass
@@ -113,8 +121,9 @@ class TrainConfig:
         with dropout (:data:`ENSEMBLE_KINDS`).
     n_layers, dropout, weight_decay : C-HMCNN's 3, 0.7, 1e-5.
     seed : int
-    weighting : {"none", "class-wise", "binary"}
-        Node-wise imbalance weights (docs/method.md, *Node weights*).
+    weighting : {"none", "class-wise", "binary", "class-balanced"}
+        Node-wise imbalance weights (docs/method.md, *Node weights*), or the
+        class-balanced weights of Cui et al. 2019 (*Tail-aware baselines*).
     omega : float
         Minimum weight ``min_weight_const``, default 0.25 (*Node weights*).
     counting : {"descendant-sum", "propagated"}
@@ -127,9 +136,10 @@ class TrainConfig:
         Focal factor ``focal_min + u**k`` (*Focal weighting*): defaults 2 and 0.25.
     reduction : {"mean", "sum"}
         Loss reduction over members x samples x evaluated nodes (*MCM and MCLoss*).
-    loss : {"mcloss", "zlpr"}
-        Training objective: C-HMCNN's MCLoss (*MCM and MCLoss*) or ZLPR on the
-        same hierarchy-constrained scores (*ZLPR*); weights and focal factor apply to both.
+    loss : {"mcloss", "zlpr", "asl"}
+        Training objective: C-HMCNN's MCLoss (*MCM and MCLoss*), ZLPR on the
+        same hierarchy-constrained scores (*ZLPR*) or the asymmetric loss on
+        MCLoss's constrained outputs (*Tail-aware baselines*); weights and focal factor apply to all.
     label_smoothing : float
         ZLPR only: soft targets ``y (1 - a) + (1 - y) a``, ``a`` in [0, 0.5).
     schedule : {"none", "lin", "exp", "alt"}
@@ -148,6 +158,19 @@ class TrainConfig:
         mixed loss*) with this fraction
         ``S`` (the released default is 0.1); None switches it off. Works alone
         or with the weighted loss.
+    cb_beta : float
+        ``beta`` of the class-balanced weights ``(1 - beta) / (1 - beta**n)``, in
+        [0, 1); default 0.999; used with ``weighting="class-balanced"`` only
+        (docs/method.md, *Tail-aware baselines*).
+    asl_gamma_pos, asl_gamma_neg, asl_clip : float
+        Asymmetric loss (``loss="asl"`` only): focusing exponents ``gamma+``,
+        ``gamma-`` (>= 0; defaults 0 and 4) and probability margin ``m`` of the
+        negatives, in [0, 1) (default 0.05), Ridnik et al. 2021's defaults.
+    logit_adjust : float or None
+        Logit adjustment (Menon et al. 2021, our binary adaptation): train on
+        logits shifted by ``tau * log(pi / (1 - pi))``, ``pi`` each node's training
+        prior, and predict with the unshifted ones; the value is ``tau`` (>= 0;
+        1 is the paper's choice); None switches it off.
     fit_on : {"train+valid", "train"}
         "train+valid" is C-HMCNN's final protocol; "train" keeps valid aside
         and reports its micro AUPRC after every epoch.
@@ -165,6 +188,13 @@ class TrainConfig:
         ``auto`` into the one used. Same update up to float32 rounding.
     eval_batch_size : int
         Batch size for inference.
+    decision : {"fixed", "global", "per-node"}
+        The run's default decision rule (docs/method.md, *Decision rules*); the tuned rules are fitted
+        on the valid split, so they need ``fit_on="train"``.
+    decision_threshold : float
+        ``T`` of the ``fixed`` rule, in [0, 1] (default 0.5).
+    decision_shrinkage : float or None
+        ``m`` of the ``per-node`` rule, >= 0; None means :data:`hmlc_core.decision.DEFAULT_SHRINKAGE`.
     """
 
     dataset: str
@@ -194,11 +224,19 @@ class TrainConfig:
     schedule_k: float = 3.0
     mixed_lambda: float | None = None
     lpros: float | None = None
+    cb_beta: float = 0.999
+    asl_gamma_pos: float = 0.0
+    asl_gamma_neg: float = 4.0
+    asl_clip: float = 0.05
+    logit_adjust: float | None = None
     fit_on: str = "train+valid"
     patience: int | None = None
     threads: int = 1
     kernel: str = "auto"
     eval_batch_size: int = 512
+    decision: str = "fixed"
+    decision_threshold: float = 0.5
+    decision_shrinkage: float | None = None
 
     def resolved(self) -> TrainConfig:
         """A copy with ``epochs``, ``hidden``, ``lr`` and ``batch_size`` filled in from preset and profile,
@@ -236,7 +274,8 @@ class TrainConfig:
         choices = {"weighting": WEIGHTING_MODES, "counting": FREQUENCY_COUNTINGS,
                    "weight_indexing": WEIGHT_INDEXINGS, "focal": FOCAL_MODES,
                    "reduction": ("mean", "sum"), "fit_on": ("train+valid", "train"), "loss": LOSSES,
-                   "schedule": SCHEDULES, "ensemble": ENSEMBLE_KINDS, "kernel": KERNELS}
+                   "schedule": SCHEDULES, "ensemble": ENSEMBLE_KINDS, "kernel": KERNELS,
+                   "decision": DECISION_RULES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config field {name!r} must be one of {list(allowed)}, got {getattr(self, name)!r}")
@@ -263,8 +302,26 @@ class TrainConfig:
             raise ValueError("config field 'mixed_lambda' must be in [0, 1] and needs loss='mcloss'")
         if self.lpros is not None and not 0 < self.lpros <= 1:
             raise ValueError(f"config field 'lpros' must be in (0, 1], got {self.lpros}")
+        # Written as "not (in range)", so NaN fails every check; math.isfinite refuses infinities.
+        if not 0 <= self.cb_beta < 1:
+            raise ValueError(f"config field 'cb_beta' must be in [0, 1), got {self.cb_beta}")
+        for name in ("asl_gamma_pos", "asl_gamma_neg"):
+            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"config field {name!r} must be a finite number >= 0, got {getattr(self, name)}")
+        if not 0 <= self.asl_clip < 1:
+            raise ValueError(f"config field 'asl_clip' must be in [0, 1), got {self.asl_clip}")
+        if self.logit_adjust is not None and not (self.logit_adjust >= 0 and math.isfinite(self.logit_adjust)):
+            raise ValueError(f"config field 'logit_adjust' (tau) must be a finite number >= 0 or None (off), "
+                             f"got {self.logit_adjust}")
         if self.patience is not None and (int(self.patience) < 1 or self.fit_on != "train"):
             raise ValueError("config field 'patience' must be >= 1 and needs fit_on='train' (a validation split)")
+        if not 0 <= self.decision_threshold <= 1:
+            raise ValueError(f"config field 'decision_threshold' must be in [0, 1], got {self.decision_threshold}")
+        if self.decision_shrinkage is not None and not self.decision_shrinkage >= 0:
+            raise ValueError(f"config field 'decision_shrinkage' must be >= 0, got {self.decision_shrinkage}")
+        if self.decision != "fixed" and self.fit_on != "train":
+            raise ValueError(f"the decision rule {self.decision!r} is tuned on the valid split, which "
+                             "fit_on='train+valid' trains on: use fit_on='train' (--fit-on train) or decision='fixed'")
         if self.focal in ("epistemic", "epistemic_kl") and self.heads < 2:
             raise ValueError(f"focal mode {self.focal!r} measures disagreement between members: it needs heads >= 2")
 

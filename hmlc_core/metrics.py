@@ -113,8 +113,14 @@ def average_precision_per_node(y_true: np.ndarray, scores: np.ndarray) -> np.nda
     return ap
 
 
-def confusion_counts(y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, np.ndarray]:
+def confusion_counts(
+    y_true: np.ndarray, probs: np.ndarray, threshold: float | np.ndarray = 0.5
+) -> dict[str, np.ndarray]:
     """Per-node TP, FP, FN and support at ``prob > threshold``.
+
+    ``threshold`` is one float or a (C,) array of per-node thresholds (a decision rule's,
+    :attr:`hmlc_core.decision.DecisionRule.thresholds`), broadcast over samples; this holds for every
+    function of this module that takes a threshold.
 
     Returns
     -------
@@ -130,7 +136,7 @@ def confusion_counts(y_true: np.ndarray, probs: np.ndarray, threshold: float = 0
 
 
 def precision_recall_f1(
-    y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5
+    y_true: np.ndarray, probs: np.ndarray, threshold: float | np.ndarray = 0.5
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-node precision, recall and F1 at ``prob > threshold`` (docs/method.md, *Metrics*).
 
@@ -152,7 +158,8 @@ def precision_recall_f1(
 
 
 def macro_precision_recall_f1(
-    y_true: np.ndarray, probs: np.ndarray, eval_mask: np.ndarray | None = None, threshold: float = 0.5
+    y_true: np.ndarray, probs: np.ndarray, eval_mask: np.ndarray | None = None,
+    threshold: float | np.ndarray = 0.5,
 ) -> tuple[float, float, float]:
     """Macro precision, recall and F1: plain means of the per-node values over evaluated nodes.
 
@@ -256,7 +263,7 @@ def node_metrics_table(
     probs: np.ndarray,
     train_frequency: np.ndarray | None = None,
     uncertainty: np.ndarray | None = None,
-    threshold: float = 0.5,
+    threshold: float | np.ndarray = 0.5,
 ) -> pd.DataFrame:
     """One row per node with its structure and test metrics.
 
@@ -271,7 +278,7 @@ def node_metrics_table(
         Number of training samples positive for each node (propagated).
     uncertainty : array-like of float, shape (N, C), optional
         Per-sample ensemble uncertainty; its column means are reported.
-    threshold : float, default 0.5
+    threshold : float or numpy.ndarray of shape (C,), default 0.5
 
     Returns
     -------
@@ -309,7 +316,9 @@ def node_metrics_table(
     return table
 
 
-def summarize(hierarchy: Hierarchy, y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
+def summarize(
+    hierarchy: Hierarchy, y_true: np.ndarray, probs: np.ndarray, threshold: float | np.ndarray = 0.5
+) -> dict[str, Any]:
     """Headline metrics of a run on its test set.
 
     Returns

@@ -8,14 +8,22 @@ A run directory holds:
 ``hierarchy.json``        :meth:`Hierarchy.to_dict` (nodes in column order)
 ``model.pt``              the ensemble's ``state_dict`` (load with
                           ``torch.load(..., weights_only=True)``)
-``node_metrics.csv``      one row per node (:func:`~hmlc_core.metrics.node_metrics_table`)
+``node_metrics.csv``      one row per node (:func:`~hmlc_core.metrics.node_metrics_table`,
+                          at the run's default decision rule)
                           plus ``uncertainty_<mode>`` columns for every mode
-``summary.json``          headline test metrics and run facts
+``summary.json``          headline test metrics (at the default decision rule,
+                          named by ``decision``) and run facts
 ``history.csv``           one row per epoch (loss, seconds, valid AUPRC)
 ``predictions.npz``       test ``y_true`` (N, C) uint8, ``mean_probs`` (N, C)
                           float32, ``member_probs`` (H, N, C) float16 (coherent
                           per member) and ``uncertainty`` (N, C) float16 of the
-                          run's display mode
+                          run's display mode; with ``fit_on="train"`` also the
+                          held-out (valid) ``valid_y_true`` uint8 and
+                          ``valid_mean_probs`` float32, which the tuned decision
+                          rules are fitted on
+``decision.json``         the run's default decision rule with its fitted
+                          thresholds (:meth:`DecisionRule.to_dict`); absent in
+                          runs saved before decision rules existed
 ========================  =====================================================
 
 The directory is written under a temporary name next to its destination and
@@ -36,7 +44,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,8 +53,9 @@ import pandas as pd
 
 from hmlc_core.config import TrainConfig
 from hmlc_core.data import HMCDataset
+from hmlc_core.decision import DecisionRule, fit_decision_rule, micro_f1
 from hmlc_core.hierarchy import Hierarchy
-from hmlc_core.metrics import node_metrics_table, rare_node_recall, summarize
+from hmlc_core.metrics import node_metrics_table, precision_recall_f1, rare_node_recall, summarize
 
 if TYPE_CHECKING:
     from hmlc_core.model import HMCEnsemble
@@ -127,14 +136,23 @@ def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, over
     mode = display_uncertainty_mode(config)
     u_by_mode = {m: uncertainty(members, m) for m in UNCERTAINTY_MODES}
     y_test = dataset.test.Y
+    held_out: dict[str, np.ndarray] = {}
+    if config.fit_on == "train" and dataset.valid is not None:
+        valid_probs = predict_members(result.model, mcm, dataset.valid.X, config.eval_batch_size).mean(dim=0)
+        held_out = {"valid_y_true": dataset.valid.Y.astype(np.uint8),
+                    "valid_mean_probs": valid_probs.numpy().astype(np.float32)}
+    rule = fit_decision_rule(config.decision, hierarchy, held_out.get("valid_y_true"),
+                             held_out.get("valid_mean_probs"), threshold=config.decision_threshold,
+                             shrinkage=config.decision_shrinkage)
 
     table = node_metrics_table(hierarchy, y_test, mean_probs.numpy(), result.train_frequency,
-                               u_by_mode[mode].numpy())
+                               u_by_mode[mode].numpy(), threshold=rule.thresholds)
     for m, u in u_by_mode.items():
         table[f"uncertainty_{m}"] = u.mean(dim=0).numpy().astype(np.float64)
 
-    summary = summarize(hierarchy, y_test, mean_probs.numpy())
+    summary = summarize(hierarchy, y_test, mean_probs.numpy(), threshold=rule.thresholds)
     summary.update({
+        "decision": rule.label(),
         "dataset": dataset.name,
         "status": "interrupted" if result.interrupted else "finished",
         "epochs_completed": result.epochs_completed,
@@ -172,7 +190,9 @@ def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, over
             mean_probs=mean_probs.numpy().astype(np.float32),
             member_probs=members.numpy().astype(np.float16),
             uncertainty=u_by_mode[mode].numpy().astype(np.float16),
+            **held_out,
         )
+        _write_json(tmp / "decision.json", rule.to_dict())
         old = None
         if run_dir.exists():
             old = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")
@@ -206,6 +226,8 @@ class Run:
         Indexed by node id, in the hierarchy's column order.
     history : pandas.DataFrame
         One row per epoch.
+
+    The fitted decision rules (:meth:`decision_rule`) are cached on the object, per arguments.
     """
 
     path: Path
@@ -216,6 +238,8 @@ class Run:
     summary: dict[str, Any]
     node_metrics: pd.DataFrame
     history: pd.DataFrame
+    _decision_rules: dict[tuple[Any, ...], DecisionRule] = field(default_factory=dict, init=False, repr=False,
+                                                                 compare=False)
 
     @property
     def name(self) -> str:
@@ -255,6 +279,69 @@ class Run:
             raise RunError(f"{path}: predictions have {arrays['mean_probs'].shape[-1]} nodes, "
                            f"the hierarchy has {self.hierarchy.n_nodes}")
         return arrays
+
+    def held_out(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The held-out (valid) labels and mean probabilities the tuned decision rules are fitted on.
+
+        Returns
+        -------
+        (y, probs) : numpy.ndarray of uint8 and of float32, both shape (N_valid, C), or None
+            None for runs trained on train+valid (nothing held out) and runs saved before held-out
+            predictions were kept.
+
+        Raises
+        ------
+        RunError
+            As :meth:`predictions`.
+        """
+        preds = self.predictions()
+        if "valid_y_true" not in preds or "valid_mean_probs" not in preds:
+            return None
+        return preds["valid_y_true"], preds["valid_mean_probs"]
+
+    def decision_rule(self, rule: str | None = None, threshold: float | None = None,
+                      shrinkage: float | None = None) -> DecisionRule:
+        """A decision rule fitted on this run's held-out predictions (docs/method.md, *Decision rules*).
+
+        Parameters
+        ----------
+        rule : {"fixed", "global", "per-node"} or None
+            None: the run's default (``config.decision``).
+        threshold : float or None
+            ``T`` of the fixed rule; None: ``config.decision_threshold``.
+        shrinkage : float or None
+            ``m`` of the per-node rule; None: ``config.decision_shrinkage``, else
+            :data:`hmlc_core.decision.DEFAULT_SHRINKAGE`.
+
+        Returns
+        -------
+        DecisionRule
+            Cached per arguments; the same thresholds as ``decision.json`` for the default rule.
+
+        Raises
+        ------
+        RunError
+            When a tuned rule is asked of a run without held-out predictions (trained on
+            train+valid), or the held-out data cannot tune it; the message says what to do.
+        ValueError
+            On an unknown rule.
+        """
+        rule = self.config.decision if rule is None else rule
+        threshold = self.config.decision_threshold if threshold is None else float(threshold)
+        shrinkage = self.config.decision_shrinkage if shrinkage is None else float(shrinkage)
+        key = (rule, threshold if rule == "fixed" else None, shrinkage if rule == "per-node" else None)
+        if key not in self._decision_rules:
+            held = self.held_out() if rule != "fixed" else None
+            if rule != "fixed" and held is None:
+                raise RunError(f"run {self.path} has no held-out predictions: the {rule!r} decision rule is tuned "
+                               "on the valid split, which this run was trained on (fit_on="
+                               f"{self.config.fit_on!r}). Retrain with --fit-on train, or use --decision fixed.")
+            try:
+                self._decision_rules[key] = fit_decision_rule(rule, self.hierarchy, *(held or (None, None)),
+                                                              threshold=threshold, shrinkage=shrinkage)
+            except ValueError as exc:
+                raise RunError(f"run {self.path}: cannot fit the {rule!r} decision rule ({exc})") from exc
+        return self._decision_rules[key]
 
     def load_model(self) -> HMCEnsemble:
         """Rebuild the ensemble and load ``model.pt`` with ``weights_only=True``; returned in eval mode."""
@@ -336,17 +423,50 @@ def read_config(run_dir: str | Path) -> TrainConfig:
         raise RunError(f"{path}: {exc}") from exc
 
 
-def evaluate_run(run: Run) -> dict[str, Any]:
-    """Recompute the headline metrics from the run's saved test predictions.
+def evaluate_run(run: Run, rule: str | None = None, threshold: float | None = None,
+                 shrinkage: float | None = None) -> dict[str, Any]:
+    """Recompute the headline metrics from the run's saved test predictions under a decision rule.
+
+    Parameters
+    ----------
+    run : Run
+    rule, threshold, shrinkage
+        As :meth:`Run.decision_rule` (None: the run's default rule, ``fixed 0.5`` for runs saved
+        before decision rules existed).
 
     Returns
     -------
     dict
-        :func:`hmlc_core.metrics.summarize` output plus ``run``, ``dataset``,
-        ``status``, ``epochs_completed`` and ``heads``.
+        :func:`hmlc_core.metrics.summarize` output at the rule's thresholds (``macro_*``,
+        ``recall_by_depth``, ``coherence_violations`` of the rule's predictions; ``auprc_micro`` is
+        threshold-free), :func:`hmlc_core.tail_metrics.tail_summary` output (``macro_auprc``,
+        ``fmax``, ...), plus ``decision`` (the rule's label), ``micro_f1`` and ``rare_node_recall``
+        (over the evaluated nodes, at the rule), ``run``, ``dataset``, ``status``,
+        ``epochs_completed`` and ``heads``.
+
+    Raises
+    ------
+    RunError
+        As :meth:`Run.decision_rule` (a tuned rule on a run without held-out predictions).
     """
+    from hmlc_core.tail_metrics import tail_summary
+
+    decision = run.decision_rule(rule, threshold, shrinkage)
     preds = run.predictions()
-    result = summarize(run.hierarchy, preds["y_true"], preds["mean_probs"])
+    y, probs = preds["y_true"], preds["mean_probs"]
+    hierarchy = run.hierarchy
+    pred = decision.predict(probs)
+    freq = run.node_metrics["train_frequency"].to_numpy(dtype=np.int64)
+    mask = hierarchy.eval_mask
+    n_train = int(run.summary.get("n_train") or 0)
+    result: dict[str, Any] = {"macro_auprc": float("nan"), "fmax": float("nan")}
+    rare = float("nan")
+    if mask.any() and (freq[mask] >= 0).all() and n_train >= 3:  # training frequencies known
+        result.update(tail_summary(hierarchy, y, probs, pred, freq, n_train))
+        rare = rare_node_recall(precision_recall_f1(y, probs, decision.thresholds)[1], freq, mask)
+    result.update(summarize(hierarchy, y, probs, decision.thresholds))
+    result.update({"decision": decision.label(), "micro_f1": micro_f1(y, pred, mask), "rare_node_recall": rare,
+                   "coherence_violations": hierarchy.coherence_violations(pred)})
     result.update({"run": str(run.path), "dataset": run.summary.get("dataset"),
                    "status": run.summary.get("status"), "epochs_completed": run.summary.get("epochs_completed"),
                    "heads": run.config.heads})

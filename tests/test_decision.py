@@ -1,0 +1,320 @@
+"""Decision rules (hmlc_core.decision): hand cases, scikit-learn brute-force references, DAG consistency,
+persistence, refusals, and the runs / CLI wiring."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from helpers import random_dag
+from sklearn.metrics import f1_score
+
+from hmlc_core.config import TrainConfig
+from hmlc_core.decision import (DEFAULT_SHRINKAGE, DecisionRule, best_f1_threshold, fit_decision_rule,
+                                make_monotone, per_node_thresholds, shrinkage_tradeoff)
+from hmlc_core.hierarchy import Hierarchy
+from hmlc_core.metrics import confusion_counts, macro_precision_recall_f1, summarize
+
+# ------------------------------------------------------------------ hand cases
+# root -> a -> a1 -> a1x, root -> b. Rows: samples; columns in the order a, a1, a1x, b.
+HAND_P = np.array([[0.9, 0.8, 0.7, 0.1],
+                   [0.8, 0.3, 0.2, 0.6],
+                   [0.4, 0.35, 0.1, 0.2],
+                   [0.7, 0.6, 0.05, 0.3]])
+HAND_Y = np.array([[1, 1, 1, 0],
+                   [1, 0, 0, 1],
+                   [0, 0, 0, 0],
+                   [1, 1, 1, 0]])
+HAND_NODES = ["a", "a1", "a1x", "b"]
+
+
+def _tree() -> Hierarchy:
+    return Hierarchy([("root", "a"), ("a", "a1"), ("a1", "a1x"), ("root", "b")])
+
+
+def _hand(h: Hierarchy) -> tuple[np.ndarray, np.ndarray]:
+    """The hand matrices in the hierarchy's column order, the root's probability its children's max."""
+    p, y = np.zeros((4, h.n_nodes)), np.zeros((4, h.n_nodes), dtype=np.uint8)
+    for k, node in enumerate(HAND_NODES):
+        p[:, h.index[node]], y[:, h.index[node]] = HAND_P[:, k], HAND_Y[:, k]
+    p[:, h.index["root"]], y[:, h.index["root"]] = HAND_P.max(axis=1), 1
+    assert h.coherence_violations(p) == 0 and h.coherence_violations(y) == 0
+    return y, p
+
+
+def _by_node(h: Hierarchy, rule: DecisionRule) -> dict[str, float]:
+    return {n: float(rule.thresholds[h.index[n]]) for n in h.nodes}
+
+
+def test_two_node_tree_by_hand():
+    # scores 0.9 0.8 0.6 0.3 0.2, positives at 0.9 and 0.6: F1 of the top 1, 2, 3, 4, 5 is
+    # 2/3, 1/2, 4/5, 2/3, 4/7, so the best cut is between 0.6 and 0.3.
+    h = Hierarchy([("root", "a")])
+    p = np.array([[0.9, 0.9], [0.8, 0.8], [0.6, 0.6], [0.3, 0.3], [0.2, 0.2]])
+    y = np.array([[1, 1], [1, 0], [1, 1], [1, 0], [1, 0]])
+    for rule in ("global", "per-node"):
+        fitted = fit_decision_rule(rule, h, y, p, shrinkage=0)
+        assert _by_node(h, fitted) == {"root": -math.inf, "a": pytest.approx(0.45)}
+    assert best_f1_threshold(y[:, 1], p[:, 1]) == (pytest.approx(0.45), pytest.approx(0.8))
+
+
+def test_three_level_tree_by_hand():
+    h = _tree()
+    y, p = _hand(h)
+    # Global: the 16 (sample, node) pairs sorted by score; 8 positives. Cutting below the 0.6s keeps
+    # 7 pairs, all positive: F1 = 14 / 15, the best; the cut is midway between 0.6 and 0.4.
+    glob = fit_decision_rule("global", h, y, p)
+    assert glob.threshold == pytest.approx(0.5)
+    assert _by_node(h, glob) == {"root": -math.inf, "a": 0.5, "a1": 0.5, "a1x": 0.5, "b": 0.5}
+    # Per node (m = 0): a 0.55 (F1 1), a1 0.475 (F1 1), a1x 0.45 (F1 2/3, tie with predicting all: the
+    # higher threshold wins), b 0.45 (F1 1). Monotone fixing lowers a and a1 to their descendant a1x's 0.45.
+    raw = per_node_thresholds(h, y, p, 0.0, 0.5)
+    assert {n: raw[h.index[n]] for n in HAND_NODES} == pytest.approx({"a": 0.55, "a1": 0.475, "a1x": 0.45, "b": 0.45})
+    per_node = fit_decision_rule("per-node", h, y, p, shrinkage=0)
+    assert _by_node(h, per_node) == pytest.approx({"root": -math.inf, "a": 0.45, "a1": 0.45, "a1x": 0.45, "b": 0.45})
+    # m = 2: t = (n t* + 2 * 0.5) / (n + 2) with n = 3, 2, 2, 1 held-out positives.
+    shrunk = fit_decision_rule("per-node", h, y, p, shrinkage=2)
+    a, a1, a1x, b = (3 * .55 + 1) / 5, (2 * .475 + 1) / 4, (2 * .45 + 1) / 4, (.45 + 1) / 3
+    assert a > a1 > a1x
+    assert _by_node(h, shrunk) == pytest.approx({"root": -math.inf, "a": a1x, "a1": a1x, "a1x": a1x, "b": b})
+    assert shrunk.label() == "per-node (m = 2)" and glob.label() == "global 0.50"
+    assert fit_decision_rule("fixed", h).label() == "fixed 0.5"
+
+
+def test_nodes_without_held_out_positives_get_the_global_threshold():
+    h = _tree()
+    y, p = _hand(h)
+    y[:, h.index["b"]] = 0
+    glob = fit_decision_rule("global", h, y, p).threshold
+    rule = fit_decision_rule("per-node", h, y, p, shrinkage=0)
+    assert rule.thresholds[h.index["b"]] == glob
+
+
+# ------------------------------------------------------------------ references
+def _random_flat(seed: int, n: int = 60, c: int = 8) -> tuple[Hierarchy, np.ndarray, np.ndarray]:
+    """root -> c leaves, scores rounded to 2 decimals (ties), labels correlated with the scores."""
+    rng = np.random.default_rng(seed)
+    h = Hierarchy([("root", f"v{j}") for j in range(c)])
+    p = np.round(rng.random((n, h.n_nodes)), 2)
+    y = (rng.random((n, h.n_nodes)) < 0.3 * p + 0.05).astype(np.uint8)
+    p[:, 0], y[:, 0] = p.max(axis=1), 1
+    return h, y, p
+
+
+def _candidates(scores: np.ndarray) -> np.ndarray:
+    """Every threshold that gives a distinct prediction: below the minimum and each distinct score."""
+    u = np.unique(scores)
+    return np.r_[u.min() - 1, u]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_global_threshold_matches_sklearn_brute_force(seed):
+    h, y, p = _random_flat(seed)
+    mask = h.eval_mask
+    best = max(f1_score(y[:, mask].ravel(), (p[:, mask] > t).ravel()) for t in _candidates(p[:, mask]))
+    rule = fit_decision_rule("global", h, y, p)
+    ours = f1_score(y[:, mask], rule.predict(p)[:, mask], average="micro")
+    assert ours == pytest.approx(best)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_per_node_without_shrinkage_matches_sklearn_brute_force(seed):
+    h, y, p = _random_flat(seed)
+    rule = fit_decision_rule("per-node", h, y, p, shrinkage=0)
+    pred = rule.predict(p)
+    for j in np.flatnonzero(h.eval_mask & (y.sum(axis=0) > 0)):
+        best = max(f1_score(y[:, j], p[:, j] > t) for t in _candidates(p[:, j]))
+        assert f1_score(y[:, j], pred[:, j]) == pytest.approx(best), h.nodes[j]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_infinite_shrinkage_is_the_global_rule(seed):
+    h = random_dag(25, seed)
+    rng = np.random.default_rng(seed)
+    p = h.max_constraint(rng.random((80, h.n_nodes)) ** 2)
+    y = h.propagate(rng.random((80, h.n_nodes)) < 0.05)
+    glob = fit_decision_rule("global", h, y, p)
+    for m in (math.inf, 1e12):
+        rule = fit_decision_rule("per-node", h, y, p, shrinkage=m)
+        np.testing.assert_allclose(rule.thresholds, glob.thresholds, rtol=1e-9)
+        assert rule.threshold == glob.threshold
+
+
+# ------------------------------------------------------------------ hierarchy consistency
+@pytest.mark.parametrize("seed", range(60))
+def test_every_rule_is_coherent_on_a_random_dag(seed):
+    draw = np.random.default_rng(1000 + seed)  # the case: DAG size, rule, m and T
+    n_nodes, rule = int(draw.integers(2, 31)), ("fixed", "global", "per-node")[seed % 3]
+    shrinkage, fixed = float(draw.choice([0.0, 0.5, 2.0, 20.0])), float(draw.uniform(0, 1))
+    h = random_dag(n_nodes, seed)
+    rng = np.random.default_rng(seed)
+    raw = rng.random((50, h.n_nodes)) ** rng.uniform(0.5, 4, size=h.n_nodes)
+    p = h.max_constraint(raw).astype(np.float32)  # coherent, as the MCM makes them; stored as float32 in runs
+    y = h.propagate(rng.random((50, h.n_nodes)) < 0.1)
+    y[0, -1] = 1  # at least one evaluated positive
+    y = h.propagate(y)
+    fitted = fit_decision_rule(rule, h, y, p, threshold=fixed, shrinkage=shrinkage)
+    child, parent = h.edge_index()
+    assert (fitted.thresholds[child] >= fitted.thresholds[parent]).all()
+    for probs in (p, h.max_constraint(rng.random((30, h.n_nodes)))):  # held-out and fresh coherent data
+        pred = fitted.predict(probs)
+        assert h.coherence_violations(pred) == 0
+        assert pred[:, ~h.eval_mask].all() or not (~h.eval_mask).any()  # the roots are always predicted
+
+
+def test_make_monotone_follows_a_topological_order_not_the_depth():
+    # d has depth 1 (child of the root) and also a parent c at depth 2: the column order (by depth) puts
+    # d before c, so a pass in reverse column order would lower c before d is lowered to its child e's
+    # 0.1; the reverse topological pass lowers d first, then c.
+    h = Hierarchy([("r", "a"), ("a", "c"), ("r", "d"), ("c", "d"), ("d", "e")])
+    assert h.index["d"] < h.index["c"]
+    t = np.full(h.n_nodes, 0.9)
+    t[h.index["c"]], t[h.index["e"]] = 0.7, 0.1
+    out = make_monotone(h, t)
+    assert {n: out[h.index[n]] for n in h.nodes} == {"r": 0.1, "a": 0.1, "c": 0.1, "d": 0.1, "e": 0.1}
+    t[h.index["e"]] = 0.95  # now only c (0.7) is below a parent: a and r come down to 0.7, d and e stay
+    out = make_monotone(h, t)
+    assert {n: out[h.index[n]] for n in h.nodes} == {"r": 0.7, "a": 0.7, "c": 0.7, "d": 0.9, "e": 0.95}
+
+
+# ------------------------------------------------------------------ persistence and refusals
+def test_round_trip_through_strict_json():
+    h = _tree()
+    y, p = _hand(h)
+    for rule in ("fixed", "global", "per-node"):
+        fitted = fit_decision_rule(rule, h, y, p, shrinkage=3)
+        back = DecisionRule.from_dict(json.loads(json.dumps(fitted.to_dict(), allow_nan=False)))
+        assert back == fitted and back.label() == fitted.label()
+        np.testing.assert_array_equal(back.predict(p), fitted.predict(p))
+    with pytest.raises(ValueError, match="unknown decision rule"):
+        DecisionRule.from_dict({**fitted.to_dict(), "rule": "magic"})
+
+
+def test_tuned_rules_refuse_without_held_out_data():
+    h = _tree()
+    for rule in ("global", "per-node"):
+        with pytest.raises(ValueError, match="--fit-on train"):
+            fit_decision_rule(rule, h)
+    with pytest.raises(ValueError, match="no positive"):
+        fit_decision_rule("global", h, np.zeros((3, h.n_nodes)), np.full((3, h.n_nodes), 0.5))
+    with pytest.raises(ValueError, match="unknown decision rule"):
+        fit_decision_rule("best", h)
+    with pytest.raises(ValueError, match="shrinkage"):
+        fit_decision_rule("per-node", h, *_hand(h), shrinkage=-1)
+    with pytest.raises(ValueError, match="fit_on='train'"):
+        TrainConfig(dataset="synthetic", decision="per-node").validate()
+    TrainConfig(dataset="synthetic", decision="per-node", fit_on="train").validate()
+    assert TrainConfig(dataset="x").decision == "fixed" and DEFAULT_SHRINKAGE > 0
+
+
+# ------------------------------------------------------------------ metrics with per-node thresholds
+def test_metric_functions_take_per_node_thresholds():
+    h, y, p = _random_flat(7)
+    t = np.linspace(0.1, 0.9, h.n_nodes)
+    counts = confusion_counts(y, p, t)
+    for j in range(h.n_nodes):
+        column = confusion_counts(y[:, [j]], p[:, [j]], float(t[j]))
+        assert {k: int(v[j]) for k, v in counts.items()} == {k: int(v[0]) for k, v in column.items()}
+    f1 = [f1_score(y[:, j], p[:, j] > t[j], zero_division=0) for j in np.flatnonzero(h.eval_mask)]
+    assert macro_precision_recall_f1(y, p, h.eval_mask, t)[2] == pytest.approx(np.mean(f1))
+    assert summarize(h, y, p, t)["macro_f1"] == pytest.approx(np.mean(f1))
+
+
+def test_shrinkage_tradeoff_table():
+    h, y, p = _random_flat(3, n=120)
+    held, test = slice(0, 60), slice(60, 120)
+    table = shrinkage_tradeoff(h, y[held], p[held], y[test], p[test], ms=(0, 2, 1e9), train_frequency=y[held].sum(0))
+    assert list(table["rule"]) == ["fixed", "global", "per-node", "per-node", "per-node"]
+    mask = h.eval_mask
+    assert table.loc[0, "macro_f1"] == pytest.approx(macro_precision_recall_f1(y[test], p[test], mask, 0.5)[2])
+    t_glob = fit_decision_rule("global", h, y[held], p[held]).threshold
+    assert table.loc[1, "micro_f1"] == pytest.approx(f1_score(y[test][:, mask], p[test][:, mask] > t_glob,
+                                                              average="micro"))
+    assert table.loc[4, "micro_f1"] == pytest.approx(table.loc[1, "micro_f1"])  # m -> inf is global
+    assert np.isnan(table.loc[0, "m"]) and table.loc[3, "m"] == 2
+
+
+# ------------------------------------------------------------------ runs and the command line
+@pytest.fixture(scope="module")
+def held_out_run(tmp_path_factory):
+    """A small synthetic run trained with --fit-on train and per-node (m = 1) as its default rule."""
+    from hmlc_core.cli import main
+
+    out = tmp_path_factory.mktemp("decision") / "run"
+    assert main(["train", "--dataset", "synthetic", "--epochs", "3", "--heads", "2", "--weighting", "none",
+                 "--focal", "none", "--fit-on", "train", "--decision", "per-node", "--shrinkage", "1",
+                 "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_a_run_keeps_its_held_out_predictions_and_default_rule(held_out_run):
+    from hmlc_core.runs import load_run
+    from hmlc_core.synthetic import make_synthetic
+
+    run = load_run(held_out_run)
+    assert (run.config.decision, run.config.decision_shrinkage) == ("per-node", 1.0)
+    y_valid, p_valid = run.held_out()
+    assert y_valid.dtype == np.uint8 and p_valid.dtype == np.float32
+    np.testing.assert_array_equal(y_valid, make_synthetic().valid.Y)  # the valid split, not the test split
+    assert run.hierarchy.coherence_violations(p_valid) == 0
+    stored = DecisionRule.from_dict(json.loads((held_out_run / "decision.json").read_text()))
+    refit = fit_decision_rule("per-node", run.hierarchy, y_valid, p_valid, shrinkage=1)
+    assert stored == refit == run.decision_rule()
+    assert run.decision_rule("per-node", shrinkage=1) is run.decision_rule()  # cached
+    assert run.summary["decision"] == "per-node (m = 1)"
+    preds = run.predictions()
+    assert run.summary["macro_f1"] == pytest.approx(summarize(run.hierarchy, preds["y_true"], preds["mean_probs"],
+                                                              refit.thresholds)["macro_f1"])
+
+
+def test_evaluate_json_under_each_rule(held_out_run, capsys):
+    from hmlc_core.cli import main
+    from hmlc_core.runs import load_run
+
+    run = load_run(held_out_run)
+    preds = run.predictions()
+    y, p, mask = preds["y_true"], preds["mean_probs"], run.hierarchy.eval_mask
+    for args, rule in ((["--decision", "fixed", "--threshold", "0.3"], run.decision_rule("fixed", 0.3)),
+                       (["--decision", "global"], run.decision_rule("global")),
+                       (["--decision", "per-node", "--shrinkage", "0"], run.decision_rule("per-node", shrinkage=0)),
+                       ([], run.decision_rule())):
+        capsys.readouterr()
+        assert main(["evaluate", str(held_out_run), "--json", *args]) == 0
+        result = json.loads(capsys.readouterr().out)
+        for key in ("auprc_micro", "macro_precision", "macro_recall", "macro_f1", "n_eval_nodes", "recall_by_depth",
+                    "decision", "micro_f1", "rare_node_recall", "macro_auprc", "fmax", "coherence_violations"):
+            assert key in result, key
+        assert result["decision"] == rule.label()
+        pred = p > rule.thresholds
+        assert result["micro_f1"] == pytest.approx(f1_score(y[:, mask], pred[:, mask], average="micro"))
+        assert result["macro_f1"] == pytest.approx(f1_score(y[:, mask], pred[:, mask], average="macro",
+                                                            zero_division=0))
+        assert result["coherence_violations"] == 0
+    assert main(["evaluate", str(held_out_run), "--decision", "global"]) == 0
+    assert "decision          global" in capsys.readouterr().out
+
+
+def test_tuned_rules_refuse_a_run_trained_on_train_and_valid(tmp_path, capsys):
+    from hmlc_core.cli import main
+    from hmlc_core.runs import RunError, load_run
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "synthetic", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    run = load_run(out)
+    assert run.held_out() is None and run.decision_rule().label() == "fixed 0.5"
+    with pytest.raises(RunError, match="--fit-on train"):
+        run.decision_rule("per-node")
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--decision", "global"]) == 2
+    assert "has no held-out predictions" in capsys.readouterr().err
+    assert main(["train", "--dataset", "synthetic", "--epochs", "1", "--decision", "global",
+                 "--out", str(tmp_path / "other"), "--quiet"]) == 2
+    assert "fit_on='train'" in capsys.readouterr().err
+    # A run saved before decision rules existed: no decision.json, no decision fields in config.json.
+    (out / "decision.json").unlink()
+    doc = json.loads((out / "config.json").read_text())
+    for name in ("decision", "decision_threshold", "decision_shrinkage"):
+        del doc["train"][name]
+    (out / "config.json").write_text(json.dumps(doc))
+    assert main(["evaluate", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["decision"] == "fixed 0.5"
