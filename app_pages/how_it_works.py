@@ -94,6 +94,9 @@ else:
 this_run = ("This run trains without node weights (`--weighting none`)." if config.weighting == "none" else
             f"This run: `{config.weighting}` weights, ω {config.omega:g}, `{config.counting}` counting, "
             f"`{config.weight_indexing}` indexing.")
+if config.weighting == "class-balanced":
+    this_run = (f"This run uses class-balanced weights instead (Cui et al. 2019, β {config.cb_beta:g}; "
+                "docs/method.md, *Tail-aware baselines*), on positive and negative targets alike.")
 st.caption(
     "Where the weight lands: with `--weight-indexing released` (the default, as in the authors' code) it "
     "multiplies the loss of a node's **negative** examples and positives keep weight 1; with `intended` it "

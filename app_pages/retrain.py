@@ -50,8 +50,11 @@ FIELDS = {
     "rt_weight_indexing": "weight_indexing", "rt_focal": "focal", "rt_focal_k": "focal_k",
     "rt_focal_min": "focal_min", "rt_heads": "heads", "rt_ensemble": "ensemble", "rt_loss": "loss",
     "rt_label_smoothing": "label_smoothing", "rt_schedule": "schedule", "rt_schedule_k": "schedule_k",
+    "rt_cb_beta": "cb_beta", "rt_asl_gamma_pos": "asl_gamma_pos", "rt_asl_gamma_neg": "asl_gamma_neg",
+    "rt_asl_clip": "asl_clip",
 }
-OPTIONAL = {"lpros": ("rt_lpros_on", "rt_lpros", 0.1), "mixed_lambda": ("rt_mixed_on", "rt_mixed_lambda", 0.5)}
+OPTIONAL = {"lpros": ("rt_lpros_on", "rt_lpros", 0.1), "mixed_lambda": ("rt_mixed_on", "rt_mixed_lambda", 0.5),
+            "logit_adjust": ("rt_logit_adjust_on", "rt_logit_adjust", 1.0)}
 STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/directions_run:",
                 "finished": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:"}
 
@@ -96,7 +99,16 @@ HELP = {
         "node gets rarer in the training data, so rare, deep nodes count more. **class-wise** (the default, the "
         "paper's method) uses N / (C f) for a node with f positives among N samples and C nodes; **binary** "
         "uses N / (2 f), with weights up to about 800; **none** is plain C-HMCNN. The weights are then rescaled "
-        "to start at \"Omega (minimum weight)\". See docs/method.md, *Node weights*.",
+        "to start at \"Omega (minimum weight)\". **class-balanced** is a baseline from outside the paper "
+        "(Cui et al. 2019): weights from the effective number of a node's positives, set by \"CB beta\", "
+        "averaging 1 over the nodes; omega, counting and indexing do not apply to it. "
+        "See docs/method.md, *Node weights* and *Tail-aware baselines*.",
+    "rt_cb_beta":
+        "Class-balanced weights only (\"Weighting\" = class-balanced): a node with n training positives gets "
+        "weight (1 - beta) / (1 - beta^n), then all weights are scaled to average 1. beta = 0 weighs every node "
+        "alike; the closer to 1, the closer the weights come to 1 / n, so rare nodes count more. From 0 to "
+        "0.9999; default 0.999, a value Cui et al. use. Not measured here yet. "
+        "See docs/method.md, *Tail-aware baselines*.",
     "rt_omega":
         "The smallest node weight: after rescaling, the most frequent node gets exactly omega and the rarest "
         "omega plus the largest raw weight. A larger omega flattens the weights (common nodes count more); "
@@ -144,8 +156,34 @@ HELP = {
         "The training objective. **mcloss** (the default): C-HMCNN's MCLoss, the loss every published figure "
         "uses. **zlpr**: ZLPR (Su et al. 2022), a ranking loss that asks every positive node to score above "
         "every negative one, on the same hierarchy-constrained scores; not part of Xu et al.'s method and not "
-        "measured here yet. Node weights and focal factor apply to both. See docs/method.md, *MCM and MCLoss* "
-        "and *ZLPR*.",
+        "measured here yet. **asl**: the asymmetric loss (Ridnik et al. 2021), a baseline from outside the paper: "
+        "MCLoss with easy negatives dropped and the others down-weighted, so the many negatives of a rare node "
+        "weigh less (see the three ASL settings). Node weights and focal factor apply to all three: for ASL alone "
+        "set \"Weighting\" to none and \"Focal mode\" off. See docs/method.md, *MCM and MCLoss*, *ZLPR* "
+        "and *Tail-aware baselines*.",
+    "rt_asl_gamma_pos":
+        "ASL only (\"Loss\" = asl): the exponent gamma+ of the positives' factor (1 - p)^gamma+, which lowers "
+        "the loss of positives the model already gets right. Any value from 0; default 0, the paper's: "
+        "positives keep their full loss. See docs/method.md, *Tail-aware baselines*.",
+    "rt_asl_gamma_neg":
+        "ASL only (\"Loss\" = asl): the exponent gamma- of the negatives' factor p_m^gamma-, where p_m is the "
+        "node's probability minus \"ASL clip\" (at least 0). Larger values silence more of the easy "
+        "negatives, which dominate rare nodes. Any value from 0; default 4, the paper's. "
+        "See docs/method.md, *Tail-aware baselines*.",
+    "rt_asl_clip":
+        "ASL only (\"Loss\" = asl): the margin m. A negative whose probability is at most m leaves the loss "
+        "altogether; the others are scored as if their probability were m lower. From 0 (no margin) to 0.99; "
+        "default 0.05, the paper's. See docs/method.md, *Tail-aware baselines*.",
+    "rt_logit_adjust_on":
+        "Logit adjustment (Menon et al. 2021, adapted by us to one yes/no question per node), a baseline from "
+        "outside the paper: in training, every node's score is shifted by tau x log(prior / (1 - prior)) of "
+        "the node's share of training positives, down for rare nodes; predictions use the unshifted scores, so "
+        "rare nodes come out with higher probabilities. Off by default; not measured here yet. "
+        "See docs/method.md, *Tail-aware baselines*.",
+    "rt_logit_adjust":
+        "The strength tau of the logit adjustment, from 0 (no shift: the same run as with it off) upwards; 1 "
+        "when first switched on, the paper's choice. Used only when \"Logit adjustment\" is on. "
+        "See docs/method.md, *Tail-aware baselines*.",
     "rt_label_smoothing":
         "ZLPR only (set \"Loss\" to zlpr): train towards soft targets y(1 - a) + (1 - y)a instead of 0 and 1, "
         "which keeps the scores from growing without bound. From 0 to 0.49; default 0 (hard targets). "
@@ -481,6 +519,8 @@ with weight_col:
     st.selectbox("Weighting", WEIGHTING_MODES, key="rt_weighting", help=HELP["rt_weighting"])
     st.number_input("Omega (minimum weight)", min_value=0.0, step=0.05, format="%.3f", key="rt_omega",
                     help=HELP["rt_omega"])
+    st.number_input("CB beta", min_value=0.0, max_value=0.9999, step=0.001, format="%.4f", key="rt_cb_beta",
+                    disabled=st.session_state["rt_weighting"] != "class-balanced", help=HELP["rt_cb_beta"])
     st.selectbox("Counting", FREQUENCY_COUNTINGS, key="rt_counting", help=HELP["rt_counting"])
     st.selectbox("Weight indexing", WEIGHT_INDEXINGS, key="rt_weight_indexing", help=HELP["rt_weight_indexing"])
     st.selectbox("Focal mode", FOCAL_MODES, key="rt_focal",
@@ -494,6 +534,13 @@ with model_col:
     st.number_input("Heads", min_value=1, step=1, key="rt_heads", help=HELP["rt_heads"])
     st.selectbox("Ensemble kind", ENSEMBLE_KINDS, key="rt_ensemble", help=HELP["rt_ensemble"])
     st.selectbox("Loss", LOSSES, key="rt_loss", help=HELP["rt_loss"])
+    not_asl = st.session_state["rt_loss"] != "asl"
+    st.number_input("ASL gamma+", min_value=0.0, step=0.5, format="%.2f", key="rt_asl_gamma_pos", disabled=not_asl,
+                    help=HELP["rt_asl_gamma_pos"])
+    st.number_input("ASL gamma-", min_value=0.0, step=0.5, format="%.2f", key="rt_asl_gamma_neg", disabled=not_asl,
+                    help=HELP["rt_asl_gamma_neg"])
+    st.number_input("ASL clip", min_value=0.0, max_value=0.99, step=0.01, format="%.3f", key="rt_asl_clip",
+                    disabled=not_asl, help=HELP["rt_asl_clip"])
     st.number_input("Label smoothing", min_value=0.0, max_value=0.49, step=0.05, format="%.2f",
                     key="rt_label_smoothing", help=HELP["rt_label_smoothing"])
     st.toggle("LPROS oversampling", key="rt_lpros_on", help=HELP["rt_lpros_on"])
@@ -505,6 +552,9 @@ with model_col:
     st.toggle("Mixed loss", key="rt_mixed_on", help=HELP["rt_mixed_on"])
     st.number_input("Mixed lambda", min_value=0.0, max_value=1.0, step=0.1, format="%.2f", key="rt_mixed_lambda",
                     disabled=not st.session_state["rt_mixed_on"], help=HELP["rt_mixed_lambda"])
+    st.toggle("Logit adjustment", key="rt_logit_adjust_on", help=HELP["rt_logit_adjust_on"])
+    st.number_input("Logit adjustment tau", min_value=0.0, step=0.25, format="%.2f", key="rt_logit_adjust",
+                    disabled=not st.session_state["rt_logit_adjust_on"], help=HELP["rt_logit_adjust"])
 
 config = _form_config(dataset)
 try:

@@ -6,6 +6,9 @@ Sources:
   2026, *Improving Detection of Rare Nodes in Hierarchical Multi-Label Learning*
   (docs/method.md, *Node weights* and *Focal weighting*), as released by the authors.
 - ZLPR: Su et al. 2022 (docs/method.md, *ZLPR*).
+- Class-balanced weights (Cui et al. 2019) and the asymmetric loss (Ridnik et al.
+  2021), tail-aware baselines on the same constrained outputs (docs/method.md,
+  *Tail-aware baselines*).
 
 Pure functions first; :class:`WeightedMCLoss` bundles them for training. The
 option tuples (``WEIGHTING_MODES``, ``FOCAL_MODES``, ...) are defined in the
@@ -14,6 +17,7 @@ torch-free :mod:`hmlc_core.config` and re-exported here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +29,8 @@ from hmlc_core.config import FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, SCHEDULES
 from hmlc_core.hierarchy import Hierarchy
 from hmlc_core.model import MCM
 from hmlc_core.uncertainty import uncertainty
-from hmlc_core.weighting import focal_factor, frequencies_from_counts, rescaled_weights, weighting_constant
+from hmlc_core.weighting import (class_balanced_weights, focal_factor, frequencies_from_counts, rescaled_weights,
+                                 weighting_constant)
 
 __all__ = [
     "WEIGHTING_MODES",
@@ -45,6 +50,8 @@ __all__ = [
     "LOSSES",
     "SCHEDULES",
     "schedule_fraction",
+    "asymmetric_loss",
+    "WeightedASLLoss",
 ]
 
 def _check_loss_args(name: str, outputs: torch.Tensor, targets: torch.Tensor, reduction: str) -> None:
@@ -89,6 +96,7 @@ def mc_loss(
     eval_mask: torch.Tensor | None = None,
     weight: torch.Tensor | None = None,
     reduction: str = "mean",
+    elementwise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """C-HMCNN's MCLoss, optionally weighted per (sample, node).
 
@@ -127,6 +135,11 @@ def mc_loss(
         "mean" averages over members x samples x evaluated nodes (C-HMCNN's
         ``BCELoss``); "sum" adds them up (the authors' focal path);
         "none" returns the element-wise loss of shape (..., B, C_eval).
+    elementwise : callable, optional
+        ``f(o, y)`` -> the element-wise loss of the constrained outputs ``o``
+        (shape (..., B, C_eval)) against the targets ``y`` (broadcast to the
+        same shape); binary cross-entropy if None. The asymmetric loss
+        (:func:`asymmetric_loss`) plugs in here, on the same MCM paths.
 
     Returns
     -------
@@ -151,7 +164,10 @@ def mc_loss(
         targets = targets.index_select(-1, index)
         if weight is not None:
             weight = weight.index_select(-1, index)
-    loss = F.binary_cross_entropy(out, targets.expand_as(out), reduction="none")
+    if elementwise is None:
+        loss = F.binary_cross_entropy(out, targets.expand_as(out), reduction="none")
+    else:
+        loss = elementwise(out, targets.expand_as(out))
     if weight is not None:
         loss = loss * weight.detach()
     return _reduce(loss, reduction)
@@ -213,20 +229,30 @@ def node_weights(
     counting: str = "descendant-sum",
     negative: bool = False,
     common: bool = False,
+    beta: float = 0.999,
 ) -> NodeWeights:
-    """Node-wise imbalance weights of Xu et al. 2026 (docs/method.md, *Node weights*).
+    """Node-wise imbalance weights of Xu et al. 2026 (docs/method.md, *Node weights*), or class-balanced ones.
 
     Raw weights ``w_n = N / (K f_n)`` with ``K = C`` ("class-wise") or
     ``K = 2`` ("binary"); nodes with ``f_n = 0`` or ``f_n = N`` get 1; then
     ``w' = omega + max(w) (w - min w) / (max w - min w)``, so the most
     frequent node gets exactly ``omega`` and the rarest ``omega + max(w)``.
 
+    ``mode="class-balanced"`` gives instead Cui et al. 2019's inverse effective
+    numbers :func:`hmlc_core.weighting.class_balanced_weights` of the propagated
+    training counts (``counting``, ``omega``, ``negative`` and ``common`` do
+    not apply), averaging 1 over the evaluated nodes, as both the positive and
+    the negative weights: the weight multiplies the node's whole binary
+    cross-entropy, as Cui et al.'s class-balanced term multiplies the whole
+    loss of its class, so ``weight_indexing`` makes no difference
+    (docs/method.md, *Tail-aware baselines*).
+
     Parameters
     ----------
     labels : array-like of {0, 1}, shape (N, C)
         Propagated training labels.
     hierarchy : Hierarchy
-    mode : {"class-wise", "binary", "none"}, default "class-wise"
+    mode : {"class-wise", "binary", "class-balanced", "none"}, default "class-wise"
         "none" returns all-ones weights.
     omega : float, default 0.25
         ``min_weight_const``; must be >= 0.
@@ -237,6 +263,8 @@ def node_weights(
         leaves them at 1).
     common : bool, default False
         Use the positive weights for negatives too (overrides ``negative``).
+    beta : float, default 0.999
+        ``mode="class-balanced"`` only: beta of the effective number, in [0, 1).
 
     Returns
     -------
@@ -245,7 +273,8 @@ def node_weights(
     Raises
     ------
     ValueError
-        On an unknown mode, a negative omega, or empty labels.
+        On an unknown mode, a negative omega, empty labels or a class-balanced
+        beta outside [0, 1).
     """
     if mode not in WEIGHTING_MODES:
         raise ValueError(f"weighting mode must be one of {WEIGHTING_MODES}, got {mode!r}")
@@ -258,6 +287,9 @@ def node_weights(
     ones = np.ones(hierarchy.n_nodes)
     if mode == "none":
         return NodeWeights(ones, ones.copy())
+    if mode == "class-balanced":
+        w = class_balanced_weights(y.sum(axis=0, dtype=np.float64), beta, hierarchy.eval_mask)
+        return NodeWeights(w, w.copy())
     k = weighting_constant(mode, hierarchy.n_nodes)
     freq = node_frequencies(y, hierarchy, counting)
     pos = rescaled_weights(freq, n, k, omega)
@@ -588,3 +620,102 @@ class WeightedZLPRLoss(WeightedMCLoss):
         soft = soft.index_select(-1, self.eval_index)
         log_weight = None if weight is None else torch.log(weight.index_select(-1, self.eval_index))
         return zlpr_loss(scores, soft, log_weight, self.reduction)
+
+
+ASL_EPS = 1e-8
+"""Floor of the probabilities inside ASL's logarithms (the value of Ridnik et al.'s released code)."""
+
+
+def asymmetric_loss(
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    gamma_pos: float = 0.0,
+    gamma_neg: float = 4.0,
+    clip: float = 0.05,
+) -> torch.Tensor:
+    """Element-wise asymmetric loss (ASL; Ridnik et al., ICCV 2021, Sec. 3).
+
+    With ``p`` the probability and ``p_m = max(p - m, 0)`` the shifted
+    probability of a negative::
+
+        L+ = -(1 - p)**gamma_pos * log(p)          (y = 1)
+        L- = -p_m**gamma_neg * log(1 - p_m)        (y = 0)
+
+    so easy negatives (``p <= m``) are discarded and the others are
+    down-weighted by ``p_m**gamma_neg``. ``gamma_pos = gamma_neg = m = 0`` is
+    binary cross-entropy. The focusing weights ``(1 - p)**gamma_pos`` and
+    ``p_m**gamma_neg`` are constants of the gradient, as in the authors'
+    training code (``disable_torch_grad_focal_loss=True``); the
+    probabilities inside the logarithms are floored at :data:`ASL_EPS`.
+
+    Parameters
+    ----------
+    probs : torch.Tensor, any shape, values in [0, 1]
+        Here: MCLoss's constrained outputs (:func:`mc_loss` with
+        ``elementwise``), so a positive node is scored through its positive
+        descendants and a negative node through all of them.
+    targets : torch.Tensor, same shape, values in {0, 1}
+    gamma_pos, gamma_neg : float, defaults 0 and 4 (the paper's)
+        Focusing exponents, >= 0.
+    clip : float, default 0.05 (the paper's)
+        Probability margin ``m``, in [0, 1).
+
+    Returns
+    -------
+    torch.Tensor, the shape of ``probs``, values >= 0.
+
+    Raises
+    ------
+    ValueError
+        On a negative or non-finite exponent or a margin outside [0, 1).
+    """
+    if not (gamma_pos >= 0 and gamma_neg >= 0 and np.isfinite(gamma_pos) and np.isfinite(gamma_neg)):
+        raise ValueError(f"ASL exponents must be finite and >= 0, got {gamma_pos}, {gamma_neg}")
+    if not 0 <= clip < 1:
+        raise ValueError(f"ASL margin clip must be in [0, 1), got {clip}")
+    shifted = (probs - clip).clamp_min(0) if clip > 0 else probs
+    with torch.no_grad():
+        focus_pos = (1 - probs) ** gamma_pos
+        focus_neg = shifted ** gamma_neg
+    loss_pos = -focus_pos * torch.log(probs.clamp_min(ASL_EPS))
+    loss_neg = -focus_neg * torch.log((1 - shifted).clamp_min(ASL_EPS))
+    return torch.where(targets > 0.5, loss_pos, loss_neg)
+
+
+class WeightedASLLoss(WeightedMCLoss):
+    """The asymmetric loss on MCLoss's constrained outputs, with node weights and the focal factor.
+
+    A tail-aware baseline (docs/method.md, *Tail-aware baselines*): MCLoss
+    (:func:`mc_loss`: ``o = (1 - y) MCM(h) + y MCM(y h)``, a positive node
+    scored through its positive descendants, a negative one through all of
+    them) with the binary cross-entropy of ``o`` replaced by
+    :func:`asymmetric_loss`; the factor ``W * (focal_min + u**k)`` of
+    :class:`WeightedMCLoss` multiplies it as it does MCLoss.
+
+    Parameters
+    ----------
+    As :class:`WeightedMCLoss` (without ``mixed_lambda``), plus
+    gamma_pos, gamma_neg, clip : float
+        See :func:`asymmetric_loss`.
+
+    Shapes
+    ------
+    forward(probs (H, B, C), targets (B, C)) -> scalar
+    """
+
+    def __init__(self, hierarchy: Hierarchy, weights: NodeWeights | None = None, weight_indexing: str = "released",
+                 focal: str = "none", focal_k: float = 2.0, focal_min: float = 0.25, reduction: str = "mean",
+                 gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 0.05) -> None:
+        super().__init__(hierarchy, weights, weight_indexing, focal, focal_k, focal_min, reduction)
+        asymmetric_loss(torch.zeros(1), torch.zeros(1), gamma_pos, gamma_neg, clip)  # validates the arguments
+        self.gamma_pos, self.gamma_neg, self.clip = float(gamma_pos), float(gamma_neg), float(clip)
+
+    def elementwise(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """:func:`asymmetric_loss` with this loss's exponents and margin."""
+        return asymmetric_loss(out, targets, self.gamma_pos, self.gamma_neg, self.clip)
+
+    def forward(self, probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if probs.dim() == 2:
+            probs = probs.unsqueeze(0)
+        weight = self.sample_weights(probs, targets)
+        return mc_loss(probs, targets, self.mcm, self.eval_index, weight, self.reduction, self.elementwise)

@@ -180,6 +180,8 @@ def _method_words(config: TrainConfig) -> list[str]:
         words.append(f"{config.focal} focal")
     if config.lpros is not None:
         words.append("LPROS")
+    if config.logit_adjust is not None:
+        words.append(f"logit adjustment {config.logit_adjust:g}")
     words = words or ["plain"]
     if config.loss != "mcloss":
         words.insert(0, config.loss.upper())

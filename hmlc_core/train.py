@@ -25,12 +25,13 @@ import torch
 from hmlc_core.config import TrainConfig
 from hmlc_core.data import HMCDataset
 from hmlc_core.fused import FusedAdamEnsemble
-from hmlc_core.losses import WeightedMCLoss, WeightedZLPRLoss, node_weights, schedule_fraction
+from hmlc_core.losses import WeightedASLLoss, WeightedMCLoss, WeightedZLPRLoss, node_weights, schedule_fraction
 from hmlc_core.metrics import auprc_micro
 from hmlc_core.model import MCM, HMCEnsemble
 from hmlc_core.resample import lpros
+from hmlc_core.weighting import log_prior_odds
 
-__all__ = ["TrainConfig", "TrainResult", "train", "predict_members", "Progress"]
+__all__ = ["TrainConfig", "TrainResult", "train", "predict_members", "training_outputs", "Progress"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,9 @@ class TrainResult:
     n_resampled : int
         Training rows added by LPROS.
     train_seconds : float
+    logit_shift : numpy.ndarray of float32, shape (C,), or None
+        With logit adjustment, the constant ``tau * log(pi / (1 - pi))`` added
+        to every member's logits in training only (:func:`training_outputs`).
     """
 
     config: TrainConfig
@@ -73,6 +77,7 @@ class TrainResult:
     best_epoch: int | None = None
     n_resampled: int = 0
     train_seconds: float = 0.0
+    logit_shift: np.ndarray | None = None
 
 
 @torch.no_grad()
@@ -101,6 +106,41 @@ def predict_members(model: HMCEnsemble, mcm: MCM, x: np.ndarray | torch.Tensor, 
     if not parts:
         return torch.empty(model.n_heads, 0, model.n_nodes)
     return torch.cat(parts, dim=1)
+
+
+def training_outputs(
+    logits: Callable[[torch.Tensor], torch.Tensor], loss: str, shift: torch.Tensor | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What the loss sees in a training step: member logits, shifted, then squashed for the MCM-based losses.
+
+    ZLPR trains on the logits, MCLoss and ASL on the raw member probabilities
+    ``sigmoid(logits)`` (the loss applies the MCM). With logit adjustment
+    (Menon et al. 2021, our binary adaptation; docs/method.md, *Tail-aware
+    baselines*) the constant ``shift`` is added to the logits before the
+    sigmoid and the MCM, in training only: :func:`predict_members`, the saved
+    predictions and every metric use the unshifted logits.
+
+    Parameters
+    ----------
+    logits : callable
+        The training forward pass, ``x (B, D) -> (H, B, C)`` logits
+        (``model.logits`` or :meth:`FusedAdamEnsemble.logits`).
+    loss : {"mcloss", "zlpr", "asl"}
+    shift : torch.Tensor, shape (C,), float32, optional
+        ``tau * log(pi / (1 - pi))`` (:func:`hmlc_core.weighting.log_prior_odds`).
+
+    Returns
+    -------
+    callable
+        ``x -> (H, B, C)`` logits (ZLPR) or probabilities in (0, 1).
+    """
+    def outputs(x: torch.Tensor) -> torch.Tensor:
+        z = logits(x)
+        if shift is not None:
+            z = z + shift
+        return z if loss == "zlpr" else torch.sigmoid(z)
+
+    return outputs
 
 
 def _adam(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Adam:
@@ -157,11 +197,15 @@ def train(
     train_freq = dataset.train.Y.sum(axis=0).astype(np.int64)
     weights = None
     if config.weighting != "none":
-        weights = node_weights(dataset.train.Y, hierarchy, config.weighting, config.omega, config.counting)
+        weights = node_weights(dataset.train.Y, hierarchy, config.weighting, config.omega, config.counting,
+                               beta=config.cb_beta)
     loss_args = (hierarchy, weights, config.weight_indexing, config.focal, config.focal_k, config.focal_min,
                  config.reduction)
     if config.loss == "zlpr":
         criterion: WeightedMCLoss = WeightedZLPRLoss(*loss_args, label_smoothing=config.label_smoothing)
+    elif config.loss == "asl":
+        criterion = WeightedASLLoss(*loss_args, gamma_pos=config.asl_gamma_pos, gamma_neg=config.asl_gamma_neg,
+                                    clip=config.asl_clip)
     else:
         criterion = WeightedMCLoss(*loss_args, mixed_lambda=config.mixed_lambda)
     if config.schedule != "none":
@@ -184,16 +228,20 @@ def train(
 
     model = HMCEnsemble(x_all.shape[1], hierarchy.n_nodes, config.hidden, config.heads,
                         config.n_layers, config.dropout, generator=gen, kind=config.ensemble)
-    # MCLoss trains on the raw member probabilities, ZLPR on the logits (both (H, B, C)).
+    shift = None
+    if config.logit_adjust is not None:
+        shift = torch.as_tensor(config.logit_adjust * log_prior_odds(train_freq, dataset.train.Y.shape[0]),
+                                dtype=torch.float32)
     optimizer: torch.optim.Adam | None = None
     if config.kernel == "numba":
         fused = FusedAdamEnsemble(model, config.lr, config.weight_decay)
-        outputs: Callable[[torch.Tensor], torch.Tensor] = fused.logits if config.loss == "zlpr" else fused
+        outputs = training_outputs(fused.logits, config.loss, shift)
     else:
         optimizer = _adam(model, config)
-        outputs = model.logits if config.loss == "zlpr" else model
+        outputs = training_outputs(model.logits, config.loss, shift)
     steps_per_epoch = -(-n // config.batch_size)
-    result = TrainResult(config=config, model=model, train_frequency=train_freq, n_resampled=n_resampled)
+    result = TrainResult(config=config, model=model, train_frequency=train_freq, n_resampled=n_resampled,
+                         logit_shift=None if shift is None else shift.numpy())
     log.info("training %s: %d samples, %d features, %d nodes, %d members, %d epochs",
              dataset.name, n, x_all.shape[1], hierarchy.n_nodes, config.heads, config.epochs)
 

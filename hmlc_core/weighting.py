@@ -10,7 +10,9 @@ each node's propagated training count) is enough to reproduce its weights.
 Sources: Xu et al. 2026, *Improving Detection of Rare Nodes in Hierarchical
 Multi-Label Learning*, node-wise imbalance weights and the focal term
 ``focal_min + u**k``, as released by the authors (docs/method.md, *Node
-weights* and *Focal weighting*).
+weights* and *Focal weighting*). Class-balanced weights (Cui et al., CVPR
+2019) and the log prior odds of logit adjustment (Menon et al., ICLR 2021),
+two tail-aware baselines (docs/method.md, *Tail-aware baselines*).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from hmlc_core.config import FREQUENCY_COUNTINGS, WEIGHTING_MODES
 from hmlc_core.hierarchy import Hierarchy
 
 __all__ = ["frequencies_from_counts", "weighting_constant", "raw_weights", "rescale_weights", "rescaled_weights",
-           "focal_factor"]
+           "focal_factor", "class_balanced_weights", "log_prior_odds"]
 
 ArrayT = TypeVar("ArrayT")
 
@@ -70,13 +72,14 @@ def weighting_constant(mode: str, n_nodes: int) -> int:
     Raises
     ------
     ValueError
-        For "none" or an unknown mode.
+        For "none", "class-balanced" (no ``K``: :func:`class_balanced_weights`) or an unknown mode.
     """
     if mode == "class-wise":
         return n_nodes
     if mode == "binary":
         return 2
-    raise ValueError(f"weighting mode must be one of {[m for m in WEIGHTING_MODES if m != 'none']}, got {mode!r}")
+    allowed = [m for m in WEIGHTING_MODES if m not in ("none", "class-balanced")]
+    raise ValueError(f"weighting mode must be one of {allowed}, got {mode!r}")
 
 
 def raw_weights(freq: np.ndarray, n_samples: int, k: int) -> np.ndarray:
@@ -183,3 +186,93 @@ def focal_factor(u: ArrayT, k: float = 2.0, focal_min: float = 0.25) -> ArrayT:
     if focal_min < 0:
         raise ValueError(f"focal_min must be >= 0, got {focal_min}")
     return focal_min + u.clip(min=0) ** k  # type: ignore[attr-defined]
+
+
+def class_balanced_weights(counts: np.ndarray, beta: float = 0.999, eval_mask: np.ndarray | None = None) -> np.ndarray:
+    """Class-balanced node weights by the inverse effective number (Cui et al., CVPR 2019, Secs. 3-4).
+
+    The effective number of ``n`` samples is ``E_n = (1 - beta**n) / (1 - beta)``
+    (Cui et al., Sec. 3, Proposition 1) and the class-balanced weight is its
+    inverse, ``w_j = (1 - beta) / (1 - beta**n_j)`` (Sec. 4). The weights are
+    then normalised to sum to the number of classes, as the class-balanced
+    loss is usually implemented; the classes here are the evaluated nodes (the
+    nodes that enter the loss), so the weights average 1 over them and the
+    loss keeps the scale of the unweighted one. ``beta = 0`` gives 1 everywhere;
+    ``beta -> 1`` tends to inverse frequency ``1 / n_j``.
+
+    Our adaptations (docs/method.md, *Tail-aware baselines*): ``n_j`` is node
+    j's propagated positive count on the train split, and a node without
+    training positives counts as one (``E_1 = 1``, the largest weight), since
+    ``E_0 = 0`` would give it an infinite weight.
+
+    Parameters
+    ----------
+    counts : array-like of float, shape (C,), values >= 0
+        Propagated training positives per node (the ``train_frequency`` column
+        of a run's ``node_metrics.csv``).
+    beta : float, default 0.999
+        In [0, 1).
+    eval_mask : array-like of bool, shape (C,), optional
+        The nodes the weights average 1 over; all nodes if None.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (C,), values > 0
+
+    Raises
+    ------
+    ValueError
+        If ``beta`` is outside [0, 1) (or NaN), on negative counts or on an
+        empty or mismatched ``eval_mask``.
+    """
+    if not 0 <= beta < 1:
+        raise ValueError(f"class-balanced beta must be in [0, 1), got {beta}")
+    n = np.asarray(counts, dtype=np.float64)
+    if n.ndim != 1 or (n < 0).any() or not np.isfinite(n).all():
+        raise ValueError("counts must be a 1-d array of finite values >= 0")
+    mask = np.ones(n.shape, dtype=bool) if eval_mask is None else np.asarray(eval_mask, dtype=bool)
+    if mask.shape != n.shape or not mask.any():
+        raise ValueError(f"eval_mask must have shape {n.shape} and select at least one node")
+    # (1 - beta) / (1 - beta**n) with -expm1(n log beta) = 1 - beta**n, exact for beta near 1.
+    n = np.maximum(n, 1.0)
+    w = np.ones_like(n) if beta == 0 else (1 - beta) / -np.expm1(n * np.log(beta))
+    return w / w[mask].mean()
+
+
+def log_prior_odds(counts: np.ndarray, n_samples: int) -> np.ndarray:
+    """Each node's training log prior odds ``log(pi_j / (1 - pi_j))``, the logit adjustment's offset.
+
+    Menon et al. (ICLR 2021, the logit-adjusted softmax cross-entropy) add
+    ``tau * log pi_y`` to the softmax logits in training and predict with the
+    plain logits. For node j's binary problem (the classes "j" and "not
+    j", priors ``pi_j`` and ``1 - pi_j``), the same adjustment of a two-way
+    softmax is ``sigmoid(z_j + tau * log(pi_j / (1 - pi_j)))``: the offset
+    returned here, times tau. This binary adaptation is ours (docs/method.md,
+    *Tail-aware baselines*). ``pi_j = n_j / N``, with ``n_j`` clipped to
+    ``[0.5, N - 0.5]`` so that a node with no training positives (or no
+    negatives) gets a finite offset, as if it had half of one.
+
+    Parameters
+    ----------
+    counts : array-like of float, shape (C,), values in [0, N]
+        Propagated training positives per node.
+    n_samples : int
+        N, the number of training samples (>= 1).
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (C,)
+        Negative for nodes with prior below 1/2, 0 at 1/2.
+
+    Raises
+    ------
+    ValueError
+        If ``n_samples < 1`` or a count lies outside [0, N].
+    """
+    if n_samples < 1:
+        raise ValueError("the logit adjustment needs at least one training sample")
+    n = np.asarray(counts, dtype=np.float64)
+    if (n < 0).any() or (n > n_samples).any() or not np.isfinite(n).all():
+        raise ValueError(f"counts must lie in [0, {n_samples}]")
+    n = np.clip(n, 0.5, n_samples - 0.5)
+    return np.log(n) - np.log(n_samples - n)

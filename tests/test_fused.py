@@ -140,3 +140,45 @@ def test_auto_kernel_is_numba_up_to_the_largest_fused_batch():
     assert TrainConfig(dataset="x", batch_size=FUSED_MAX_BATCH).resolved().kernel == "numba"
     assert TrainConfig(dataset="x", batch_size=FUSED_MAX_BATCH + 1).resolved().kernel == "torch"
     assert TrainConfig(dataset="x", batch_size=4, kernel="torch").resolved().kernel == "torch"
+
+
+@pytest.mark.parametrize("options", [dict(loss="asl"), dict(weighting="class-balanced"), dict(logit_adjust=1.0),
+                                     dict(loss="zlpr", logit_adjust=0.5)])
+def test_tail_baselines_give_the_same_run_with_either_kernel(options):
+    # docs/method.md, *Tail-aware baselines*: the new losses and the training-only logit shift sit outside the
+    # kernels, so the fused step must still be torch's Adam step on them.
+    ds = make_synthetic(n_train=120, n_valid=30, n_test=30, seed=8)
+    base = dict(dataset="synthetic", epochs=3, hidden=32, heads=2, batch_size=4, lr=1e-3, seed=2, focal="mean",
+                weighting="none")
+    fused, plain = (train(TrainConfig(kernel=k, **{**base, **options}), ds) for k in ("numba", "torch"))
+    np.testing.assert_allclose([e["loss"] for e in fused.history], [e["loss"] for e in plain.history], rtol=1e-4)
+    for a, b in zip(fused.model.parameters(), plain.model.parameters()):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_asl_step_with_a_logit_shift_on_a_dag_matches_torch_adam():
+    from hmlc_core.losses import WeightedASLLoss
+    from hmlc_core.train import training_outputs
+    from hmlc_core.weighting import log_prior_odds
+
+    ds = make_synthetic(n_train=40, n_valid=8, n_test=8, seed=3)
+    h = ds.hierarchy
+    criterion = WeightedASLLoss(h, node_weights(ds.train.Y, h, "class-balanced"), focal="mean")
+    shift = torch.as_tensor(log_prior_odds(ds.train.Y.sum(axis=0), 40), dtype=torch.float32)
+    reference, model = _twins("heads", n_features=ds.train.X.shape[1], n_nodes=h.n_nodes, heads=2)
+    optimizer = torch.optim.Adam(reference.parameters(), lr=1e-3, weight_decay=1e-5, foreach=False)
+    fused = FusedAdamEnsemble(model, lr=1e-3, weight_decay=1e-5)
+    ref_out, fused_out = training_outputs(reference.logits, "asl", shift), training_outputs(fused.logits, "asl", shift)
+    x, y = torch.as_tensor(ds.train.X, dtype=torch.float32), torch.as_tensor(ds.train.Y, dtype=torch.float32)
+    start = [p.detach().clone() for p in model.parameters()]
+    for first in range(0, 40, 4):
+        torch.manual_seed(first)
+        loss_ref = criterion(ref_out(x[first:first + 4]), y[first:first + 4])
+        optimizer.zero_grad()
+        loss_ref.backward()
+        optimizer.step()
+        torch.manual_seed(first)
+        criterion(fused_out(x[first:first + 4]), y[first:first + 4]).backward()
+    for a, b, s in zip(model.parameters(), reference.parameters(), start):
+        assert (b.detach() - s).abs().max() > 1e-3  # the comparison says something
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)

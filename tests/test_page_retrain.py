@@ -310,12 +310,13 @@ def test_open_in_the_explorer_opens_the_linked_run(runs_dir: Path, sidebar_run: 
 # The section headings of docs/method.md that help texts may point to (the method document's outline).
 METHOD_SECTIONS = {"Data and hierarchy", "MCM and MCLoss", "Ensembles", "Node weights", "Focal weighting",
                    "Uncertainty modes", "LPROS, schedules and the mixed loss", "ZLPR", "Metrics", "Evaluated nodes",
-                   "Rare nodes", "Defaults and why", "References"}
+                   "Rare nodes", "Defaults and why", "References", "Tail-aware baselines"}
 # Form widgets that set a training option: each help text ends with a pointer into docs/method.md.
 OPTION_KEYS = {"rt_dataset", "rt_profile", "rt_epochs", "rt_seed", "rt_fit_on", "rt_patience", "rt_weighting",
                "rt_omega", "rt_counting", "rt_weight_indexing", "rt_focal", "rt_focal_k", "rt_focal_min", "rt_heads",
                "rt_ensemble", "rt_loss", "rt_label_smoothing", "rt_lpros_on", "rt_lpros", "rt_schedule",
-               "rt_schedule_k", "rt_mixed_on", "rt_mixed_lambda"}
+               "rt_schedule_k", "rt_mixed_on", "rt_mixed_lambda", "rt_cb_beta", "rt_asl_gamma_pos",
+               "rt_asl_gamma_neg", "rt_asl_clip", "rt_logit_adjust_on", "rt_logit_adjust"}
 
 
 def _input_widgets(at: AppTest) -> list:
@@ -418,3 +419,35 @@ def test_a_run_name_in_use_is_warned_about_and_accepted(runs_dir: Path) -> None:
     registry = Registry(runs_dir)
     assert sorted(r.name for r in registry.runs()) == ["old_run", "old_run"]  # accepted: names are labels
     stop_workers(registry)
+
+
+def test_tail_baseline_widgets_reach_the_launched_run(runs_dir: Path) -> None:
+    # docs/method.md, *Tail-aware baselines*: each setting is enabled only with its option, and lands in the run.
+    at = _page()
+    assert at.number_input(key="rt_cb_beta").disabled and at.number_input(key="rt_asl_clip").disabled
+    assert at.number_input(key="rt_logit_adjust").disabled and not at.toggle(key="rt_logit_adjust_on").value
+    at.number_input(key="rt_epochs").set_value(1)
+    at.selectbox(key="rt_weighting").set_value("class-balanced")
+    at.selectbox(key="rt_focal").set_value("none")
+    at.selectbox(key="rt_loss").set_value("asl")
+    at.toggle(key="rt_logit_adjust_on").set_value(True).run()
+    assert not at.number_input(key="rt_cb_beta").disabled and not at.number_input(key="rt_asl_gamma_neg").disabled
+    assert at.number_input(key="rt_logit_adjust").value == 1.0 and not at.number_input(key="rt_logit_adjust").disabled
+    at.number_input(key="rt_cb_beta").set_value(0.99)
+    at.number_input(key="rt_asl_gamma_neg").set_value(2.0)
+    at.number_input(key="rt_asl_clip").set_value(0.1)
+    at.number_input(key="rt_logit_adjust").set_value(0.5)
+    at.text_input(key="rt_name").set_value("tail baselines").run()
+    assert not at.error
+    at.button(key="rt_launch").click().run()
+    assert not at.exception
+    registry = Registry(runs_dir)
+    record = _by_name(registry, "tail baselines")
+    c = record.train_config()
+    assert (c.weighting, c.cb_beta, c.focal, c.loss, c.asl_gamma_pos, c.asl_gamma_neg, c.asl_clip,
+            c.logit_adjust) == ("class-balanced", 0.99, "none", "asl", 0.0, 2.0, 0.1, 0.5)
+    wait_until(lambda: registry.get(record.id).status in ("finished", "failed", "cancelled"), what="the run")
+    record = registry.get(record.id)
+    assert record.status == "finished", record.error
+    assert load_run(record.path).config.logit_adjust == 0.5
+    wait_until(lambda: not jobs.process_alive(record.pid, record.pid_token), 30, "the worker to exit")

@@ -565,7 +565,12 @@ def config_headline(run: Run) -> str:
     """One line naming the training recipe, e.g. ``"MCLoss · class-wise weights (ω 0.25) · focal: bBMA ..."``."""
     c = run.config
     parts = ["MCLoss" if c.loss == "mcloss" else c.loss.upper()]
-    parts.append("no node weights" if c.weighting == "none" else f"{c.weighting} node weights (ω {c.omega:g})")
+    if c.loss == "asl":
+        parts[0] += f" (γ+ {c.asl_gamma_pos:g}, γ- {c.asl_gamma_neg:g}, clip {c.asl_clip:g})"
+    if c.weighting == "class-balanced":
+        parts.append(f"class-balanced node weights (β {c.cb_beta:g})")
+    else:
+        parts.append("no node weights" if c.weighting == "none" else f"{c.weighting} node weights (ω {c.omega:g})")
     if c.focal == "none":
         parts.append("no focal term")
     else:
@@ -576,6 +581,8 @@ def config_headline(run: Run) -> str:
         parts.append(f"mixed λ {c.mixed_lambda:g}")
     if c.lpros is not None:
         parts.append(f"LPROS S {c.lpros:g}")
+    if c.logit_adjust is not None:
+        parts.append(f"logit adjustment τ {c.logit_adjust:g}")
     parts.append(f"{c.heads}-member {c.ensemble} ensemble")
     parts.append(f"{c.profile} profile")
     return " · ".join(parts)
