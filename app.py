@@ -38,5 +38,6 @@ navigation = st.navigation(pages)
 with st.sidebar:
     st.markdown("### hmlc-lab")
 app_common.choose_run()
+app_common.choose_decision()
 
 navigation.run()

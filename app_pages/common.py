@@ -13,6 +13,9 @@ Session and URL state
     chooser's value wins (:func:`_follow_url_run`).
 ``st.query_params["node"]``
     Selected node (bound to the Explorer's selectbox ``key="node"``).
+``st.query_params["decision"]``, ``["threshold"]``, ``["shrinkage"]``
+    The decision rule behind every precision, recall and F1 (sidebar widgets under the run chooser,
+    :func:`choose_decision`; defaults ``fixed``, ``0.5``, ``DEFAULT_SHRINKAGE`` are dropped from the URL).
 ``st.session_state[RUN_PATH_KEY]``
     Path (str) of the run chosen in this script run, read by the pages.
 """
@@ -35,7 +38,11 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from hmlc_core.views import compare, diagnose, explore, teaching
+from hmlc_core.views import decision as decision_views
 from hmlc_core import jobs, registry
+from hmlc_core.decision import DEFAULT_SHRINKAGE, DEFAULT_TRADEOFF_MS, DecisionRule
+from hmlc_core.decision import shrinkage_tradeoff as tradeoff
+from hmlc_core.metrics import precision_recall_f1
 from hmlc_core.registry import Registry, RegistryError
 from hmlc_core.config import TrainConfig
 from hmlc_core.runs import RUNS_DIR_ENV, Run, RunError, env_runs_dirs, load_run, read_config
@@ -103,22 +110,34 @@ def cached_run(path: str | Path) -> Run:
     return _load_run(str(path), run_stamp(path))
 
 
+def _view_run(path: str, stamp: int, decision: Decision | None) -> Run:
+    """The run at ``path`` under ``decision`` (:func:`decided_run`); its saved metrics when None or unreadable."""
+    if decision is not None:
+        try:
+            return _decided_run(path, stamp, decision)
+        except RunError as exc:
+            log.warning("cannot apply the decision rule %s to run %s: %s", decision, path, exc)
+    return _load_run(path, stamp)
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
-def sunburst(path: str, stamp: int, color_by: str, centre: str | None = None) -> go.Figure:
-    """Cached :func:`hmlc_core.views.explore.sunburst_figure` of the run at ``path``, centred on ``centre``."""
-    return explore.sunburst_figure(_load_run(path, stamp), color_by, root=centre)
+def sunburst(path: str, stamp: int, color_by: str, centre: str | None = None,
+             decision: Decision | None = None) -> go.Figure:
+    """Cached :func:`hmlc_core.views.explore.sunburst_figure` of the run at ``path`` (under ``decision``),
+    centred on ``centre``."""
+    return explore.sunburst_figure(_view_run(path, stamp, decision), color_by, root=centre)
 
 
 @st.cache_data(max_entries=32, show_spinner="Drawing the neighbourhood…")
-def neighbourhood_html(path: str, stamp: int, node: str, color_by: str) -> str:
-    """Cached :func:`hmlc_core.views.explore.pyvis_html` of the run at ``path``."""
-    return explore.pyvis_html(_load_run(path, stamp), node, color_by)
+def neighbourhood_html(path: str, stamp: int, node: str, color_by: str, decision: Decision | None = None) -> str:
+    """Cached :func:`hmlc_core.views.explore.pyvis_html` of the run at ``path`` (under ``decision``)."""
+    return explore.pyvis_html(_view_run(path, stamp, decision), node, color_by)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def recall_by_depth(path: str, stamp: int) -> go.Figure:
-    """Cached :func:`hmlc_core.views.explore.recall_by_depth_figure` of the run at ``path``."""
-    return explore.recall_by_depth_figure(_load_run(path, stamp))
+def recall_by_depth(path: str, stamp: int, decision: Decision | None = None) -> go.Figure:
+    """Cached :func:`hmlc_core.views.explore.recall_by_depth_figure` of the run at ``path`` (under ``decision``)."""
+    return explore.recall_by_depth_figure(_view_run(path, stamp, decision))
 
 
 # Column headers and number formats of the per-node tables (explorer, missed nodes). Short headers (the full
@@ -126,9 +145,11 @@ def recall_by_depth(path: str, stamp: int) -> go.Figure:
 # written by explore.na_text, so that a node without test positives reads "n/a" rather than st.dataframe's "None".
 METRIC_COLUMNS = {
     "_index": st.column_config.TextColumn("node"),
-    "precision": st.column_config.NumberColumn("prec.", format="%.3f", help="Precision at threshold 0.5."),
-    "recall": st.column_config.NumberColumn("recall", format="%.3f", help="Recall at threshold 0.5."),
-    "f1": st.column_config.NumberColumn("F1", format="%.3f", help="F1 at threshold 0.5."),
+    "precision": st.column_config.NumberColumn("prec.", format="%.3f",
+                                               help="Precision under the decision rule chosen in the sidebar."),
+    "recall": st.column_config.NumberColumn("recall", format="%.3f",
+                                            help="Recall under the decision rule chosen in the sidebar."),
+    "f1": st.column_config.NumberColumn("F1", format="%.3f", help="F1 under the decision rule chosen in the sidebar."),
     "average_precision": st.column_config.TextColumn(
         "AP", alignment="right", help="Average precision; n/a without a positive test sample."),
     "support": st.column_config.NumberColumn("test pos.", help="Positive test samples."),
@@ -397,44 +418,262 @@ def run_labels(choices: dict[str, Path]) -> dict[str, str]:
 
 
 def current_run() -> Run:
-    """The run chosen in the sidebar, loaded (cached). Stops the page with an error if it cannot be loaded."""
+    """The run chosen in the sidebar, loaded (cached), with its metrics under the sidebar's decision rule.
+
+    :func:`decided_run` of :func:`current_decision`; when the test predictions cannot be read, the
+    run's saved metrics (at its default rule) with a warning. Stops the page with an error if the run
+    cannot be loaded.
+    """
     path = st.session_state.get(RUN_PATH_KEY)
     if not path:
         st.error("No run selected.")
         st.stop()
     try:
-        return cached_run(path)
+        run = cached_run(path)
     except RunError as exc:
         log.warning("cannot load run %s: %s", path, exc)
         st.error(f"Cannot load this run: {exc}")
         st.stop()
         raise  # unreachable: st.stop() raises
+    try:
+        return decided_run(path, current_decision())
+    except RunError as exc:
+        log.warning("cannot apply the decision rule to run %s: %s", path, exc)
+        st.warning(f"The metrics cannot be recomputed under the chosen decision rule ({exc}); showing the run's "
+                   f"saved metrics ({run.summary.get('decision', 'fixed 0.5')}).")
+        return run
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Decision rule: the sidebar selector shared by every page, and the run's metrics under it
+# ------------------------------------------------------------------------------------------------------------
+Decision = tuple[str, float, float | None]
+"""A decision rule as a cache key: (rule, threshold of ``fixed``, shrinkage ``m`` of ``per-node`` else None)."""
+
+DEFAULT_DECISION: Decision = ("fixed", 0.5, None)
+"""The rule shown without ``decision`` in the URL: fixed 0.5, the paper's (and C-HMCNN's) threshold."""
+
+DECISION_STATE_KEY = "_hmlc_decision"
+DECISION_REQUESTED_KEY = "_hmlc_decision_requested"
+SHRINKAGE_CHOICES = tuple(sorted({*DEFAULT_TRADEOFF_MS, DEFAULT_SHRINKAGE}))
+"""The per-node rule's shrinkage strengths offered by the sidebar (those of the measured trade-off)."""
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def has_held_out(path: str, stamp: int) -> bool:
+    """Whether the run at ``path`` saved held-out (valid) predictions, which the tuned rules need.
+
+    False when ``predictions.npz`` cannot be read (the pages report that themselves).
+    """
+    try:
+        return _load_run(path, stamp).held_out() is not None
+    except RunError as exc:
+        log.warning("cannot read the held-out predictions of %s: %s", path, exc)
+        return False
+
+
+def choose_decision() -> Decision:
+    """Sidebar decision-rule selector, under the run chooser. Call it from ``app.py`` after :func:`choose_run`.
+
+    Three bound widgets (query parameters ``decision``, ``threshold``, ``shrinkage``; defaults
+    dropped from the URL): the rule (``fixed``, ``global``, ``per-node``;
+    :mod:`hmlc_core.decision`), the fixed rule's threshold (a slider, disabled for the tuned rules)
+    and the per-node rule's shrinkage ``m`` (disabled for the others). Disabled, not hidden: a bound
+    widget that is not drawn loses its URL value. A tuned rule asked of a run without held-out
+    predictions (trained on train+valid) says so under the rule and falls back to ``fixed`` (its
+    threshold slider enabled).
+
+    Returns
+    -------
+    Decision
+        The rule in force (also in ``st.session_state[DECISION_STATE_KEY]``; :func:`current_decision`).
+    """
+    sidebar = st.sidebar
+    rule = sidebar.radio("Decision rule", list(decision_views.RULE_CHOICES), key="decision", horizontal=True,
+                         format_func=decision_views.RULE_CHOICES.get, bind="query-params",
+                         help="How probabilities become predicted labels, for every precision, recall and F1 "
+                              "shown: one fixed threshold; one threshold tuned on the held-out (valid) split for "
+                              "micro F1; or one per node, tuned for the node's F1 and shrunk towards the global "
+                              "one (docs/method.md, *Decision rules*).")
+    path = st.session_state.get(RUN_PATH_KEY)
+    fallback = rule != "fixed" and bool(path) and not has_held_out(path, run_stamp(path))
+    if fallback:
+        sidebar.warning(f"The {rule} rule is tuned on held-out (valid) predictions, and this run has none: it was "
+                        "trained on train+valid. Showing the fixed rule instead; retrain with `--fit-on train` to tune "
+                        "a rule.", icon=":material/warning:")
+    threshold = sidebar.slider("Threshold (fixed rule)", 0.05, 0.95, DEFAULT_DECISION[1], step=0.05, key="threshold",
+                               bind="query-params", disabled=rule != "fixed" and not fallback,
+                               help="A node is predicted when its ensemble-mean probability is above this.")
+    shrinkage = sidebar.select_slider(
+        "Shrinkage m (per-node rule)", options=list(SHRINKAGE_CHOICES), value=DEFAULT_SHRINKAGE, key="shrinkage",
+        format_func=lambda m: f"{m:g}", bind="query-params", disabled=rule != "per-node" or fallback,
+        help="Pseudo-positives pulling each node's threshold towards the global one: 0 = each node's own "
+             f"F1-optimal threshold, large = the global rule. Default {DEFAULT_SHRINKAGE:g}.")
+    st.session_state[DECISION_REQUESTED_KEY] = (str(rule), float(threshold),
+                                                float(shrinkage) if rule == "per-node" else None)
+    decision: Decision = ("fixed", float(threshold), None) if fallback else st.session_state[DECISION_REQUESTED_KEY]
+    st.session_state[DECISION_STATE_KEY] = decision
+    return decision
+
+
+def current_decision() -> Decision:
+    """The decision rule in force for the sidebar's run in this script run (:func:`choose_decision`), else the default.
+
+    ``fixed`` when a tuned rule was asked of a run without held-out predictions.
+    """
+    return st.session_state.get(DECISION_STATE_KEY) or DEFAULT_DECISION
+
+
+def requested_decision() -> Decision:
+    """The decision rule the sidebar asks for, before the sidebar run's fallback (Compare checks its own runs)."""
+    return st.session_state.get(DECISION_REQUESTED_KEY) or DEFAULT_DECISION
+
+
+def fit_rule(run: Run, decision: Decision) -> DecisionRule:
+    """:meth:`hmlc_core.runs.Run.decision_rule` of ``decision`` (cached on the run).
+
+    Raises
+    ------
+    RunError
+        When a tuned rule is asked of a run without held-out predictions.
+    """
+    rule, threshold, shrinkage = decision
+    return run.decision_rule(rule, threshold, shrinkage)
+
+
+def rule_text(run: Run) -> str:
+    """How captions name the rule of ``run``'s metrics: ``"threshold 0.5"``, ``"the global 0.27 rule"``, ...
+
+    :func:`hmlc_core.views.decision.rule_phrase` of its summary's ``decision`` (``fixed 0.5`` when absent).
+    """
+    return decision_views.rule_phrase(str(run.summary.get("decision", "fixed 0.5")))
+
+
+@st.cache_resource(max_entries=16, show_spinner="Applying the decision rule…")
+def _decided_run(path: str, stamp: int, decision: Decision) -> Run:
+    run = _load_run(path, stamp)
+    preds = run.predictions()
+    return decision_views.run_under_rule(run, fit_rule(run, decision), preds["y_true"], preds["mean_probs"])
+
+
+def decided_run(path: str | Path, decision: Decision) -> Run:
+    """The run at ``path`` with its metrics under ``decision`` (:func:`hmlc_core.views.decision.run_under_rule`).
+
+    Cached per (path, :func:`run_stamp`, decision). Shared: never mutate it.
+
+    Raises
+    ------
+    RunError
+        As :func:`cached_run`, when ``predictions.npz`` cannot be read, or a tuned rule has no held-out data.
+    """
+    return _decided_run(str(path), run_stamp(path), decision)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def rule_recalls(path: str, stamp: int, threshold: float, shrinkage: float | None) -> dict[str, np.ndarray]:
+    """Every node's test recall under each rule the run can use: fixed ``threshold``, global, per-node (``m``).
+
+    Keyed by rule label; the tuned rules only when the run has held-out predictions.
+    """
+    run = _load_run(path, stamp)
+    decisions: list[Decision] = [("fixed", threshold, None)]
+    if has_held_out(path, stamp):
+        decisions += [("global", threshold, None), ("per-node", threshold, shrinkage)]
+    preds = run.predictions()
+    result = {}
+    for decision in decisions:
+        rule = fit_rule(run, decision)
+        result[rule.label()] = precision_recall_f1(preds["y_true"], preds["mean_probs"], rule.thresholds)[1]
+    return result
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def miss_kinds(path: str, stamp: int, decision: Decision) -> pd.DataFrame:
+    """Cached :func:`hmlc_core.views.diagnose.miss_kinds` of the run under ``decision``, against the other rules.
+
+    Raises
+    ------
+    RunError
+        As :func:`decided_run`.
+    """
+    run = _decided_run(path, stamp, decision)
+    recalls = rule_recalls(path, stamp, decision[1], decision[2] if decision[2] is not None else DEFAULT_SHRINKAGE)
+    current = fit_rule(run, decision).label()
+    others = {label: r for label, r in recalls.items() if label != current}
+    return diagnose.miss_kinds(run.node_metrics, int(run.summary.get("n_test") or len(run.predictions()["y_true"])),
+                               others)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def pr_curve(path: str, stamp: int, node: str, decision: Decision) -> go.Figure:
+    """Cached :func:`hmlc_core.views.decision.pr_curve_figure` of a node, with the points of every usable rule.
+
+    Raises
+    ------
+    RunError
+        If ``predictions.npz`` cannot be read.
+    """
+    run = _load_run(path, stamp)
+    preds = run.predictions()
+    j = run.hierarchy.index[node]
+    shrinkage = decision[2] if decision[2] is not None else DEFAULT_SHRINKAGE
+    decisions: list[Decision] = [("fixed", decision[1], None)]
+    if has_held_out(path, stamp):
+        decisions += [("global", decision[1], None), ("per-node", decision[1], shrinkage)]
+    rules = {fit_rule(run, d).label(): fit_rule(run, d) for d in decisions}
+    return decision_views.pr_curve_figure(preds["y_true"][:, j], preds["mean_probs"][:, j], node, rules,
+                                          current=fit_rule(run, decision).label(), node_index=j)
+
+
+@st.cache_data(max_entries=8, show_spinner="Tuning the per-node rule at each m…")
+def shrinkage_tradeoff(path: str, stamp: int) -> pd.DataFrame | None:
+    """Cached :func:`hmlc_core.decision.shrinkage_tradeoff` of the run; None without held-out predictions.
+
+    Raises
+    ------
+    RunError
+        If ``predictions.npz`` cannot be read, or the held-out data cannot tune the rules.
+    """
+    run = _load_run(path, stamp)
+    held = run.held_out()
+    if held is None:
+        return None
+    preds = run.predictions()
+    freq = run.node_metrics["train_frequency"].to_numpy(dtype=np.int64)
+    known = bool((freq[run.hierarchy.eval_mask] >= 0).all())
+    try:
+        return tradeoff(run.hierarchy, held[0], held[1], preds["y_true"], preds["mean_probs"], SHRINKAGE_CHOICES,
+                        freq if known else None)
+    except ValueError as exc:
+        raise RunError(f"run {path}: cannot tune the decision rules ({exc})") from exc
 
 
 # ------------------------------------------------------------------------------------------------------------
 # Overview and Missed-nodes pages: cached wrappers of hmlc_core.views.diagnose, keyed by (run path, run_stamp)
 # ------------------------------------------------------------------------------------------------------------
 @st.cache_data(max_entries=16, show_spinner="Scoring the test predictions…")
-def prediction_scores(path: str, stamp: int) -> diagnose.PredictionScores:
-    """Cached :func:`hmlc_core.views.diagnose.score_predictions` of the run's saved test predictions.
+def prediction_scores(path: str, stamp: int, decision: Decision = DEFAULT_DECISION) -> diagnose.PredictionScores:
+    """Cached :func:`hmlc_core.views.diagnose.score_predictions` of the run's saved test predictions under ``decision``.
 
     Raises
     ------
     RunError
-        If ``predictions.npz`` cannot be read (the failure is not cached).
+        If ``predictions.npz`` cannot be read, or ``decision`` is a tuned rule and the run has no
+        held-out predictions (the failure is not cached).
     """
     run = _load_run(path, stamp)
     preds = run.predictions()
-    return diagnose.score_predictions(run.hierarchy, preds["y_true"], preds["mean_probs"])
+    return diagnose.score_predictions(run.hierarchy, preds["y_true"], preds["mean_probs"],
+                                      fit_rule(run, decision).thresholds)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def deepest_level(path: str, stamp: int) -> go.Figure:
-    """Cached :func:`hmlc_core.views.diagnose.deepest_level_figure` of the run at ``path``.
+def deepest_level(path: str, stamp: int, decision: Decision = DEFAULT_DECISION) -> go.Figure:
+    """Cached :func:`hmlc_core.views.diagnose.deepest_level_figure` of the run at ``path`` under ``decision``.
 
     Raises as :func:`prediction_scores`.
     """
-    return diagnose.deepest_level_figure(diagnose.deepest_level_counts(prediction_scores(path, stamp)))
+    return diagnose.deepest_level_figure(diagnose.deepest_level_counts(prediction_scores(path, stamp, decision)))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -445,17 +684,20 @@ def training_curve(path: str, stamp: int) -> go.Figure:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def missed_table(path: str, stamp: int, threshold: float, zero_only: bool, depth: tuple[int, int],
-                 train_frequency: tuple[int, int], support: tuple[int, int]) -> pd.DataFrame:
-    """Cached :func:`hmlc_core.views.diagnose.missed_nodes` of the run at ``path``."""
-    return diagnose.missed_nodes(_load_run(path, stamp), threshold, zero_only, depth, train_frequency, support)
+                 train_frequency: tuple[int, int], support: tuple[int, int],
+                 decision: Decision | None = None) -> pd.DataFrame:
+    """Cached :func:`hmlc_core.views.diagnose.missed_nodes` of the run at ``path`` (under ``decision``)."""
+    return diagnose.missed_nodes(_view_run(path, stamp, decision), threshold, zero_only, depth, train_frequency,
+                                 support)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def missed_figures(path: str, stamp: int, threshold: float, zero_only: bool, depth: tuple[int, int],
-                   train_frequency: tuple[int, int], support: tuple[int, int]) -> tuple[go.Figure, go.Figure]:
+                   train_frequency: tuple[int, int], support: tuple[int, int],
+                   decision: Decision | None = None) -> tuple[go.Figure, go.Figure]:
     """Cached recall-vs-frequency and recall-vs-depth figures outlining the nodes of :func:`missed_table`."""
-    run = _load_run(path, stamp)
-    shown = missed_table(path, stamp, threshold, zero_only, depth, train_frequency, support).index
+    run = _view_run(path, stamp, decision)
+    shown = missed_table(path, stamp, threshold, zero_only, depth, train_frequency, support, decision).index
     line = 0.0 if zero_only else threshold
     return (diagnose.recall_frequency_figure(run, shown, line), diagnose.recall_depth_figure(run, shown, line))
 
@@ -517,15 +759,17 @@ def _member_predictions(path: str, stamp: int) -> dict[str, np.ndarray]:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def member_probs(path: str, stamp: int, node: str) -> go.Figure:
-    """Cached :func:`hmlc_core.views.explore.member_probs_figure` of a node of the run at ``path``.
+def member_probs(path: str, stamp: int, node: str, threshold: float = explore.THRESHOLD) -> go.Figure:
+    """Cached :func:`hmlc_core.views.explore.member_probs_figure` of a node of the run at ``path``, its
+    decision threshold ``threshold`` drawn.
 
     Raises
     ------
     RunError
         If ``predictions.npz`` cannot be read (the failure is not cached).
     """
-    return explore.member_probs_figure(_member_predictions(path, stamp), _load_run(path, stamp).hierarchy, node)
+    return explore.member_probs_figure(_member_predictions(path, stamp), _load_run(path, stamp).hierarchy, node,
+                                       threshold=threshold)
 
 
 def available_runs() -> dict[str, Path]:
@@ -581,21 +825,41 @@ def run_names(choices: dict[str, Path]) -> dict[str, str]:
             for key, name in raw.items()}
 
 
-def load_runs(keys: tuple[RunKey, ...]) -> dict[str, Run]:
-    """The runs of ``keys`` loaded (cached, shared: never mutate), by display name.
+def load_runs(keys: tuple[RunKey, ...], decision: Decision | None = None) -> dict[str, Run]:
+    """The runs of ``keys`` loaded (cached, shared: never mutate), by display name, under ``decision``.
+
+    ``decision`` None: the runs' saved metrics; else each run's metrics under that rule
+    (:func:`decided_run`; the caller checks that every run can use it, :func:`decision_for_runs`).
 
     Raises
     ------
     RunError
-        If a run cannot be loaded (the message names its directory).
+        If a run cannot be loaded (the message names its directory), or ``decision`` cannot be applied to it.
     """
-    return {name: _load_run(path, stamp) for name, path, stamp in keys}
+    if decision is None:
+        return {name: _load_run(path, stamp) for name, path, stamp in keys}
+    return {name: _decided_run(path, stamp, decision) for name, path, stamp in keys}
+
+
+def decision_for_runs(keys: tuple[RunKey, ...], decision: Decision) -> tuple[Decision, list[str]]:
+    """``decision`` if every run of ``keys`` can use it, else the fixed rule at its threshold.
+
+    Returns
+    -------
+    (Decision, list of str)
+        The rule to compare under, and the display names of the runs without held-out predictions
+        (empty when ``decision`` is kept).
+    """
+    if decision[0] == "fixed":
+        return decision, []
+    lacking = [name for name, path, stamp in keys if not has_held_out(path, stamp)]
+    return (("fixed", decision[1], None), lacking) if lacking else (decision, [])
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def compare_headline(keys: tuple[RunKey, ...]) -> pd.DataFrame:
-    """Cached :func:`hmlc_core.views.compare.headline_table`."""
-    return compare.headline_table(load_runs(keys))
+def compare_headline(keys: tuple[RunKey, ...], decision: Decision | None = None) -> pd.DataFrame:
+    """Cached :func:`hmlc_core.views.compare.headline_table` (under ``decision``)."""
+    return compare.headline_table(load_runs(keys, decision))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -605,37 +869,38 @@ def compare_configs(keys: tuple[RunKey, ...]) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def compare_recall_by_depth(keys: tuple[RunKey, ...]) -> go.Figure:
-    """Cached :func:`hmlc_core.views.compare.recall_by_depth_figure`."""
-    return compare.recall_by_depth_figure(load_runs(keys))
+def compare_recall_by_depth(keys: tuple[RunKey, ...], decision: Decision | None = None) -> go.Figure:
+    """Cached :func:`hmlc_core.views.compare.recall_by_depth_figure` (under ``decision``)."""
+    return compare.recall_by_depth_figure(load_runs(keys, decision))
 
 
 @st.cache_data(max_entries=16, show_spinner="Binning recall by training frequency…")
-def compare_recall_vs_frequency(keys: tuple[RunKey, ...]) -> go.Figure:
-    """Cached :func:`hmlc_core.views.compare.recall_vs_frequency_figure`."""
-    return compare.recall_vs_frequency_figure(load_runs(keys))
+def compare_recall_vs_frequency(keys: tuple[RunKey, ...], decision: Decision | None = None) -> go.Figure:
+    """Cached :func:`hmlc_core.views.compare.recall_vs_frequency_figure` (under ``decision``)."""
+    return compare.recall_vs_frequency_figure(load_runs(keys, decision))
 
 
 @st.cache_data(max_entries=32, show_spinner="Colouring the hierarchy by the difference…")
-def compare_difference_sunburst(base: RunKey, other: RunKey, metric: str, centre: str | None = None) -> go.Figure:
+def compare_difference_sunburst(base: RunKey, other: RunKey, metric: str, centre: str | None = None,
+                                decision: Decision | None = None) -> go.Figure:
     """Cached :func:`hmlc_core.views.compare.difference_sunburst` of ``other - base``, centred on ``centre``."""
-    runs = load_runs((base, other))
+    runs = load_runs((base, other), decision)
     return compare.difference_sunburst(runs[base[0]], runs[other[0]], metric, names=(base[0], other[0]),
                                        root=centre)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def compare_gained_lost(base: RunKey, other: RunKey, metric: str,
-                        threshold: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Cached :func:`hmlc_core.views.compare.gained_and_lost` of ``other`` against ``base``."""
-    runs = load_runs((base, other))
+def compare_gained_lost(base: RunKey, other: RunKey, metric: str, threshold: float,
+                        decision: Decision | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cached :func:`hmlc_core.views.compare.gained_and_lost` of ``other`` against ``base`` (under ``decision``)."""
+    runs = load_runs((base, other), decision)
     return compare.gained_and_lost(runs[base[0]], runs[other[0]], metric, threshold)
 
 
 @st.cache_data(max_entries=32, show_spinner="Running the paired tests…")
-def compare_paired_tests(base: RunKey, other: RunKey) -> pd.DataFrame:
-    """Cached :func:`hmlc_core.views.compare.paired_tests` of ``other`` against ``base``."""
-    runs = load_runs((base, other))
+def compare_paired_tests(base: RunKey, other: RunKey, decision: Decision | None = None) -> pd.DataFrame:
+    """Cached :func:`hmlc_core.views.compare.paired_tests` of ``other`` against ``base`` (under ``decision``)."""
+    runs = load_runs((base, other), decision)
     return compare.paired_tests(runs[base[0]], runs[other[0]])
 
 

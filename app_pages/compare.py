@@ -12,6 +12,9 @@ Without ``runs`` in the URL the page opens on
 weighted demo when the sidebar's run is one of them, else the sidebar's run and
 another run of its dataset.
 
+Every run is under the sidebar's decision rule (a tuned rule fitted on each run's own held-out
+predictions); when one of the runs has none, all are compared at the fixed threshold, with a warning.
+
 URL state: ``runs`` (the runs compared), ``baseline``, ``other`` (the run
 compared with the baseline), ``metric`` and ``gain_threshold`` are query
 parameters, so a URL reproduces the view.
@@ -76,6 +79,20 @@ except ValueError as exc:
     st.error(f"These runs cannot be compared node by node.\n\n{exc}\n\nChoose runs trained on the same dataset.")
     st.stop()
 
+decision, lacking = app_common.decision_for_runs(run_keys, app_common.requested_decision())
+if lacking:
+    st.warning(f"The {app_common.requested_decision()[0]} decision rule is tuned on held-out (valid) predictions, "
+               "which "
+               f"{', '.join(app_common.md_text(name) for name in lacking)} "
+               f"{'lacks' if len(lacking) == 1 else 'lack'} (trained on train+valid): every run is compared at the "
+               f"fixed threshold {decision[1]:g} instead, so that all follow the same rule.", icon=":material/warning:")
+try:
+    runs = app_common.load_runs(run_keys, decision)
+except RunError as exc:
+    st.error(f"Cannot apply the decision rule to a run: {exc}")
+    st.stop()
+rule_texts = sorted({app_common.rule_text(r) for r in runs.values()})
+
 c1, c2, c3 = st.columns([2, 2, 3])
 baseline = app_common.labelled_choice(c1, "Baseline", list(selected), labels, key="baseline",
                                       help="Differences are the compared run minus this run.")
@@ -92,10 +109,11 @@ st.caption(f"{len(selected)} runs on {runs[base_key[0]].summary.get('dataset', '
 
 # ---------------------------------------------------------------- headline
 st.subheader("Headline metrics")
-headline = app_common.compare_headline(run_keys)
+headline = app_common.compare_headline(run_keys, decision)
 st.dataframe(compare.headline_text(headline), key="headline", height=38 + 35 * len(headline))
-st.caption("Macro averages over the evaluated nodes at threshold 0.5 (nodes without test positives count as 0); "
-           "rare-node recall: the bottom quartile of training frequency.")
+st.caption(f"Every run under the sidebar's decision rule ({app_common.md_text('; '.join(rule_texts))}; a tuned rule "
+           "is fitted on each run's own held-out predictions). Macro averages over the evaluated nodes (nodes without "
+           "test positives count as 0); rare-node recall: the bottom quartile of training frequency.")
 configs = app_common.compare_configs(run_keys)
 if configs.empty:
     st.caption("The runs were trained with identical options (different data or seeds only).")
@@ -106,10 +124,10 @@ else:
 # ------------------------------------------------------------------ curves
 left, right = st.columns(2, gap="large")
 with left:
-    st.plotly_chart(app_common.compare_recall_by_depth(run_keys), key="compare_depth",
+    st.plotly_chart(app_common.compare_recall_by_depth(run_keys, decision), key="compare_depth",
                     config={"displaylogo": False})
 with right:
-    st.plotly_chart(app_common.compare_recall_vs_frequency(run_keys), key="compare_frequency",
+    st.plotly_chart(app_common.compare_recall_vs_frequency(run_keys, decision), key="compare_frequency",
                     config={"displaylogo": False})
 st.caption("Left: macro recall of the evaluated nodes at each depth. Right: one point per evaluated node with "
            "test positives, and the mean recall per frequency bin (log-spaced bins).")
@@ -130,7 +148,8 @@ with diff_left:
         if node is not None:
             st.session_state[CENTRE_KEY] = node
 
-    st.plotly_chart(app_common.compare_difference_sunburst(base_key, other_key, metric, centre), key="difference",
+    st.plotly_chart(app_common.compare_difference_sunburst(base_key, other_key, metric, centre, decision),
+                    key="difference",
                     on_select=_zoom, selection_mode="points", config={"displaylogo": False}, theme=None)
     note = ("Blue: better in the compared run, red: worse, white: no change; grey: not evaluated or no "
             "positive test sample. Click a sector to zoom in, the centre to go back up.")
@@ -143,7 +162,7 @@ with diff_right:
         key="gain_threshold", bind="query-params",
         help=f"A node is gained when its {metric} is at most this in the baseline and above it in the compared "
              "run; lost the other way round. 0: missed entirely versus found at least once.")
-    gained, lost = app_common.compare_gained_lost(base_key, other_key, metric, float(threshold))
+    gained, lost = app_common.compare_gained_lost(base_key, other_key, metric, float(threshold), decision)
     # Short headers (the run names are in their help) and the values first: they fit this 300 px column.
     columns = {"_index": st.column_config.TextColumn("node"),
                "base": st.column_config.NumberColumn("baseline", format="%.3f",
@@ -163,7 +182,7 @@ with diff_right:
 
 # --------------------------------------------------------------- paired test
 st.subheader("Paired test across nodes")
-tests = app_common.compare_paired_tests(base_key, other_key)
+tests = app_common.compare_paired_tests(base_key, other_key, decision)
 st.dataframe(
     compare.paired_tests_text(tests), key="paired_tests",
     column_config={"n_pairs": "nodes (pairs)", "n_nonzero": "pairs that differ", "mean_base": "mean (baseline)",

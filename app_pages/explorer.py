@@ -2,7 +2,9 @@
 
 The node card shows the node's path from the root, its facts and metrics,
 its parents and children, each ensemble member's probabilities on the node's
-positive test samples, and its uncertainty under every mode.
+positive test samples, its precision-recall curve with each decision rule's
+operating point, and its uncertainty under every mode. Every precision, recall
+and F1 (and the colours by them) is under the sidebar's decision rule.
 
 URL state: ``run`` (sidebar), ``node`` (node selectbox) and ``color`` (colour
 selector) are query parameters, so a URL reproduces the view. A click on a
@@ -24,6 +26,7 @@ from hmlc_core.runs import RunError
 run = app_common.current_run()
 path = str(run.path)
 stamp = app_common.run_stamp(path)
+decision = app_common.current_decision()
 hierarchy = run.hierarchy
 nm = run.node_metrics
 
@@ -33,7 +36,8 @@ st.title(f"Hierarchy explorer · {app_common.run_heading(run)}")
 headline = explore.headline_metrics(run)
 # Text, not metric cards: a card cuts a long dataset name or status short ("cellcyc...").
 st.caption(f"Dataset **{app_common.md_text(headline.pop('dataset'))}** · status "
-           f"**{app_common.md_text(headline.pop('status'))}**")
+           f"**{app_common.md_text(headline.pop('status'))}** · precision, recall and F1 at "
+           f"**{app_common.md_text(app_common.rule_text(run))}** (sidebar)")
 cards = list(headline.items())
 for chunk in (cards[:4], cards[4:]):
     for column, (label, value) in zip(st.columns(4), chunk, strict=False):
@@ -78,7 +82,8 @@ with left:
             icon="ℹ️",
         )
     st.plotly_chart(
-        app_common.sunburst(path, stamp, color_by, explore.sunburst_centre(hierarchy, node)), key="sunburst",
+        app_common.sunburst(path, stamp, color_by, explore.sunburst_centre(hierarchy, node), decision),
+        key="sunburst",
         on_select=_select_from_sunburst,
         selection_mode="points", config={"displaylogo": False}, theme=None,
     )
@@ -91,6 +96,7 @@ with left:
 
 with right:
     row = nm.loc[node]
+    node_threshold = float(row["threshold"]) if "threshold" in row.index else explore.THRESHOLD
     st.subheader(app_common.md_text(node))
     st.caption("Path (first parents): " + " › ".join(map(app_common.md_text, explore.lineage(hierarchy, node))))
     facts = explore.node_facts(run, node)
@@ -99,7 +105,9 @@ with right:
     for chunk in (facts[:4], facts[4:]):  # four short columns a row: the card fits a 300 px column
         st.markdown("| " + " | ".join(k for k, _ in chunk) + " |\n|" + "---|" * len(chunk)
                     + "\n| " + " | ".join(f"**{v}**" for _, v in chunk) + " |")
-    st.caption(f"Uncertainty **{uncertainty}**: mean over the test set, {explore.uncertainty_label(run)}.")
+    st.caption(f"Uncertainty **{uncertainty}**: mean over the test set, {explore.uncertainty_label(run)}. "
+               f"Decision threshold of this node: **{explore.threshold_text(node_threshold)}** "
+               f"({app_common.md_text(app_common.rule_text(run))}).")
     if not bool(row["evaluated"]):
         st.caption("This node is skipped in evaluation (a root); its metrics are not part of the averages.")
     elif int(row["support"]) == 0:
@@ -116,12 +124,24 @@ with right:
         )
     st.markdown("**Ensemble members on the positive test samples**")
     try:
-        st.plotly_chart(app_common.member_probs(path, stamp, node), key="member_probs",
+        st.plotly_chart(app_common.member_probs(path, stamp, node, max(node_threshold, 0.0)), key="member_probs",
                         config={"displaylogo": False})
         st.caption(f"Each member's probability of {app_common.md_text(node)} on the test samples where it is a "
-                   f"true label, and the ensemble mean that the metrics threshold at {explore.THRESHOLD:g}: points "
-                   "below the dashed line are misses. Hover a point for its test-sample index (nodes with more than "
+                   "true label, and the ensemble mean that the metrics threshold at the node's decision threshold "
+                   f"({explore.threshold_text(node_threshold)}): points below the dashed line are misses. Hover a "
+                   "point for its test-sample index (nodes with more than "
                    f"{explore.MAX_STRIP_POINTS} positives show the boxes and outliers only).")
+    except RunError as exc:
+        st.warning(f"Cannot read this run's test predictions: {exc}")
+    st.markdown("**Precision-recall curve and the decision rules**")
+    try:
+        st.plotly_chart(app_common.pr_curve(path, stamp, node, decision), key="pr_curve",
+                        config={"displaylogo": False})
+        st.caption("The node's test precision and recall at every threshold, and where each decision rule puts it "
+                   "(the sidebar's rule is the large circle). A point at recall 0 on a curve that starts high is a "
+                   "threshold failure: the node's positives are ranked first, but no probability clears the rule's "
+                   "threshold." + ("" if app_common.has_held_out(path, stamp) else
+                                              " The tuned rules need held-out predictions, which this run lacks."))
     except RunError as exc:
         st.warning(f"Cannot read this run's test predictions: {exc}")
     st.markdown("**Uncertainty by mode**")
@@ -150,12 +170,12 @@ caption = ("Ancestors, children and siblings; colour as above, size grows with t
 if len(shown) < total:
     caption += f" Showing {len(shown)} of {total} nodes (siblings cut)."
 st.caption(caption)
-st.iframe(app_common.neighbourhood_html(path, stamp, node, color_by), height=560)
+st.iframe(app_common.neighbourhood_html(path, stamp, node, color_by, decision), height=560)
 
 # ------------------------------------------------------------- depth & table
 tab_depth, tab_table = st.tabs(["Recall by depth", "Per-node table"])
 with tab_depth:
-    st.plotly_chart(app_common.recall_by_depth(path, stamp), key="recall_by_depth",
+    st.plotly_chart(app_common.recall_by_depth(path, stamp, decision), key="recall_by_depth",
                     config={"displaylogo": False})
     st.caption("Macro recall over the evaluated nodes at each depth; nodes without a positive test sample count as 0.")
 

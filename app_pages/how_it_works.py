@@ -1,10 +1,12 @@
 """How it works: the method explained for a class, with small interactive plots.
 
-Five parts, each with plain-language text, a plot computed by
+Six parts, each with plain-language text, a plot computed by
 :mod:`hmlc_core.views.teaching` and the matching section of ``docs/method.md``:
 the max-constraint module on a toy sample, node weights against training
 frequency, the focal factor, the uncertainty modes and their scales, and what
-"evaluated" and "rare" nodes are. The numbers come from the chosen run where a
+"evaluated" and "rare" nodes are, and why one decision threshold cannot serve
+rare and frequent nodes (the micro/macro F1 trade-off of the per-node rule).
+The numbers come from the chosen run where a
 run has them (training frequencies, per-node uncertainties, member
 probabilities). Nothing here imports torch. URL state: only ``run`` (sidebar).
 """
@@ -16,6 +18,7 @@ import streamlit as st
 from app_pages import common as app_common
 from hmlc_core.config import FREQUENCY_COUNTINGS, UNCERTAINTY_LABELS, UNCERTAINTY_MODE_NAMES
 from hmlc_core.runs import RunError
+from hmlc_core.views import decision as decision_views
 from hmlc_core.views import teaching
 
 run = app_common.current_run()
@@ -168,3 +171,33 @@ else:
         st.plotly_chart(teaching.rare_node_figure(hierarchy, freq), key="hiw_rare", config=chart_config)
 method_link("Evaluated nodes")
 method_link("Rare nodes")
+
+# ----------------------------------------------------------------------------------- 6. decision rules
+st.header("6 · Why one threshold cannot serve rare and frequent nodes", divider="gray")
+st.markdown(
+    "The network gives probabilities; a **decision rule** turns them into labels. The usual rule predicts a node "
+    "when its probability is above 0.5. A rare node's probabilities stay low even on its own positive examples "
+    "(the model has seen it a handful of times), so 0.5, or any single cut tuned for the frequent nodes, misses it, "
+    "although the node's positives may still be **ranked** above its negatives. Giving each node its own "
+    "threshold, tuned on held-out data for that node's F1, finds many of them (macro F1 up), but a threshold "
+    "tuned on three held-out positives is noisy: set too low, it floods the node with false positives (micro F1 "
+    "down). "
+    "Shrinking each node's threshold towards the global one, with a strength **m** counted in pseudo-positives, "
+    "trades one for the other: pick a rule in the sidebar and every page follows it."
+)
+try:
+    tradeoff = app_common.shrinkage_tradeoff(path, stamp)
+except RunError as exc:
+    tradeoff = None
+    st.caption(f"The test predictions are unavailable: {exc}")
+if tradeoff is None:
+    st.info("This run has no held-out (valid) predictions: it was trained on train+valid, so no threshold can be "
+            "tuned on it. The bundled demo runs keep the valid split aside (`--fit-on train`); open one to see the "
+            "trade-off.")
+else:
+    st.plotly_chart(decision_views.tradeoff_figure(tradeoff), key="hiw_tradeoff", config=chart_config)
+    best = tradeoff.loc[tradeoff["macro_f1"].idxmax()]
+    st.caption(f"This run, test set: macro F1 is highest ({best['macro_f1']:.3f}) under "
+               f"{app_common.md_text(best['label'])}; the dotted and dashed lines are the global and fixed rules "
+               "(their m does not matter).")
+method_link("Decision rules")

@@ -1,7 +1,11 @@
 """Missed nodes page: which evaluated nodes the ensemble misses, and where in the hierarchy.
 
-A node is missed when its test recall (threshold 0.5 on the ensemble-mean
-probabilities) is below the chosen value, or is 0. The table can be filtered by
+A node is missed when its test recall (under the sidebar's decision rule, on the
+ensemble-mean probabilities) is below the chosen value, or is 0. The nodes with
+recall 0 are split into threshold failures, ranking failures and nodes without
+training data, with the rules that would recover them
+(:func:`hmlc_core.views.diagnose.miss_kinds`), and a last chart shows the micro /
+macro F1 trade-off of the per-node rule over its shrinkage. The table can be filtered by
 depth, training frequency and test support and downloaded as CSV; two charts
 place every node with test positives by recall against training frequency and
 depth, coloured by uncertainty, outlining the table's nodes; a heatmap shows
@@ -20,6 +24,7 @@ import hashlib
 import streamlit as st
 
 from app_pages import common as app_common
+from hmlc_core.views import decision as decision_views
 from hmlc_core.views import diagnose, explore
 from hmlc_core.runs import RunError
 
@@ -31,6 +36,33 @@ COLUMNS = {
 }
 # Recall first (the page is about it), then precision and F1; the widest column, the path, last.
 ORDER = ("recall", "precision", "f1", *app_common.METRIC_ORDER)
+KIND_TITLES = {"threshold failure": "threshold failures", "ranking failure": "ranking failures",
+               "no training data": "no training data"}
+KIND_HELP = {
+    "threshold failure": "Ranked well, yet no test probability clears the node's threshold: a lower threshold "
+                         "could find it.",
+    "ranking failure": "The positives are not ranked above the negatives: no threshold finds them cheaply.",
+    "no training data": "No positive training example: the model never saw the node.",
+}
+KIND_COLUMNS = {
+    "_index": st.column_config.TextColumn("node"),
+    "kind": st.column_config.TextColumn("kind"),
+    "recovered_by": st.column_config.TextColumn("recovered by", help="Rules under which the node's recall is > 0."),
+    "average_precision": st.column_config.NumberColumn("AP", format="%.3f", help="Test average precision."),
+    "lift": st.column_config.NumberColumn("AP / base", format="%.1f", help="AP over the base rate."),
+    "base_rate": st.column_config.NumberColumn("base rate", format="%.3f", help="Test positives / test examples."),
+    "support": st.column_config.NumberColumn("test pos.", help="Positive test samples."),
+    "train_frequency": st.column_config.NumberColumn("train freq.", help="Positive training samples."),
+    "depth": st.column_config.NumberColumn("depth"),
+}
+TRADEOFF_TEXT = (
+    "Test micro and macro F1 of this run's predictions under the per-node rule at each shrinkage m, with the fixed "
+    "and global rules as flat lines. One global threshold is the best single cut for the frequent nodes, which "
+    "carry most of the micro F1; a rare node's scores sit lower, so that cut misses it. Small m gives every node "
+    "its own held-out threshold: macro F1 (every node counts once) rises, micro F1 pays for the noisy thresholds "
+    "of nodes with few held-out positives. Larger m pulls those thresholds back towards the global one "
+    "(docs/method.md, *Decision rules*)."
+)
 SCORE_COLUMNS = {  # short headers: the three columns fit the page's 300 px column at 1280 px
     "hierarchical (hP, hR, hF)": st.column_config.NumberColumn("hier.", format="%.3f",
                                                                help="Hierarchical hP, hR, hF"),
@@ -41,11 +73,13 @@ SCORE_COLUMNS = {  # short headers: the three columns fit the page's 300 px colu
 run = app_common.current_run()
 path = str(run.path)
 stamp = app_common.run_stamp(path)
+decision = app_common.current_decision()
 bounds = diagnose.filter_bounds(run)
 
 st.title(f"Missed nodes · {app_common.run_heading(run)}")
-st.caption("Evaluated nodes whose test recall (threshold 0.5 on the ensemble-mean probabilities) is below the "
-           "chosen value. Filters and the selected node are kept in the URL.")
+st.caption(f"Evaluated nodes whose test recall (at {app_common.md_text(app_common.rule_text(run))} on the "
+           "ensemble-mean probabilities; the decision rule is in the sidebar) is below the chosen value. Filters and "
+           "the selected node are kept in the URL.")
 
 
 def _range_slider(column: st.delta_generator.DeltaGenerator, label: str, key: str, lo: int, hi: int,
@@ -76,7 +110,7 @@ support = _range_slider(c_support, "Test support", "support_range", support_lo, 
                         (min(max(support_lo, 1), support_hi), support_hi),
                         "Number of test examples positive for the node. Nodes with 0 have no recall to miss.")
 
-table = app_common.missed_table(path, stamp, float(threshold), bool(zero_only), depth, freq, support)
+table = app_common.missed_table(path, stamp, float(threshold), bool(zero_only), depth, freq, support, decision)
 
 # -------------------------------------------------------------------- table
 n_with_positives = int((run.node_metrics["evaluated"] & (run.node_metrics["support"] > 0)).sum())
@@ -84,7 +118,8 @@ rule = "recall = 0" if zero_only else f"recall < {threshold:g}"
 st.subheader(f"{len(table)} missed nodes")
 st.caption(f"{rule}, depth {depth[0]}–{depth[1]}, training frequency {freq[0]}–{freq[1]}, test support "
            f"{support[0]}–{support[1]}; {n_with_positives} evaluated nodes have a positive test sample. "
-           f"Uncertainty: mean over the test set, {explore.uncertainty_label(run)}. Select a row to pick a node.")
+           f"Uncertainty: mean over the test set, {explore.uncertainty_label(run)}. Select a row to pick a node; "
+           "*Why they are missed*, below, tells threshold failures from ranking failures.")
 table_key = "missed_table_" + hashlib.sha1("\n".join(table.index).encode("utf-8")).hexdigest()[:12]
 nodes = list(table.index)
 selected = st.query_params.get("node")
@@ -116,7 +151,8 @@ if selected is not None:
 
 # ------------------------------------------------------------------- charts
 st.subheader("Where the misses are")
-fig_freq, fig_depth = app_common.missed_figures(path, stamp, float(threshold), bool(zero_only), depth, freq, support)
+fig_freq, fig_depth = app_common.missed_figures(path, stamp, float(threshold), bool(zero_only), depth, freq, support,
+                                                decision)
 left, right = st.columns(2, gap="large")
 left.plotly_chart(fig_freq, key="recall_vs_frequency", config={"displaylogo": False})
 right.plotly_chart(fig_depth, key="recall_vs_depth", config={"displaylogo": False})
@@ -125,13 +161,14 @@ st.caption("One point per evaluated node with a positive test sample; outlined p
 
 st.subheader("How deep the predictions go")
 try:
-    scores = app_common.prediction_scores(path, stamp)
+    scores = app_common.prediction_scores(path, stamp, decision)
 except RunError as exc:
     st.warning(f"The test predictions cannot be read: {exc}")
     st.stop()
 left, right = st.columns([3, 2], gap="large")
 with left:
-    st.plotly_chart(app_common.deepest_level(path, stamp), key="deepest_level", config={"displaylogo": False})
+    st.plotly_chart(app_common.deepest_level(path, stamp, decision), key="deepest_level",
+                    config={"displaylogo": False})
     stats = diagnose.deepest_level_stats(scores)
     if stats["n_examples"]:
         st.caption(
@@ -151,3 +188,42 @@ with right:
            "micro values coincide; the gap to the macro values shows how much the rare nodes are missed."
            if run.summary.get("coherence_violations") == 0 else "")
     )
+
+# ------------------------------------------------------------ why missed
+st.subheader("Why they are missed")
+try:
+    kinds = app_common.miss_kinds(path, stamp, decision)
+except RunError as exc:
+    kinds = None
+    st.warning(f"The misses cannot be diagnosed: {exc}")
+if kinds is not None:
+    kinds = kinds[kinds.index.isin(table.index)]
+    counts = diagnose.miss_kind_counts(kinds)
+    for column, kind in zip(st.columns(3), diagnose.FAILURE_KINDS, strict=True):
+        column.metric(KIND_TITLES[kind], counts[kind]["nodes"])
+        recovered = [f"{app_common.md_text(label)}: {n}" for label, n in counts[kind].items() if label != "nodes"]
+        column.caption(KIND_HELP[kind] + (" Recovered (recall > 0) by " + ", ".join(recovered) + "."
+                                          if recovered and counts[kind]["nodes"] else ""))
+    st.caption(f"The table's nodes with recall 0 at {app_common.md_text(app_common.rule_text(run))}. A good ranking: "
+               f"test AP at least {diagnose.GOOD_RANKING_LIFT:g} x the node's base rate (test positives / test "
+               f"examples, the AP of a random ranking) and at least {diagnose.GOOD_RANKING_AP:g}."
+               + ("" if app_common.has_held_out(path, stamp) else
+                  " This run has no held-out predictions, so the tuned rules cannot be tried on it."))
+    if not kinds.empty:
+        st.dataframe(kinds, key="miss_kinds", height=min(38 + 35 * len(kinds), 300), column_config=KIND_COLUMNS,
+                     column_order=list(KIND_COLUMNS)[1:])
+
+# ---------------------------------------------------------- the trade-off
+st.subheader("Why one threshold cannot serve rare and frequent nodes")
+try:
+    tradeoff = app_common.shrinkage_tradeoff(path, stamp)
+except RunError as exc:
+    tradeoff = None
+    st.warning(f"The test predictions cannot be read: {exc}")
+if tradeoff is None:
+    st.caption("This run has no held-out (valid) predictions (trained on train+valid), so no threshold can be tuned "
+               "on it; retrain with `--fit-on train` to see the trade-off of the tuned rules.")
+else:
+    left, right = st.columns([3, 2], gap="large")
+    left.plotly_chart(decision_views.tradeoff_figure(tradeoff), key="tradeoff", config={"displaylogo": False})
+    right.caption(TRADEOFF_TEXT)

@@ -4,9 +4,10 @@ The run's story in two sentences (recall by depth, rare nodes never found), a li
 How it works, dataset and hierarchy facts, headline test metrics (micro AUPRC, macro and
 hierarchical precision/recall/F1, rare-node recall), the training recipe and
 configuration, the training curve, recall by depth, and links to the other
-pages. All numbers come from :mod:`hmlc_core.views.explore` and
+pages. Every precision, recall and F1 is under the sidebar's decision rule. All numbers come from
+:mod:`hmlc_core.views.explore` and
 :mod:`hmlc_core.views.diagnose` through the cached wrappers of ``app_pages/common.py``.
-URL state: only ``run`` (sidebar).
+URL state: only the sidebar's (``run``, ``decision``, ``threshold``, ``shrinkage``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hmlc_core.runs import RunError
 run = app_common.current_run()
 path = str(run.path)
 stamp = app_common.run_stamp(path)
+decision = app_common.current_decision()
 
 st.title(f"Overview · {app_common.run_heading(run)}")
 st.caption(diagnose.config_headline(run))
@@ -45,7 +47,7 @@ for start in range(0, len(cards), 5):
 # ------------------------------------------------------------------ metrics
 st.subheader("Test metrics")
 try:
-    scores = app_common.prediction_scores(path, stamp)
+    scores = app_common.prediction_scores(path, stamp, decision)
 except RunError as exc:
     scores = None
     st.warning(f"Hierarchical metrics are unavailable: {exc}")
@@ -56,7 +58,8 @@ for start in (0, 4):
     for column, (label, value) in zip(st.columns(4), cards[start:start + 4], strict=False):
         column.metric(label, value)
 st.caption(
-    "Threshold 0.5 on the ensemble-mean probabilities. Macro values are means over all evaluated nodes "
+    f"Decision: {app_common.md_text(app_common.rule_text(run))} on the ensemble-mean probabilities (sidebar; micro AUPRC is "
+    "threshold-free). Macro values are means over all evaluated nodes "
     "(nodes without a positive test sample count as recall 0). Rare-node recall: macro recall of the evaluated "
     "nodes in the bottom quartile of training frequency. Hierarchical precision/recall/F1 (Kiritchenko et al. "
     "2005): each test example's true and predicted sets with their ancestors, pooled over examples, roots excluded. "
@@ -70,7 +73,7 @@ with left:
     if "valid_auprc" not in run.history.columns:
         st.caption("No validation AUPRC: this run was trained on train+valid (C-HMCNN's final protocol).")
 with right:
-    st.plotly_chart(app_common.recall_by_depth(path, stamp), key="overview_recall_by_depth",
+    st.plotly_chart(app_common.recall_by_depth(path, stamp, decision), key="overview_recall_by_depth",
                     config={"displaylogo": False})
     st.caption("Macro recall of the evaluated nodes at each depth (shortest path from the root).")
 

@@ -326,3 +326,54 @@ def test_training_curve_figure() -> None:
     assert not empty.data and "no epoch" in empty.layout.annotations[0].text
     with pytest.raises(ValueError, match="loss"):
         diagnose.training_curve_figure(history.drop(columns="loss"))
+
+
+# ------------------------------------------------------------------ miss kinds
+def _kinds_table() -> pd.DataFrame:
+    """Hand cases, 100 test examples: base rate = support / 100."""
+    rows = {
+        # node: evaluated, support, recall, AP, train frequency
+        "root": (False, 100, 1.0, 1.0, 500),
+        "found": (True, 10, 0.5, 0.9, 40),           # recall > 0: not missed
+        "no_pos": (True, 0, 0.0, float("nan"), 3),   # nothing to miss
+        "thresh": (True, 10, 0.0, 0.65, 30),         # AP 0.65 >= 2 x 0.10 and >= 0.2: threshold failure
+        "thresh_rare": (True, 2, 0.0, 0.2, 4),       # AP 0.2 = floor, 10 x base 0.02: threshold failure
+        "low_lift": (True, 40, 0.0, 0.7, 60),        # AP 0.7 < 2 x 0.40: ranking failure
+        "low_ap": (True, 1, 0.0, 0.15, 2),           # 15 x base, but AP < 0.2: ranking failure
+        "unseen": (True, 3, 0.0, 0.9, 0),            # no training positive, whatever the AP
+    }
+    table = pd.DataFrame.from_dict(rows, orient="index",
+                                   columns=["evaluated", "support", "recall", "average_precision", "train_frequency"])
+    table["depth"] = [0, 1, 1, 2, 3, 1, 4, 2]
+    return table
+
+
+def test_miss_kinds_hand_cases() -> None:
+    nm = _kinds_table()
+    recall_other = {"per-node (m = 0)": np.array([1, 1, 0, 0.2, 0.5, 0, 0, 0], dtype=float),
+                    "global 0.30": np.array([1, 1, 0, 0.1, 0, 0.3, 0, 0], dtype=float)}
+    kinds = diagnose.miss_kinds(nm, 100, recall_other)
+    assert list(kinds.index) == ["thresh", "thresh_rare", "low_lift", "low_ap", "unseen"]
+    assert dict(kinds["kind"]) == {"thresh": "threshold failure", "thresh_rare": "threshold failure",
+                                   "low_lift": "ranking failure", "low_ap": "ranking failure",
+                                   "unseen": "no training data"}
+    assert kinds.loc["thresh", "base_rate"] == pytest.approx(0.10)
+    assert kinds.loc["thresh", "lift"] == pytest.approx(6.5)
+    assert dict(kinds["recovered_by"]) == {"thresh": "per-node (m = 0), global 0.30", "thresh_rare": "per-node (m = 0)",
+                                           "low_lift": "global 0.30", "low_ap": "", "unseen": ""}
+    counts = diagnose.miss_kind_counts(kinds)
+    assert counts == {"threshold failure": {"nodes": 2, "per-node (m = 0)": 2, "global 0.30": 1},
+                      "ranking failure": {"nodes": 2, "per-node (m = 0)": 0, "global 0.30": 1},
+                      "no training data": {"nodes": 1, "per-node (m = 0)": 0, "global 0.30": 0}}
+
+
+def test_miss_kinds_thresholds_are_parameters_and_inputs_are_checked() -> None:
+    nm = _kinds_table()
+    strict = diagnose.miss_kinds(nm, 100, lift=10.0, min_ap=0.5)  # thresh_rare (AP 0.2) and thresh (6.5x) fail both
+    assert dict(strict["kind"])["thresh"] == "ranking failure"
+    assert dict(strict["kind"])["thresh_rare"] == "ranking failure"
+    assert (strict["recovered_by"] == "").all()
+    with pytest.raises(ValueError, match="n_test"):
+        diagnose.miss_kinds(nm, 0)
+    with pytest.raises(ValueError, match="shape"):
+        diagnose.miss_kinds(nm, 100, {"global 0.30": np.zeros(3)})

@@ -328,3 +328,66 @@ def test_every_page_shows_precision_recall_f1_at_1280x800(server: tuple[str, Pat
         narrow.screenshot(path=str(ARTIFACTS / "compare-per-node-1280x800.png"))
     finally:
         narrow.close()
+
+
+# ------------------------------------------------------------- decision-rule selector (issue 12)
+def _metric_value(page: object, label: str) -> str:
+    card = page.locator("[data-testid=stMetric]").filter(has=page.get_by_text(label, exact=True))
+    return card.locator("[data-testid=stMetricValue]").first.inner_text()
+
+
+def test_decision_rule_selector_recolours_the_pages(server: tuple[str, Path], page: object) -> None:
+    url, runs_dir = server
+    narrow = page.context.browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        # the URL's rule is selected, and a click on another rule changes the numbers and the URL
+        _narrow_open(narrow, f"{url}/?run=demo&decision=per-node", "decision-overview")
+        sidebar = narrow.locator("[data-testid=stSidebar]")
+        assert sidebar.get_by_role("radio", name="per-node").is_checked()
+        per_node = _metric_value(narrow, "macro recall")
+        sidebar.get_by_text("fixed", exact=True).click()
+        _settle(narrow)
+        assert "decision=" not in narrow.url  # fixed is the default, dropped from the URL
+        fixed = _metric_value(narrow, "macro recall")
+        assert fixed != per_node
+        # the threshold slider (keyboard: two steps of 0.05 down) moves the metrics and lands in the URL
+        slider = narrow.locator(".st-key-threshold input[type=range]")
+        slider.focus()
+        narrow.keyboard.press("ArrowLeft")
+        narrow.keyboard.press("ArrowLeft")
+        _settle(narrow)
+        assert "threshold=0.4" in narrow.url
+        assert _metric_value(narrow, "macro recall") != fixed
+        sidebar.get_by_text("global", exact=True).click()
+        _settle(narrow)
+        assert "decision=global" in narrow.url and slider.is_disabled()
+        _no_exception(narrow)
+
+        # the node card's precision-recall curve marks the three rules; P/R/F1 stay on screen at 1280 px
+        _narrow_open(narrow, f"{url}/hierarchy?run=demo&node=2.1&decision=per-node", "decision-explorer")
+        _metric_values_fit(narrow)
+        chart = narrow.locator("[data-testid=stPlotlyChart]").filter(has_text="Precision-recall of 2.1")
+        chart.scroll_into_view_if_needed()
+        narrow.wait_for_timeout(500)
+        legend = chart.inner_text()
+        assert "fixed 0.5" in legend and "global" in legend and "per-node (m = 5)" in legend, legend
+        narrow.screenshot(path=str(ARTIFACTS / "decision-pr-curve-1280x800.png"))
+
+        # Missed nodes: the misses split by kind, under the rule of the URL
+        _narrow_open(narrow, f"{url}/missed-nodes?run=demo&decision=fixed&threshold=0.3", "decision-missed")
+        _columns_on_screen(narrow.locator("[data-testid=stDataFrame]").first, ["node", "recall", "prec.", "F1"])
+        narrow.get_by_role("heading", name="Why they are missed").scroll_into_view_if_needed()
+        assert "threshold failures" in narrow.inner_text("[data-testid=stMain]")
+        narrow.screenshot(path=str(ARTIFACTS / "decision-missed-kinds-1280x800.png"))
+
+        # a run trained on train+valid cannot tune a rule: the sidebar says so and the page shows the fixed rule
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        env.pop("HMLC_DATA_DIR", None)
+        subprocess.run([sys.executable, "-m", "hmlc_core", "train", "--dataset", "synthetic", "--epochs", "1",
+                        "--heads", "1", "--out", str(runs_dir / "e2e-train-valid")], cwd=REPO, env=env, check=True,
+                       capture_output=True, timeout=300)
+        _narrow_open(narrow, f"{url}/?run=e2e-train-valid&decision=global", "decision-fallback")
+        assert "trained on train+valid" in sidebar.inner_text()
+        assert "Decision: threshold 0.5" in narrow.inner_text("[data-testid=stMain]")
+    finally:
+        narrow.close()

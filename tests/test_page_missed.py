@@ -139,7 +139,9 @@ def test_missed_page_renders_the_bundled_demo_run(monkeypatch: pytest.MonkeyPatc
     at = _page()
     assert not at.exception and not at.warning
     assert set(_table(at).index) == _expected(app_common.DEMO_RUN_DIR)
-    assert len(at.get("plotly_chart")) == 3
+    # the three charts, and the micro/macro F1 trade-off: the demo keeps held-out predictions
+    assert [c.key for c in at.get("plotly_chart")] == ["recall_vs_frequency", "recall_vs_depth", "deepest_level",
+                                                       "tradeoff"]
 
 
 def test_missed_table_leads_with_recall_precision_f1(app_env: Path) -> None:

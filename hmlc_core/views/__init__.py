@@ -15,4 +15,6 @@ compare
     Compare: headline tables, per-node differences, paired tests across nodes.
 teaching
     How it works and the Overview's story: the method's pieces as small figures computed by the core.
+decision
+    Every page's decision rule: a run's metrics under a rule, a node's PR curve, the shrinkage trade-off.
 """

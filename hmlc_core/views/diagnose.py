@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,11 @@ __all__ = [
     "filter_bounds",
     "missed_nodes",
     "table_csv",
+    "FAILURE_KINDS",
+    "GOOD_RANKING_LIFT",
+    "GOOD_RANKING_AP",
+    "miss_kinds",
+    "miss_kind_counts",
     "recall_frequency_figure",
     "recall_depth_figure",
     "score_predictions",
@@ -196,6 +201,101 @@ def missed_nodes(
 def table_csv(table: pd.DataFrame) -> bytes:
     """The table as UTF-8 CSV bytes for ``st.download_button``, the index (node ids) as the first column ``node``."""
     return table.to_csv(index=True, index_label="node").encode("utf-8")
+
+
+FAILURE_KINDS = ("threshold failure", "ranking failure", "no training data")
+"""The kinds of :func:`miss_kinds`, in display order."""
+
+GOOD_RANKING_LIFT = 2.0
+"""A node ranks well when its test AP is at least this many times its base rate (and >= :data:`GOOD_RANKING_AP`)."""
+
+GOOD_RANKING_AP = 0.2
+"""A node ranks well when its test AP is at least this (and >= :data:`GOOD_RANKING_LIFT` x its base rate)."""
+
+
+def miss_kinds(node_metrics: pd.DataFrame, n_test: int, recall_by_rule: Mapping[str, np.ndarray] | None = None,
+               lift: float = GOOD_RANKING_LIFT, min_ap: float = GOOD_RANKING_AP) -> pd.DataFrame:
+    """Why each missed node is missed: a threshold failure, a ranking failure, or no training data.
+
+    A node is *missed* here when it is evaluated, has at least one positive test sample and its
+    recall is 0 under the rule of ``node_metrics``. Its kind, checked in this order:
+
+    - ``"no training data"``: no positive training sample (``train_frequency == 0``);
+    - ``"threshold failure"``: the ensemble ranks the node's positives well, ``AP >= lift x base
+      rate`` and ``AP >= min_ap`` (base rate: test support / ``n_test``, the AP of a random ranking;
+      Davis & Goadrich, ICML 2006), yet no probability clears the node's threshold: another
+      threshold can find it;
+    - ``"ranking failure"``: otherwise; the scores do not separate the positives, and no
+      threshold finds them without many false positives.
+
+    Parameters
+    ----------
+    node_metrics : pandas.DataFrame
+        ``Run.node_metrics`` at the rule shown (columns ``evaluated``, ``support``, ``recall``,
+        ``average_precision``, ``train_frequency``, ``depth``), indexed by node id.
+    n_test : int
+        Number of test samples (> 0).
+    recall_by_rule : mapping of str to array of float, shape (C,), optional
+        Rule label -> every node's test recall under that rule (node_metrics' row order); a missed
+        node is *recovered* by a rule under which its recall is > 0.
+    lift, min_ap : float
+        The thresholds of a good ranking (:data:`GOOD_RANKING_LIFT`, :data:`GOOD_RANKING_AP`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by the missed nodes (node_metrics' order), columns ``kind`` (one of
+        :data:`FAILURE_KINDS`), ``average_precision``, ``base_rate``, ``lift`` (AP / base rate),
+        ``train_frequency``, ``support``, ``depth`` and ``recovered_by`` (the labels of the rules that
+        recover the node, joined by ", "; "" when none does).
+
+    Raises
+    ------
+    ValueError
+        If ``n_test`` < 1 or a recall array does not have one value per node.
+    """
+    if n_test < 1:
+        raise ValueError(f"n_test must be >= 1, got {n_test}")
+    nm = node_metrics
+    recall_by_rule = dict(recall_by_rule or {})
+    for label, values in recall_by_rule.items():
+        if np.shape(values) != (len(nm),):
+            raise ValueError(f"recall of rule {label!r} has shape {np.shape(values)}, expected ({len(nm)},)")
+    support = nm["support"].to_numpy(dtype=np.float64)
+    missed = (nm["evaluated"].to_numpy(dtype=bool) & (support > 0)
+              & (nm["recall"].to_numpy(dtype=np.float64) == 0))
+    ap = nm["average_precision"].to_numpy(dtype=np.float64)
+    base = support / n_test
+    ratio = np.divide(ap, base, out=np.full(len(nm), np.nan), where=base > 0)
+    good = (ap >= lift * base) & (ap >= min_ap)
+    kind = np.where(nm["train_frequency"].to_numpy() == 0, FAILURE_KINDS[2],
+                    np.where(good, FAILURE_KINDS[0], FAILURE_KINDS[1]))
+    recovered = [", ".join(label for label, r in recall_by_rule.items() if float(np.asarray(r)[i]) > 0)
+                 for i in range(len(nm))]
+    table = pd.DataFrame({"kind": kind, "average_precision": ap, "base_rate": base, "lift": ratio,
+                          "train_frequency": nm["train_frequency"].to_numpy(), "support": nm["support"].to_numpy(),
+                          "depth": nm["depth"].to_numpy(), "recovered_by": recovered}, index=nm.index)
+    return table[missed]
+
+
+def miss_kind_counts(kinds: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Per kind of :func:`miss_kinds`: the number of missed nodes and, per rule, how many it recovers.
+
+    Returns
+    -------
+    dict
+        Kind (every one of :data:`FAILURE_KINDS`) -> ``{"nodes": n, <rule label>: recovered, ...}``;
+        rule labels are those found in ``recovered_by``.
+    """
+    labels = list(dict.fromkeys(label for text in kinds["recovered_by"] for label in text.split(", ") if label))
+    result: dict[str, dict[str, int]] = {}
+    for kind in FAILURE_KINDS:
+        rows = kinds[kinds["kind"] == kind]
+        counts = {"nodes": len(rows)}
+        for label in labels:
+            counts[label] = int(sum(label in text.split(", ") for text in rows["recovered_by"]))
+        result[kind] = counts
+    return result
 
 
 def _plotted(run: Run) -> pd.DataFrame:
@@ -335,8 +435,8 @@ class PredictionScores:
         the run's ``macro_*`` summary values).
     correct_depth, true_depth : numpy.ndarray of int64, shape (N,)
         :func:`hmlc_core.metrics.deepest_correct_level`.
-    threshold : float
-        Prediction threshold (``prob > threshold``).
+    threshold : float or numpy.ndarray of shape (C,)
+        Prediction threshold (``prob > threshold``): one for all nodes, or a decision rule's per-node thresholds.
     """
 
     hierarchical: tuple[float, float, float]
@@ -344,7 +444,7 @@ class PredictionScores:
     flat_macro: tuple[float, float, float]
     correct_depth: np.ndarray
     true_depth: np.ndarray
-    threshold: float
+    threshold: float | np.ndarray
 
 
 def _ratio(num: float, den: float) -> float:
@@ -352,7 +452,7 @@ def _ratio(num: float, den: float) -> float:
 
 
 def score_predictions(hierarchy: Hierarchy, y_true: np.ndarray, probs: np.ndarray,
-                      threshold: float = PREDICTION_THRESHOLD) -> PredictionScores:
+                      threshold: float | np.ndarray = PREDICTION_THRESHOLD) -> PredictionScores:
     """Hierarchical and flat precision/recall/F1 and the deepest correct levels of thresholded predictions.
 
     Parameters
@@ -363,7 +463,8 @@ def score_predictions(hierarchy: Hierarchy, y_true: np.ndarray, probs: np.ndarra
     probs : array-like of float, shape (N, C)
         Ensemble-mean probabilities (``Run.predictions()["mean_probs"]``);
         predictions are ``probs > threshold`` (docs/method.md, *Metrics*).
-    threshold : float, default 0.5
+    threshold : float or numpy.ndarray of shape (C,), default 0.5
+        One threshold, or a decision rule's per-node thresholds (:attr:`DecisionRule.thresholds`).
 
     Returns
     -------
@@ -389,7 +490,8 @@ def score_predictions(hierarchy: Hierarchy, y_true: np.ndarray, probs: np.ndarra
     micro = (micro_p, micro_r, _ratio(2 * micro_p * micro_r, micro_p + micro_r))
     macro = macro_precision_recall_f1(y, s, mask, threshold)
     return PredictionScores(hierarchical=hierarchical, flat_micro=micro, flat_macro=macro,
-                            correct_depth=correct, true_depth=true, threshold=float(threshold))
+                            correct_depth=correct, true_depth=true,
+                            threshold=float(threshold) if np.ndim(threshold) == 0 else np.asarray(threshold))
 
 
 def comparison_table(scores: PredictionScores) -> pd.DataFrame:

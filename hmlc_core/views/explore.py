@@ -105,6 +105,7 @@ __all__ = [
     "node_from_selection",
     "node_from_row_selection",
     "na_text",
+    "threshold_text",
     "DEMO_KEY",
     "DEMO_WEIGHTED_KEY",
     "discover_runs",
@@ -966,6 +967,11 @@ def node_facts(run: Run, node: str) -> dict[str, str]:
     }
 
 
+def threshold_text(threshold: float) -> str:
+    """A node's decision threshold as text: ``"0.270"``, or ``"none (always predicted)"`` for ``-inf`` (the roots)."""
+    return f"{threshold:.3f}" if math.isfinite(threshold) else "none (always predicted)"
+
+
 def na_text(table: pd.DataFrame, columns: Iterable[str], digits: int = 3) -> pd.DataFrame:
     """A copy of ``table`` with ``columns`` written as text, missing values as ``"n/a"``.
 
@@ -1041,7 +1047,8 @@ _MEAN_COLOR = "#e45756"
 
 
 def member_probs_figure(predictions: Mapping[str, np.ndarray], hierarchy: Hierarchy, node: str,
-                        height: int = 320, max_points: int = MAX_STRIP_POINTS) -> go.Figure:
+                        height: int = 320, max_points: int = MAX_STRIP_POINTS,
+                        threshold: float = THRESHOLD) -> go.Figure:
     """Box plot with the points: each member's probability on the node's positive test samples.
 
     One box per ensemble member ("member 1" ... "member H") and a last one for
@@ -1063,6 +1070,8 @@ def member_probs_figure(predictions: Mapping[str, np.ndarray], hierarchy: Hierar
     max_points : int, default :data:`MAX_STRIP_POINTS` (500)
         Draw every point up to this many positive samples (plotly's
         ``boxpoints="all"``), only the outliers above it.
+    threshold : float, default :data:`THRESHOLD`
+        The node's decision threshold (the dashed line): the decision rule's threshold of this node.
 
     Returns
     -------
@@ -1091,8 +1100,8 @@ def member_probs_figure(predictions: Mapping[str, np.ndarray], hierarchy: Hierar
                 fillcolor="rgba(0,0,0,0)", showlegend=False,
                 hovertemplate=f"{name}<br>test sample %{{customdata}}<br>p = %{{y:.3f}}<extra></extra>",
             ))
-        fig.add_hline(y=THRESHOLD, line={"dash": "dash", "color": "#555555", "width": 1},
-                      annotation_text=f"threshold {THRESHOLD:g}", annotation_position="top left")
+        fig.add_hline(y=threshold, line={"dash": "dash", "color": "#555555", "width": 1},
+                      annotation_text=f"threshold {threshold:.3g}", annotation_position="top left")
     else:
         fig.add_annotation(text="no positive test sample", x=0.5, y=0.5, xref="paper", yref="paper",
                            showarrow=False, font={"size": 14, "color": "#666666"})

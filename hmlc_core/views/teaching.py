@@ -42,6 +42,7 @@ from hmlc_core.config import UNCERTAINTY_LABELS, UNCERTAINTY_MODE_NAMES
 from hmlc_core.hierarchy import Hierarchy
 from hmlc_core.metrics import rare_node_mask, recall_by_depth
 from hmlc_core.runs import Run
+from hmlc_core.views.decision import rule_phrase
 from hmlc_core.weighting import focal_factor, frequencies_from_counts, rescaled_weights, weighting_constant
 
 __all__ = [
@@ -719,8 +720,9 @@ def _recall_sentence(by_depth: dict[int, float]) -> str:
 def run_story(run: Run, quantile: float = RARE_QUANTILE) -> str:
     """Two sentences that tell what a run shows: recall by depth, and how many rare nodes are never found.
 
-    Numbers come from the run's ``node_metrics.csv`` (threshold 0.5 on the
-    ensemble-mean probabilities) through :func:`hmlc_core.metrics.recall_by_depth`
+    Numbers come from the run's ``node_metrics`` (at the rule named by ``summary["decision"]``,
+    threshold 0.5 when absent; :func:`hmlc_core.views.decision.run_under_rule`) through
+    :func:`hmlc_core.metrics.recall_by_depth`
     and :func:`hmlc_core.metrics.rare_node_mask`.
 
     Parameters
@@ -739,6 +741,8 @@ def run_story(run: Run, quantile: float = RARE_QUANTILE) -> str:
     ev = nm["evaluated"].to_numpy(dtype=bool)
     if not ev.any():
         return "This run has no evaluated node."
+    rule = rule_phrase(str(run.summary.get("decision", f"fixed {PREDICTION_THRESHOLD:g}")))
+    rule = ("at " if rule.startswith("threshold") else "under ") + rule
     recall = nm["recall"].to_numpy(dtype=np.float64)
     parts = [_recall_sentence(recall_by_depth(recall, nm["depth"].to_numpy(), ev))]
     freq = nm["train_frequency"].to_numpy(dtype=np.float64)
@@ -753,9 +757,8 @@ def run_story(run: Run, quantile: float = RARE_QUANTILE) -> str:
             parts.append(f"None of {what} has a positive test example.")
         elif n_missed == n_pos:
             parts.append(f"Of {what}, {n_pos} {'has' if n_pos == 1 else 'have'} test positives, and not one of them "
-                         f"is found at threshold {PREDICTION_THRESHOLD:g}.")
+                         f"is found {rule}.")
         else:
             parts.append(f"Of {what}, {n_pos} {'has' if n_pos == 1 else 'have'} test positives; {n_missed} of "
-                         f"those {'is' if n_missed == 1 else 'are'} never found at "
-                         f"threshold {PREDICTION_THRESHOLD:g}.")
+                         f"those {'is' if n_missed == 1 else 'are'} never found {rule}.")
     return " ".join(parts)
