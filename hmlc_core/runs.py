@@ -10,7 +10,10 @@ A run directory holds:
                           ``torch.load(..., weights_only=True)``)
 ``node_metrics.csv``      one row per node (:func:`~hmlc_core.metrics.node_metrics_table`,
                           at the run's default decision rule)
-                          plus ``uncertainty_<mode>`` columns for every mode
+                          plus ``uncertainty_<mode>`` columns for every mode and
+                          ``information_content`` (bits, from the train split's
+                          labels: :func:`~hmlc_core.tail_metrics.information_content`,
+                          which Smin needs; absent in older runs)
 ``summary.json``          headline test metrics (at the default decision rule,
                           named by ``decision``) and run facts
 ``history.csv``           one row per epoch (loss, seconds, valid AUPRC)
@@ -122,6 +125,7 @@ def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, over
     import torch
 
     from hmlc_core.model import MCM
+    from hmlc_core.tail_metrics import information_content
     from hmlc_core.train import predict_members
     from hmlc_core.uncertainty import UNCERTAINTY_MODES, uncertainty
 
@@ -149,6 +153,7 @@ def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, over
                                u_by_mode[mode].numpy(), threshold=rule.thresholds)
     for m, u in u_by_mode.items():
         table[f"uncertainty_{m}"] = u.mean(dim=0).numpy().astype(np.float64)
+    table["information_content"] = information_content(dataset.train.Y, hierarchy)
 
     summary = summarize(hierarchy, y_test, mean_probs.numpy(), threshold=rule.thresholds)
     summary.update({
@@ -452,17 +457,19 @@ def evaluate_run(run: Run, rule: str | None = None, threshold: float | None = No
     from hmlc_core.tail_metrics import tail_summary
 
     decision = run.decision_rule(rule, threshold, shrinkage)
+    nm = run.node_metrics
+    ic = nm["information_content"].to_numpy(dtype=np.float64) if "information_content" in nm.columns else None
     preds = run.predictions()
     y, probs = preds["y_true"], preds["mean_probs"]
     hierarchy = run.hierarchy
     pred = decision.predict(probs)
-    freq = run.node_metrics["train_frequency"].to_numpy(dtype=np.int64)
+    freq = nm["train_frequency"].to_numpy(dtype=np.int64)
     mask = hierarchy.eval_mask
     n_train = int(run.summary.get("n_train") or 0)
     result: dict[str, Any] = {"macro_auprc": float("nan"), "fmax": float("nan")}
     rare = float("nan")
     if mask.any() and (freq[mask] >= 0).all() and n_train >= 3:  # training frequencies known
-        result.update(tail_summary(hierarchy, y, probs, pred, freq, n_train))
+        result.update(tail_summary(hierarchy, y, probs, pred, freq, n_train, ic=ic))
         rare = rare_node_recall(precision_recall_f1(y, probs, decision.thresholds)[1], freq, mask)
     result.update(summarize(hierarchy, y, probs, decision.thresholds))
     result.update({"decision": decision.label(), "micro_f1": micro_f1(y, pred, mask), "rare_node_recall": rare,

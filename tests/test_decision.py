@@ -294,6 +294,30 @@ def test_evaluate_json_under_each_rule(held_out_run, capsys):
     assert "decision          global" in capsys.readouterr().out
 
 
+def test_evaluate_reports_smin_with_information_content_from_the_train_split(held_out_run, capsys):
+    """Smin needs each node's information content, which only the training labels give: the run saves it."""
+    from hmlc_core.cli import main
+    from hmlc_core.runs import load_run
+    from hmlc_core.synthetic import make_synthetic
+    from hmlc_core.tail_metrics import smin
+
+    run = load_run(held_out_run)
+    train = make_synthetic().train.Y.astype(np.float64)
+    h = run.hierarchy
+    ic = np.zeros(h.n_nodes)
+    for node in h.nodes:  # a tree: -log2 n(v) / n(parent), 0 for unseen nodes (CAFA's convention)
+        parents = list(h.graph.predecessors(node))
+        if parents:
+            n_v, n_parent = train[:, h.index[node]].sum(), train[:, h.index[parents[0]]].sum()
+            ic[h.index[node]] = -np.log2(n_v / n_parent) if n_v > 0 else 0.0
+    np.testing.assert_allclose(run.node_metrics["information_content"].to_numpy(), ic, atol=1e-12)
+    preds = run.predictions()
+    capsys.readouterr()
+    assert main(["evaluate", str(held_out_run), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["smin"] == pytest.approx(smin(preds["y_true"], preds["mean_probs"], ic, h.eval_mask)[0])
+
+
 def test_tuned_rules_refuse_a_run_trained_on_train_and_valid(tmp_path, capsys):
     from hmlc_core.cli import main
     from hmlc_core.runs import RunError, load_run
