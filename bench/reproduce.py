@@ -1,11 +1,21 @@
 """Reproduction report: the paper's method family on the CLUS FunCat (and GO) benchmarks (issue 4, item 8).
 
-Trains every configuration of :data:`CONFIGS` on each dataset for several
-seeds, then writes ``docs/reproduction.md``: per dataset the mean +- std over
-seeds of test micro AUPRC, macro precision / recall / F1, rare-node recall
-(evaluated nodes in the bottom quartile of training frequency) and recall by
-depth, next to C-HMCNN's published AUPRC (docs/method.md, *Metrics*), and paired Wilcoxon
+Trains every configuration of :data:`CONFIGS` (the paper's method family and
+the tail-aware baselines of issue 12) on each dataset for several seeds, then
+writes ``docs/reproduction.md``: per dataset the mean +- std over seeds of test
+micro AUPRC, macro precision / recall / F1, rare-node recall (evaluated nodes in
+the bottom quartile of training frequency) and recall by depth, next to
+C-HMCNN's published AUPRC (docs/method.md, *Metrics*), and paired Wilcoxon
 signed-rank p-values over (dataset, seed) pairs against the plain ensemble.
+
+With ``--fit-on train`` (the default) the runs keep the valid split aside, and
+every configuration is also reported under the decision rules of
+:data:`DECISIONS` (fixed 0.5, global, per-node at the default shrinkage and
+unshrunk) fitted on that split, with the threshold-free macro AUPRC, Wilcoxon
+tests against plain and the paper's method at 0.5, and the issue's targets
+(:func:`done_when`). Runs trained on train+valid (``--fit-on train+valid``,
+C-HMCNN's protocol) have no held-out predictions, are reported at 0.5 only, and
+live in their own budget folder (:func:`budget_name`), so the two are never mixed.
 
 Every trained run is an ordinary run directory (``WORK/BUDGET/DATASET/CONFIG/seed-S``),
 so finished runs are reused when the command is repeated, the report can be
@@ -17,6 +27,9 @@ fresh worker process.
 Run by hand (it is not part of the test suite)::
 
     HMLC_DATA_DIR=../shared/data/hmc python bench/reproduce.py --quick          # < 30 min on 2 cores
+    HMLC_DATA_DIR=../shared/data/hmc python bench/reproduce.py --profile quick --seeds 3 \
+        --datasets cellcycle_FUN derisi_FUN eisen_FUN gasch1_FUN \
+        --configs plain weighting-focal class-balanced asl logit-adjust           # issue 12's targets, ~10 min
     HMLC_DATA_DIR=../shared/data/hmc python bench/reproduce.py --configs chmcnn --seeds 3 \
         --datasets cellcycle_FUN derisi_FUN eisen_FUN                            # paper budget, full epochs
 """
@@ -39,6 +52,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import wilcoxon
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
@@ -46,8 +60,9 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from hmlc_core.catalog import open_dataset  # noqa: E402
 from hmlc_core.data import list_datasets, resolve_data_dir  # noqa: E402
+from hmlc_core.decision import DEFAULT_SHRINKAGE  # noqa: E402
 from hmlc_core.experiments import SEED_METRICS, paired_wilcoxon, seed_table  # noqa: E402
-from hmlc_core.runs import load_run, save_run  # noqa: E402
+from hmlc_core.runs import Run, evaluate_run, load_run, save_run  # noqa: E402
 from hmlc_core.train import TrainConfig, train  # noqa: E402
 from hmlc_core.uncertainty import UNCERTAINTY_LABELS, UNCERTAINTY_MODES  # noqa: E402
 
@@ -63,6 +78,11 @@ PUBLISHED_AUPRC = {
 
 PLAIN = "plain"
 CHMCNN = "chmcnn"
+PAPER = "weighting-focal"
+"""The paper's method: class-wise node weights + the bBMA focal factor (the TrainConfig default)."""
+CLASS_BALANCED, ASL, LOGIT_ADJUST = "class-balanced", "asl", "logit-adjust"
+BASELINES = (CLASS_BALANCED, ASL, LOGIT_ADJUST)
+"""The tail-aware baselines (docs/method.md, *Tail-aware baselines*), each on the plain 2-member backbone."""
 _OFF = {"weighting": "none", "focal": "none"}
 _WEIGHTED = {"weighting": "class-wise", "focal": "mean"}
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -80,6 +100,12 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "lpros-weighting": ("LPROS (S = 0.1) + class-wise weights + bBMA focal", {**_WEIGHTED, "lpros": 0.1}),
     "weighting-focal-mcdropout": ("class-wise weights + bBMA focal, MC-dropout (2 passes)",
                                   {**_WEIGHTED, "ensemble": "mc-dropout"}),
+    CLASS_BALANCED: ("tail-aware baseline: class-balanced weights by effective number (Cui et al. 2019, beta 0.999)",
+                     {"weighting": "class-balanced", "focal": "none"}),
+    ASL: ("tail-aware baseline: asymmetric loss (Ridnik et al. 2021; gamma+ 0, gamma- 4, clip 0.05)",
+          {**_OFF, "loss": "asl"}),
+    LOGIT_ADJUST: ("tail-aware baseline: logit adjustment by the log prior (Menon et al. 2021, tau 1)",
+                   {**_OFF, "logit_adjust": 1.0}),
 }
 """Name -> (description, TrainConfig overrides). Anything not overridden is TrainConfig's default (2 heads)."""
 
@@ -91,6 +117,21 @@ INDEXING_STUDY = ("weighting-focal-intended", "weighting-focal-propagated")
 """The two variants behind the choice of default weight indexing and counting: left out of ``--quick``."""
 COMPARABLE_F1 = 0.9
 """A configuration's macro-F1 counts as comparable to plain's when at least this fraction of it."""
+
+DECISIONS: dict[str, tuple[str, str, float | None, float | None]] = {
+    "fixed": ("fixed 0.5", "fixed", 0.5, None),
+    "global": ("global", "global", None, None),
+    "per-node": (f"per-node (m = {DEFAULT_SHRINKAGE:g}, default)", "per-node", None, DEFAULT_SHRINKAGE),
+    "per-node-m0": ("per-node (m = 0, unshrunk)", "per-node", None, 0.0),
+}
+"""Key -> (label, rule, threshold, shrinkage) of the decision rules every run with held-out predictions is
+evaluated under (:func:`hmlc_core.runs.evaluate_run`; docs/method.md, *Decision rules*)."""
+DECISION_METRICS = ("macro_f1", "macro_recall", "rare_node_recall", "micro_f1", "coherence_violations")
+"""Test metrics reported per decision rule, as columns ``METRIC@KEY`` of :func:`collect`."""
+DEFAULT_RULE = "per-node"
+"""The decision rule the issue's targets call "the default rule": per-node at the default shrinkage."""
+TARGET_DATASETS = ("cellcycle_FUN", "derisi_FUN", "eisen_FUN", "gasch1_FUN")
+"""The datasets of the decision layer's targets (issue 12, *Done when*); the other datasets are left out of them."""
 
 METRIC_NAMES = {"auprc_micro": "AUPRC", "macro_precision": "macro P", "macro_recall": "macro R",
                 "macro_f1": "macro F1", "rare_node_recall": "rare-node R"}
@@ -105,9 +146,15 @@ class Task:
     out: str
 
 
-def budget_name(profile: str, epochs: int | None) -> str:
-    """Folder name of a training budget: the profile, plus ``-eN`` when the epochs are fixed."""
-    return profile if epochs is None else f"{profile}-e{epochs}"
+FIT_ON_SUFFIX = {"train+valid": "", "train": "-fit-train"}
+"""Budget-folder suffix per ``fit_on``: runs trained on train+valid (no held-out predictions) and runs that kept
+the valid split aside are never mixed in one table."""
+
+
+def budget_name(profile: str, epochs: int | None, fit_on: str = "train+valid") -> str:
+    """Folder name of a training budget: the profile, ``-eN`` when the epochs are fixed, ``-fit-train`` when the
+    runs kept the valid split aside (``fit_on="train"``)."""
+    return (profile if epochs is None else f"{profile}-e{epochs}") + FIT_ON_SUFFIX[fit_on]
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -136,9 +183,9 @@ def _train_one(task: Task) -> str:
 
 
 def plan(work: Path, datasets: list[str], configs: list[str], seeds: list[int], profile: str,
-         epochs: int | None, data_dir: str | None) -> list[Task]:
+         epochs: int | None, data_dir: str | None, fit_on: str = "train+valid") -> list[Task]:
     """The runs still to train (those without a ``summary.json``), seed-major so early seeds finish first."""
-    budget = work / budget_name(profile, epochs)
+    budget = work / budget_name(profile, epochs, fit_on)
     tasks = []
     for seed in seeds:
         for dataset in datasets:
@@ -147,7 +194,7 @@ def plan(work: Path, datasets: list[str], configs: list[str], seeds: list[int], 
                 if (out / "summary.json").exists():
                     continue
                 config = TrainConfig(dataset=dataset, data_dir=data_dir, profile=profile, epochs=epochs, seed=seed,
-                                     **CONFIGS[name][1])
+                                     fit_on=fit_on, **CONFIGS[name][1])
                 config.resolved().validate()
                 tasks.append(Task(name, config, str(out)))
     return tasks
@@ -194,9 +241,78 @@ def collect(budget_dir: Path) -> pd.DataFrame:
                 extra.append({**{f"depth_{d}": r for d, r in depths.items()},
                               "epochs": run.summary["epochs_completed"],
                               "train_seconds": res.get("train_seconds", run.summary.get("train_seconds")),
-                              "peak_rss_mb": res.get("peak_rss_mb", np.nan)})
+                              "peak_rss_mb": res.get("peak_rss_mb", np.nan),
+                              **decision_metrics(run)})
             frames.append(pd.concat([table.reset_index(drop=True), pd.DataFrame(extra)], axis=1))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def decision_metrics(run: Run) -> dict[str, float]:
+    """Test metrics of ``run`` under every rule of :data:`DECISIONS`, plus the threshold-free macro AUPRC.
+
+    Parameters
+    ----------
+    run : hmlc_core.runs.Run
+
+    Returns
+    -------
+    dict
+        ``METRIC@KEY`` for every metric of :data:`DECISION_METRICS` and key of :data:`DECISIONS`, and
+        ``macro_auprc`` (mean per-node average precision over the evaluated nodes, nodes without test
+        positives counting 0; docs/method.md, *Metrics*). Empty for a run trained on train+valid: it has no
+        held-out predictions to tune a rule on, and its fixed-0.5 figures are already in ``summary.json``.
+    """
+    if run.held_out() is None:
+        return {}
+    out: dict[str, float] = {}
+    for key, (_, rule, threshold, shrinkage) in DECISIONS.items():
+        result = evaluate_run(run, rule, threshold, shrinkage)
+        out.update({f"{m}@{key}": float(result[m]) for m in DECISION_METRICS})
+        out["macro_auprc"] = float(result["macro_auprc"])
+    return out
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A two-sided Wilcoxon signed-rank test (scipy) of B against A over matching (dataset, seed) pairs."""
+
+    n_pairs: int
+    mean_a: float
+    mean_b: float
+    p_value: float
+
+
+def paired_test(df: pd.DataFrame, a: tuple[str, str], b: tuple[str, str]) -> Paired:
+    """Wilcoxon test of column ``b[1]`` of configuration ``b[0]`` against column ``a[1]`` of ``a[0]``.
+
+    Pairs are the (dataset, seed) present in both; p is 1 when every difference is 0 (scipy refuses that
+    case). Raises ValueError with fewer than 2 pairs.
+    """
+    left = df[df["config"] == a[0]][["dataset", "seed", a[1]]].rename(columns={a[1]: "x"})
+    right = df[df["config"] == b[0]][["dataset", "seed", b[1]]].rename(columns={b[1]: "y"})
+    pairs = left.merge(right, on=["dataset", "seed"]).dropna()
+    if len(pairs) < 2:
+        raise ValueError(f"need at least 2 matching (dataset, seed) pairs, found {len(pairs)}")
+    x, y = pairs["x"].to_numpy(float), pairs["y"].to_numpy(float)
+    p = 1.0 if np.all(x == y) else float(wilcoxon(x, y).pvalue)
+    return Paired(len(pairs), float(x.mean()), float(y.mean()), p)
+
+
+def dataset_ratio(df: pd.DataFrame, a: tuple[str, str], b: tuple[str, str]) -> float:
+    """Mean over datasets of (seed mean of ``b``) / (seed mean of ``a``), over datasets that have both;
+    NaN when none has, or when a denominator is 0."""
+    ratios = []
+    for _, sub in df.groupby("dataset"):
+        x = sub.loc[sub["config"] == a[0], a[1]].dropna()
+        y = sub.loc[sub["config"] == b[0], b[1]].dropna()
+        if x.empty or y.empty:
+            continue
+        ratios.append(y.mean() / x.mean() if x.mean() > 0 else np.nan)
+    return float(np.mean(ratios)) if ratios else float("nan")
+
+
+def _has_decisions(df: pd.DataFrame) -> bool:
+    return f"macro_f1@{DEFAULT_RULE}" in df.columns and df[f"macro_f1@{DEFAULT_RULE}"].notna().any()
 
 
 def _pm(values: pd.Series, digits: int = 4) -> str:
@@ -238,7 +354,7 @@ def _dataset_section(df: pd.DataFrame, dataset: str) -> list[str]:
     for name in _config_order(list(sub["config"].unique())):
         rows = sub[sub["config"] == name]
         lines.append(f"| {name} | " + " | ".join(_pm(rows[c], 3) for c in depth_cols) + " |")
-    return lines + [""]
+    return lines + _dataset_decision_lines(sub) + [""]
 
 
 def _published_section(df: pd.DataFrame) -> list[str]:
@@ -266,8 +382,9 @@ def _tests(df: pd.DataFrame, name: str) -> dict[str, Any]:
 
 
 def best_config(df: pd.DataFrame) -> str | None:
-    """The weighted/focal configuration with the highest mean macro recall among those whose mean macro-F1 is
-    at least :data:`COMPARABLE_F1` times plain's; if none is comparable, the one with the highest macro-F1.
+    """The configuration (other than plain and chmcnn) with the highest mean macro recall among those whose
+    mean macro-F1 is at least :data:`COMPARABLE_F1` times plain's; if none is comparable, the one with the
+    highest macro-F1.
     Means are over every (dataset, seed) of the configuration. None without a plain baseline.
 
     Macro recall, not rare-node recall, ranks the candidates: on the FunCat benchmarks almost no run recalls
@@ -288,7 +405,7 @@ def best_config(df: pd.DataFrame) -> str | None:
 def _comparison_section(df: pd.DataFrame) -> list[str]:
     if PLAIN not in set(df["config"]):
         return []
-    lines = ["### Each configuration against plain (paired over dataset x seed)", "",
+    lines = ["### Each configuration against plain at fixed 0.5 (paired over dataset x seed)", "",
              "Ratios are of means over all pairs; p: two-sided Wilcoxon signed-rank test (scipy) on the pairs.", "",
              "| config | pairs | AUPRC Δ (p) | macro R ratio (p) | rare-node R ratio (p) | macro F1 Δ (p) |",
              "|---|---|---|---|---|---|"]
@@ -313,7 +430,7 @@ def _comparison_section(df: pd.DataFrame) -> list[str]:
     best = best_config(df)
     if best is None:
         return lines + [""]
-    lines += ["", f"### Best weighted/focal configuration: `{best}`", "",
+    lines += ["", f"### Best configuration at fixed 0.5: `{best}`", "",
               f"Chosen as the highest mean macro recall among the configurations whose mean macro-F1 is at least "
               f"{COMPARABLE_F1:.0%} of plain's (if none is, the highest macro-F1); rare-node recall is too close to 0 "
               "on these datasets to rank by.",
@@ -343,8 +460,153 @@ def _ratio(result: Any) -> str:
     return _safe_ratio(result.mean_b, result.mean_a)
 
 
-def _safe_ratio(b: float, a: float) -> str:
-    return f"{b / a:.2f}x" if a > 0 else "n/a (plain is 0)"
+def _safe_ratio(b: float, a: float, what: str = "plain") -> str:
+    return f"{b / a:.2f}x" if a > 0 else f"n/a ({what} is 0)"
+
+
+def _test_cell(df: pd.DataFrame, a: tuple[str, str], b: tuple[str, str]) -> str:
+    """``ratio of means (p)`` of a paired test, or n/a."""
+    try:
+        t = paired_test(df, a, b)
+    except ValueError:
+        return "n/a"
+    return f"{_safe_ratio(t.mean_b, t.mean_a, 'reference')} ({t.p_value:.2g})"
+
+
+def _decision_section(df: pd.DataFrame) -> list[str]:
+    """Every configuration under every decision rule, against plain and the paper's method at fixed 0.5."""
+    if not _has_decisions(df):
+        return []
+    names = _config_order(list(df["config"].unique()))
+    lines = ["### Decision rules: every configuration under every rule", "",
+             "Test metrics under four decision rules fitted on each run's own valid split (the runs were trained "
+             "with `fit_on=\"train\"`, so the valid split is held out; tuning never sees test labels): `fixed 0.5`; "
+             "`global`, one threshold maximising micro F1 on valid; `per-node`, one threshold per node maximising "
+             f"its F1 on valid, shrunk towards the global one with m = {DEFAULT_SHRINKAGE:g} pseudo-positives (the "
+             "default) or not at all (m = 0); thresholds are made monotone along edges, so predictions stay "
+             "hierarchy-consistent (docs/method.md, *Decision rules*). Means over every (dataset, seed); ratios "
+             "are of those means, p: two-sided Wilcoxon signed-rank test (scipy) over the (dataset, seed) pairs.",
+             "",
+             f"| config | rule | pairs | macro F1 | ×plain at 0.5 (p) | ×{PAPER} at 0.5 (p) | macro R | rare-node R "
+             "| micro F1 | coherence violations |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        rows = df[df["config"] == name]
+        for key, (label, *_rest) in DECISIONS.items():
+            col = f"macro_f1@{key}"
+            if rows[col].isna().all():
+                continue
+            vs_plain = _test_cell(df, (PLAIN, "macro_f1@fixed"), (name, col)) if (name, key) != (PLAIN, "fixed") \
+                else "1"
+            vs_paper = _test_cell(df, (PAPER, "macro_f1@fixed"), (name, col)) if (name, key) != (PAPER, "fixed") \
+                else "1"
+            lines.append(
+                f"| {name} | {label} | {rows[col].notna().sum()} | {rows[col].mean():.4f} | {vs_plain} | {vs_paper} "
+                f"| {rows[f'macro_recall@{key}'].mean():.4f} | {rows[f'rare_node_recall@{key}'].mean():.4f} "
+                f"| {rows[f'micro_f1@{key}'].mean():.4f} | {int(rows[f'coherence_violations@{key}'].sum())} |")
+    lines += ["", "Threshold-free ranking quality: macro AUPRC (mean per-node average precision over the evaluated "
+                  "nodes, nodes without test positives counting 0; docs/method.md, *Metrics*).", "",
+              f"| config | pairs | macro AUPRC | Δ plain (p) | Δ {PAPER} (p) |", "|---|---|---|---|---|"]
+    for name in names:
+        rows = df[df["config"] == name]["macro_auprc"].dropna()
+        if rows.empty:
+            continue
+        cells = []
+        for ref in (PLAIN, PAPER):
+            try:
+                t = paired_test(df, (ref, "macro_auprc"), (name, "macro_auprc"))
+                cells.append("—" if name == ref else f"{t.mean_b - t.mean_a:+.4f} ({t.p_value:.2g})")
+            except ValueError:
+                cells.append("n/a")
+        lines.append(f"| {name} | {len(rows)} | {rows.mean():.4f} | {cells[0]} | {cells[1]} |")
+    return lines + [""]
+
+
+def done_when(df: pd.DataFrame, datasets: tuple[str, ...] | None = TARGET_DATASETS
+              ) -> list[tuple[str, str, str, bool | None]]:
+    """The issue's targets for the decision layer (issue 12, *Done when*), measured on ``df``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        From :func:`collect`.
+    datasets : tuple of str or None
+        The datasets to measure on (default: the issue's four, :data:`TARGET_DATASETS`); None: all of ``df``.
+
+    Returns
+    -------
+    list of (figure, target, value, met)
+        ``met`` is None when the figure cannot be computed (a configuration missing). Ratios are the mean over
+        datasets of the per-dataset ratio of seed means; p is the paired Wilcoxon test over (dataset, seed).
+    """
+    if datasets is not None:
+        df = df[df["dataset"].isin(datasets)]
+    if not _has_decisions(df) or not {PLAIN, PAPER} <= set(df["config"]):
+        return []
+    out: list[tuple[str, str, str, bool | None]] = []
+    for key in (DEFAULT_RULE, "per-node-m0"):
+        label = DECISIONS[key][0]
+        for ref, target in ((PLAIN, 2.5), (PAPER, 1.5)):
+            ratio = dataset_ratio(df, (ref, "macro_f1@fixed"), (PLAIN, f"macro_f1@{key}"))
+            try:
+                p = paired_test(df, (ref, "macro_f1@fixed"), (PLAIN, f"macro_f1@{key}")).p_value
+            except ValueError:
+                p = float("nan")
+            out.append((f"macro F1, plain under {label} / {ref} at fixed 0.5", f">= {target}x, p < 0.05",
+                        f"{ratio:.2f}x (p = {p:.2g})", bool(ratio >= target and p < 0.05)))
+        per_dataset = df[df["config"] == PLAIN].groupby("dataset")[f"rare_node_recall@{key}"].mean()
+        out.append((f"rare-node recall, plain under {label}, per dataset", "> 0 on every dataset",
+                    ", ".join(f"{d.removesuffix('_FUN')} {v:.3f}" for d, v in per_dataset.items()),
+                    bool((per_dataset > 0).all())))
+    violations = int(sum(df[f"coherence_violations@{k}"].sum() for k in DECISIONS))
+    out.append(("coherence violations, every run under every rule", "0", str(violations), violations == 0))
+    micro = dataset_ratio(df, (PLAIN, "micro_f1@global"), (PLAIN, f"micro_f1@{DEFAULT_RULE}"))
+    macro = dataset_ratio(df, (PLAIN, "macro_f1@fixed"), (PLAIN, f"macro_f1@{DEFAULT_RULE}"))
+    label = DECISIONS[DEFAULT_RULE][0]
+    out.append((f"micro F1, plain under {label} / under global", ">= 0.8x", f"{micro:.2f}x", bool(micro >= 0.8)))
+    out.append((f"macro F1, plain under {label} / at fixed 0.5", ">= 2x", f"{macro:.2f}x", bool(macro >= 2)))
+    return out
+
+
+def _done_when_section(df: pd.DataFrame) -> list[str]:
+    lines: list[str] = []
+    scopes = [TARGET_DATASETS]
+    if not set(df["dataset"]) <= set(TARGET_DATASETS):
+        scopes.append(None)
+    for datasets in scopes:
+        rows = done_when(df, datasets)
+        if not rows:
+            continue
+        used_rows = df if datasets is None else df[df["dataset"].isin(datasets)]
+        used_rows = used_rows[used_rows["config"].isin([PLAIN, PAPER])]
+        used = ", ".join(sorted(used_rows["dataset"].unique()))
+        title = "issue 12, *Done when*" if datasets is not None else "the same figures on every dataset of the budget"
+        lines += [f"### The decision layer's targets ({title})", "",
+                  f"On the plain 2-member ensemble; `{PAPER}` is the paper's method (class-wise weights + bBMA "
+                  f"focal). Datasets: {used}; seeds {', '.join(str(s) for s in sorted(used_rows['seed'].unique()))}. "
+                  "Ratios: mean over the datasets of the per-dataset ratio of seed means; p: two-sided Wilcoxon "
+                  "signed-rank test (scipy) over the (dataset, seed) pairs.", "",
+                  "| figure | target | measured | met |", "|---|---|---|---|"]
+        for figure, target, value, met in rows:
+            lines.append(f"| {figure} | {target} | {value} | "
+                         f"{'n/a' if met is None else ('yes' if met else '**no**')} |")
+        lines.append("")
+    return lines
+
+
+def _dataset_decision_lines(sub: pd.DataFrame) -> list[str]:
+    if not _has_decisions(sub):
+        return []
+    keys = list(DECISIONS)
+    head = f"fixed 0.5 / global / per-node m = {DEFAULT_SHRINKAGE:g} / per-node m = 0"
+    lines = ["", f"Under each decision rule (mean over seeds; each cell: {head}):", "",
+             "| config | macro AUPRC | macro F1 | macro R | rare-node R | micro F1 |", "|---|---|---|---|---|---|"]
+    for name in _config_order(list(sub["config"].unique())):
+        rows = sub[sub["config"] == name]
+        cells = [" / ".join(f"{rows[f'{m}@{k}'].mean():.3f}" for k in keys)
+                 for m in ("macro_f1", "macro_recall", "rare_node_recall", "micro_f1")]
+        lines.append(f"| {name} | {rows['macro_auprc'].mean():.4f} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _ensemble_cost_section(df: pd.DataFrame) -> list[str]:
@@ -375,9 +637,12 @@ PROFILE_TEXT = {"paper": ("C-HMCNN's recipe: batch 4, the dataset's learning rat
 
 
 def _budget_lines(name: str, df: pd.DataFrame, budget_dir: Path) -> list[str]:
-    profile, _, epochs = name.partition("-e")
+    held_out = name.endswith(FIT_ON_SUFFIX["train"])
+    profile, _, epochs = name.removesuffix(FIT_ON_SUFFIX["train"]).partition("-e")
     recipe, default_epochs = PROFILE_TEXT.get(profile, (profile, "default epochs"))
-    what = f"{recipe}, {epochs + ' epochs' if epochs else default_epochs}"
+    what = f"{recipe}, {epochs + ' epochs' if epochs else default_epochs}, " + (
+        "trained on train with valid held out for the decision rules" if held_out
+        else "trained on train+valid, fixed 0.5 only")
     lines = [f"- `{name}` ({what}): {len(df)} runs, {df['dataset'].nunique()} datasets, seeds "
              f"{', '.join(str(s) for s in sorted(df['seed'].unique()))}; "
              f"{df['train_seconds'].sum() / 60:.1f} CPU-minutes of training (sum over runs, one thread each)."]
@@ -394,8 +659,10 @@ def render_report(work: Path, findings: str | None = None) -> str:
     frames = {b: df for b, df in frames.items() if not df.empty}
     lines = ["# Reproduction report", "",
              "Generated by `bench/reproduce.py` from the run folders it trained (rebuild with `--report-only`). "
-             "Datasets: the CLUS HMC benchmarks in `HMLC_DATA_DIR`; test-set metrics at threshold 0.5 on the "
-             "ensemble-mean constrained probabilities (docs/method.md, *Metrics*); rare nodes are the evaluated "
+             "Datasets: the CLUS HMC benchmarks in `HMLC_DATA_DIR`; test-set metrics on the ensemble-mean "
+             "constrained probabilities (docs/method.md, *Metrics*), at threshold 0.5 unless a decision rule is "
+             "named (budgets trained with `--fit-on train` are also reported under the tuned rules, fitted on "
+             "the valid split that those runs held out); rare nodes are the evaluated "
              "nodes in the bottom quartile of training frequency (docs/method.md, *Rare nodes*). Published AUPRC: "
              "C-HMCNN's README (docs/method.md, *Metrics*).", "",
              "## Budgets", ""]
@@ -411,6 +678,8 @@ def render_report(work: Path, findings: str | None = None) -> str:
     for budget, df in frames.items():
         lines += [f"## Budget `{budget.name}`", ""]
         lines += _published_section(df)
+        lines += _done_when_section(df)
+        lines += _decision_section(df)
         lines += _comparison_section(df)
         lines += _ensemble_cost_section(df)
         lines += ["### Per dataset", ""]
@@ -447,6 +716,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default=str(ROOT / "runs" / "reproduce"), help="run folders (default runs/reproduce)")
     p.add_argument("--report", default=str(ROOT / "docs" / "reproduction.md"))
     p.add_argument("--report-only", action="store_true", help="rebuild the report from the run folders")
+    p.add_argument("--fit-on", choices=list(FIT_ON_SUFFIX), default="train",
+                   help="train: keep the valid split aside to tune the global and per-node decision rules (default); "
+                        "train+valid: C-HMCNN's protocol, reported at fixed 0.5 only (separate budget folders)")
     p.add_argument("--data-dir", default=None, help="default: $HMLC_DATA_DIR")
     return p
 
@@ -466,12 +738,13 @@ def main(argv: list[str] | None = None) -> int:
             datasets = [d for d in found if d.endswith("_FUN") or (args.go and d.endswith("_GO"))]
         left_out = (CHMCNN, *INDEXING_STUDY) if args.quick else (CHMCNN,)
         configs = args.configs or [c for c in CONFIGS if c not in left_out]
-        tasks = plan(work, datasets, configs, list(range(args.seeds)), profile, args.epochs, args.data_dir)
-        log.info("%d runs to train (%s) with %d workers", len(tasks), budget_name(profile, args.epochs), args.jobs)
+        tasks = plan(work, datasets, configs, list(range(args.seeds)), profile, args.epochs, args.data_dir,
+                     args.fit_on)
+        budget_dir = work / budget_name(profile, args.epochs, args.fit_on)
+        log.info("%d runs to train (%s) with %d workers", len(tasks), budget_dir.name, args.jobs)
         start = time.perf_counter()
         failures = run_tasks(tasks, args.jobs) if tasks else []
         if tasks:
-            budget_dir = work / budget_name(profile, args.epochs)
             record = _invocations(budget_dir) + [{
                 "date": time.strftime("%Y-%m-%d"), "machine": _machine(), "jobs": args.jobs,
                 "runs_trained": len(tasks) - len(failures), "wall_minutes": (time.perf_counter() - start) / 60,
