@@ -346,10 +346,12 @@ def md_text(text: object) -> str:
 def run_heading(run: Run) -> str:
     """The run's name for a page title, markdown-escaped.
 
-    Its registry name, else its run chooser key (``demo``, ``demo-weighted``), else its folder name.
+    Its registry name, else its run chooser key (``demo``, ``demo-weighted``) when it is the sidebar's run
+    (:func:`choose_run` already resolved that key: no second scan of the runs folders), else its folder name.
     """
     path = run.path.resolve()
-    key = next((k for k, p in available_runs().items() if Path(p).resolve() == path), None)
+    chosen = st.session_state.get(RUN_PATH_KEY)
+    key = current_run_key() if chosen and Path(chosen).resolve() == path else None
     return md_text(run_display_names().get(path, key or run.name))
 
 
