@@ -5,7 +5,9 @@ the splits used by C-HMCNN) into feature matrices, propagated label matrices and
 :class:`~hmlc_core.hierarchy.Hierarchy`:
 
 * :func:`parse_arff` -- our own parser for one ARFF file (liac-arff rejects the
-  ``hierarchical`` attribute type); docs/method.md, *Data and hierarchy*.
+  ``hierarchical`` attribute type); docs/method.md, *Data and hierarchy*. Every
+  problem in a file raises :class:`ArffError` (a ``ValueError``) whose message
+  starts with ``FILE:LINE:``.
 * :func:`resolve_data_dir`, :func:`list_datasets`, :func:`find_dataset_files` --
   locate datasets below a data folder (argument or env ``HMLC_DATA_DIR``).
 * :func:`load_dataset`, :func:`load_arff_files` -- parse the splits, build the
@@ -19,23 +21,29 @@ Nothing here trains or evaluates models.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 
 from hmlc_core.hierarchy import Hierarchy
 
 __all__ = [
+    "ArffError",
     "ArffTable",
     "DatasetNotFoundError",
     "HMCDataset",
     "Split",
     "DATA_DIR_ENV",
     "GO_ROOTS",
+    "MAX_ABS_VALUE",
+    "MAX_DENSE_BYTES",
     "find_dataset_files",
     "list_datasets",
     "load_arff_files",
@@ -52,6 +60,14 @@ DATA_DIR_ENV = "HMLC_DATA_DIR"
 
 #: Nodes skipped in evaluation besides the hierarchy's roots (docs/method.md, *Evaluated nodes*).
 GO_ROOTS: frozenset[str] = frozenset({"root", "GO0003674", "GO0005575", "GO0008150"})
+
+#: Largest magnitude accepted for a numeric value: squares of larger values (summed over
+#: millions of rows) overflow float64 in the standardisation (:func:`standardize_features`).
+MAX_ABS_VALUE = 1e150
+
+#: Fixed allowance for the dense feature matrix of one file; beyond it the matrix may take at most
+#: 64 bytes per byte of the file (only very wide one-hot blocks of nominal attributes go beyond).
+MAX_DENSE_BYTES = 256 * 2**20
 
 #: Name of the artificial top node of tree (FunCat-style) hierarchies.
 ROOT = "root"
@@ -88,6 +104,12 @@ class ArffTable:
         How the hierarchy items were read (see :func:`parse_arff`).
     relation : str
         The ``@RELATION`` name ("" when absent).
+    feature_lines : list of int, length D
+        Per feature column, the 1-based line of the ``@ATTRIBUTE`` it comes from.
+    hierarchy_line : int
+        The line of the ``hierarchical`` attribute (0 when unknown).
+    data_line : int
+        The line of ``@DATA`` (0 when unknown).
     """
 
     path: Path
@@ -97,6 +119,9 @@ class ArffTable:
     edges: list[tuple[str, str]]
     style: str
     relation: str = ""
+    feature_lines: list[int] = field(default_factory=list)
+    hierarchy_line: int = 0
+    data_line: int = 0
 
     @property
     def n_samples(self) -> int:
@@ -186,11 +211,53 @@ class DatasetNotFoundError(FileNotFoundError):
 # =====================================================================
 # ARFF parsing
 # =====================================================================
+class ArffError(ValueError):
+    """An ARFF file that cannot be loaded; the message reads ``FILE:LINE: reason``.
+
+    Every failure of :func:`parse_arff`, :func:`load_arff_files` and
+    :func:`load_dataset` caused by a file's content raises this type (a
+    :class:`ValueError`, so callers catching ``ValueError`` keep working).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file at fault.
+    line : int
+        The 1-based line at fault (>= 1): the offending data row or header line;
+        for hierarchy problems the line of the ``hierarchical`` attribute.
+    reason : str
+        What is wrong, naming the attribute or term concerned.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+    line : int
+    reason : str
+    """
+
+    def __init__(self, path: str | Path, line: int, reason: str) -> None:
+        self.path = Path(path)
+        self.line = max(int(line), 1)
+        self.reason = reason
+        super().__init__(f"{self.path}:{self.line}: {reason}")
+
+    def __reduce__(self) -> tuple[type[ArffError], tuple[Path, int, str]]:
+        return type(self), (self.path, self.line, self.reason)
+
+
 @dataclass
 class _Attribute:
     name: str
     kind: str  # "numeric", "nominal" or "class"
     values: list[str] = field(default_factory=list)  # nominal values / hierarchy items
+    line: int = 0  # the @ATTRIBUTE line
+
+
+def _show(text: str, limit: int = 60) -> str:
+    """``repr`` of ``text`` for an error message, shortened to about ``limit`` characters."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 def _strip_quotes(text: str) -> str:
@@ -200,46 +267,46 @@ def _strip_quotes(text: str) -> str:
     return text
 
 
-def _split_name(rest: str, where: str) -> tuple[str, str]:
+def _split_name(rest: str, path: Path, lineno: int) -> tuple[str, str]:
     """Split ``<name> <type...>`` where the name may be quoted."""
     rest = rest.strip()
     if not rest:
-        raise ValueError(f"{where}: @ATTRIBUTE without a name")
+        raise ArffError(path, lineno, "@ATTRIBUTE without a name")
     if rest[0] in "'\"":
         end = rest.find(rest[0], 1)
         if end < 0:
-            raise ValueError(f"{where}: unterminated quoted attribute name")
+            raise ArffError(path, lineno, "unterminated quoted attribute name")
         return rest[1:end], rest[end + 1 :].strip()
     parts = rest.split(None, 1)
     return parts[0], (parts[1].strip() if len(parts) > 1 else "")
 
 
-def _parse_attribute(rest: str, where: str) -> _Attribute:
-    name, type_text = _split_name(rest, where)
+def _parse_attribute(rest: str, path: Path, lineno: int) -> _Attribute:
+    name, type_text = _split_name(rest, path, lineno)
     if not type_text:
-        raise ValueError(f"{where}: attribute {name!r} has no type")
+        raise ArffError(path, lineno, f"attribute {_show(name)} has no type")
     lowered = type_text.lower()
     if type_text.startswith("{"):
         if not type_text.endswith("}"):
-            raise ValueError(f"{where}: nominal attribute {name!r} lacks a closing '}}'")
+            raise ArffError(path, lineno, f"nominal attribute {_show(name)} lacks a closing '}}'")
         values = [_strip_quotes(v) for v in type_text[1:-1].split(",")]
         values = [v for v in values if v != ""]
         if not values:
-            raise ValueError(f"{where}: nominal attribute {name!r} declares no values")
-        return _Attribute(name, "nominal", values)
+            raise ArffError(path, lineno, f"nominal attribute {_show(name)} declares no values")
+        return _Attribute(name, "nominal", values, lineno)
     first = lowered.split(None, 1)[0]
     if first in _NUMERIC_TYPES:
-        return _Attribute(name, "numeric")
+        return _Attribute(name, "numeric", line=lineno)
     if first == "hierarchical":
         items_text = type_text[len("hierarchical") :]
         items = [_strip_quotes(v) for v in items_text.split(",")]
         items = [v for v in items if v != ""]
         if not items:
-            raise ValueError(f"{where}: hierarchical attribute {name!r} lists no items")
-        return _Attribute(name, "class", items)
+            raise ArffError(path, lineno, f"hierarchical attribute {_show(name)} lists no items")
+        return _Attribute(name, "class", items, lineno)
     if first in _UNSUPPORTED_TYPES:
-        raise ValueError(f"{where}: attribute {name!r} has unsupported type {first!r}")
-    raise ValueError(f"{where}: attribute {name!r} has unknown type {type_text[:40]!r}")
+        raise ArffError(path, lineno, f"attribute {_show(name)} has unsupported type {first!r}")
+    raise ArffError(path, lineno, f"attribute {_show(name)} has unknown type {_show(type_text, 40)}")
 
 
 def _detect_style(items: Sequence[str]) -> str:
@@ -249,49 +316,155 @@ def _detect_style(items: Sequence[str]) -> str:
     return "tree"
 
 
-def _hierarchy_edges(items: Sequence[str], style: str, where: str) -> list[tuple[str, str]]:
-    """Turn hierarchy items into unique ``(parent, child)`` edges (docs/method.md, *Data and hierarchy*)."""
+def _find_cycle(edges: Iterable[tuple[str, str]]) -> list[str] | None:
+    """The nodes of one directed cycle (first node repeated at the end), or None for an acyclic graph.
+
+    Acyclicity is checked by peeling parentless nodes (Kahn's algorithm, linear
+    time); networkx is asked for a cycle only when one exists.
+    """
+    edge_list = list(edges)
+    children: dict[str, list[str]] = {}
+    n_parents: dict[str, int] = {}
+    for parent, child in edge_list:
+        children.setdefault(parent, []).append(child)
+        n_parents[child] = n_parents.get(child, 0) + 1
+    stack = [node for node in children if node not in n_parents]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            n_parents[child] -= 1
+            if n_parents[child] == 0:
+                stack.append(child)
+    if not any(n_parents.values()):
+        return None
+    cycle = nx.find_cycle(nx.DiGraph(edge_list))
+    return [cycle[0][0]] + [v for _, v in cycle]
+
+
+def _hierarchy_edges(attr: _Attribute, style: str, path: Path) -> list[tuple[str, str]]:
+    """The unique ``(parent, child)`` edges of the hierarchy items of ``attr`` (docs/method.md, *Data and hierarchy*).
+
+    In a tree path, a leading component ``root`` is the top node itself
+    (``root/01`` gives the node ``root.01`` below ``root``). Errors name the line
+    of the hierarchical attribute: an empty path component, a DAG item not of
+    the form ``parent/child``, a self-loop, ``root`` as a DAG child, or a cycle.
+    """
     edges: dict[tuple[str, str], None] = {}
+
+    def fail(reason: str) -> ArffError:
+        return ArffError(path, attr.line, f"hierarchical attribute {_show(attr.name)}: {reason}")
+
     if style == "tree":
-        for item in items:
+        for item in attr.values:
             parts = [p.strip() for p in item.split("/")]
             if any(p == "" for p in parts):
-                raise ValueError(f"{where}: malformed hierarchy path {item!r}")
+                raise fail(f"malformed hierarchy path {_show(item)}")
             parent = ROOT
             for k in range(1, len(parts) + 1):
                 node = ".".join(parts[:k])
-                edges.setdefault((parent, node))
+                if node != parent:  # a leading 'root' component is the top node itself
+                    edges.setdefault((parent, node))
                 parent = node
-    else:
-        for item in items:
-            parts = [p.strip() for p in item.split("/")]
-            if len(parts) != 2 or not parts[0] or not parts[1]:
-                raise ValueError(f"{where}: DAG hierarchy item {item!r} is not of the form parent/child")
-            if parts[0] == parts[1]:
-                raise ValueError(f"{where}: DAG hierarchy item {item!r} is a self-loop")
-            edges.setdefault((parts[0], parts[1]))
+        # every other child id is its parent's id plus ".component", hence longer: no cycle is possible
+        return list(edges)
+    for item in attr.values:
+        parts = [p.strip() for p in item.split("/")]
+        if len(parts) != 2 or not parts[0] or not parts[1]:
+            raise fail(f"DAG hierarchy item {_show(item)} is not of the form parent/child")
+        if parts[0] == parts[1]:
+            raise fail(f"DAG hierarchy item {_show(item)} is a self-loop")
+        if parts[1] == ROOT:
+            raise fail(f"DAG hierarchy item {_show(item)} makes {ROOT!r}, the name reserved for the top node, a child")
+        edges.setdefault((parts[0], parts[1]))
+    cycle = _find_cycle(edges)
+    if cycle is not None:
+        raise fail(f"the hierarchy has a cycle: {_show(' -> '.join(cycle), 200)}")
     return list(edges)
 
 
 def _read_lines(path: Path) -> list[str]:
+    """The file's lines (universal newlines, UTF-8 with or without a byte order mark)."""
     try:
-        with open(path, encoding="utf-8", newline=None) as handle:
+        with open(path, encoding="utf-8-sig", newline=None) as handle:
             text = handle.read()
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not valid UTF-8 text ({exc})") from exc
+    except UnicodeDecodeError:
+        raw = path.read_bytes()
+        body = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            before = body[: exc.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            line = before.count(b"\n") + 1
+            column = exc.start - (before.rfind(b"\n") + 1) + 1
+            raise ArffError(
+                path, line, f"not valid UTF-8 text (byte {body[exc.start]:#04x} at column {column}: {exc.reason})"
+            ) from None
+        raise ArffError(path, 1, "not valid UTF-8 text (the file changed while it was read)") from None
     return text.split("\n")
+
+
+def _parse_number(text: str, name: str, path: Path, lineno: int) -> float:
+    """One numeric field: ``?`` -> NaN, else a finite float of magnitude at most :data:`MAX_ABS_VALUE`."""
+    text = text.strip()
+    if text == "?":
+        return np.nan
+    what = f"value {_show(text)} of numeric attribute {_show(name)}"
+    try:
+        value = float(text)
+    except ValueError:
+        raise ArffError(path, lineno, f"{what} is not a number") from None
+    if math.isnan(value):
+        raise ArffError(path, lineno, f"{what} is NaN (write '?' for a missing value)")
+    if math.isinf(value):
+        raise ArffError(path, lineno, f"{what} is infinite or overflows float64")
+    if abs(value) > MAX_ABS_VALUE:
+        raise ArffError(
+            path,
+            lineno,
+            f"{what} exceeds {MAX_ABS_VALUE:g} in magnitude (standardising such values overflows; rescale it)",
+        )
+    return value
+
+
+def _numeric_row(texts: list[str], names: list[str], path: Path, lineno: int) -> list[float]:
+    """The numeric fields of one data row as floats (see :func:`_parse_number`).
+
+    The fast path converts the whole row with :class:`float` and checks it with
+    C-level reductions; a row with ``?``, a non-number or an out-of-range value
+    goes through :func:`_parse_number` field by field, which names the attribute.
+    """
+    try:
+        row = list(map(float, texts))
+        total = sum(row)  # NaN or inf if some value is; max and min catch finite values beyond the bound
+        if math.isfinite(total) and max(row) <= MAX_ABS_VALUE and min(row) >= -MAX_ABS_VALUE:
+            return row
+    except ValueError:
+        pass
+    return [_parse_number(text, name, path, lineno) for text, name in zip(texts, names, strict=True)]
+
+
+def _data_fields(line: str) -> str:
+    """A data line without its ``%`` comment and surrounding whitespace."""
+    cut = line.find("%")
+    return (line if cut < 0 else line[:cut]).strip()
 
 
 def parse_arff(path: str | Path, hierarchy_style: str = "auto") -> ArffTable:
     """Parse one CLUS HMC ARFF file (docs/method.md, *Data and hierarchy*).
 
-    Header: ``@RELATION``, then ``@ATTRIBUTE name type`` lines (keywords are
-    case-insensitive, names may be quoted). ``numeric``/``real``/``integer`` give
-    one float column; a nominal ``{a,b,...}`` gives a one-hot block with one
-    column per value (named ``name=value``). The class attribute is the one
-    whose type is ``hierarchical <comma-separated items>`` (wherever it is).
-    Lines starting with ``%`` are comments; in data lines everything after a
-    ``%`` is dropped.
+    The file is UTF-8 text, optionally starting with a byte order mark; line
+    ends may be ``\\n``, ``\\r\\n`` or ``\\r``. Header: ``@RELATION``, then
+    ``@ATTRIBUTE name type`` lines (keywords are case-insensitive, names may be
+    quoted). ``numeric``/``real``/``integer`` give one float column; a nominal
+    ``{a,b,...}`` gives a one-hot block with one column per value (named
+    ``name=value``). The class attribute is the one whose type is
+    ``hierarchical <comma-separated items>`` (wherever it is). Lines starting
+    with ``%`` are comments; in data lines everything after a ``%`` is dropped.
+
+    Numeric fields are ``?`` (missing, NaN) or finite numbers of magnitude at
+    most :data:`MAX_ABS_VALUE` (``1e150``); larger ones would overflow the
+    standardisation in :func:`standardize_features`. Memory use is
+    proportional to the file size: the dense feature matrix may take at most
+    :data:`MAX_DENSE_BYTES` plus 64 bytes per byte of the file.
 
     Hierarchy items are read in one of two styles:
 
@@ -313,21 +486,29 @@ def parse_arff(path: str | Path, hierarchy_style: str = "auto") -> ArffTable:
     Returns
     -------
     ArffTable
-        Features ``X`` float64 (N, D) with NaN for missing numeric values, the
-        per-sample label node ids, the ``(parent, child)`` edges and the style.
+        Features ``X`` float64 (N, D), N >= 1, D >= 1, with NaN for missing
+        numeric values; the per-sample label node ids, the ``(parent, child)``
+        edges, the style and the header lines of the attributes.
 
     Raises
     ------
     FileNotFoundError
-        If ``path`` does not exist.
+        If ``path`` does not exist (other :class:`OSError` s pass through too).
     ValueError
-        For an invalid ``hierarchy_style``; an unsupported attribute type
-        (``string``, ``date``, ``relational``) or an unknown one; a missing or
-        repeated ``hierarchical`` attribute; a missing ``@DATA`` section;
-        sparse rows (``{...}``); a row with the wrong number of fields; a
-        non-numeric value in a numeric column; or a label term that is not a
-        node of the file's hierarchy. Messages name the file and line
-        (``file:line``) and the attribute or term concerned.
+        For an invalid ``hierarchy_style`` (a programming error; no file is named).
+    ArffError
+        For anything wrong in the file, with the message ``FILE:LINE: reason``:
+        text that is not UTF-8; an unsupported attribute type (``string``,
+        ``date``, ``relational``) or an unknown one; a missing or repeated
+        ``hierarchical`` attribute; no feature attribute; a missing ``@DATA``
+        section or one without rows; nominal attributes whose one-hot columns
+        would exceed the memory bound above (the widest one's line is named); sparse rows (``{...}``); a row with the
+        wrong number of fields; a numeric value that is not a number, not
+        finite (``nan``, ``inf``, ``1e400``) or larger than ``1e150`` in
+        magnitude; a label term that is not a node of the file's hierarchy; a
+        malformed hierarchy item, a self-loop, the reserved node name ``root``
+        as a child in a DAG, or a cycle (these name the line of the ``hierarchical``
+        attribute).
     """
     path = Path(path)
     if hierarchy_style not in ("auto", "tree", "dag"):
@@ -342,34 +523,36 @@ def parse_arff(path: str | Path, hierarchy_style: str = "auto") -> ArffTable:
         line = raw.strip()
         if not line or line.startswith("%"):
             continue
-        where = f"{path}:{lineno}"
         if line[0] != "@":
-            raise ValueError(f"{where}: expected an @RELATION, @ATTRIBUTE or @DATA line before the data")
+            raise ArffError(path, lineno, "expected an @RELATION, @ATTRIBUTE or @DATA line before the data")
         parts = line.split(None, 1)
         keyword = parts[0].lower()
         rest = parts[1] if len(parts) > 1 else ""
         if keyword == "@relation":
             relation = _strip_quotes(rest)
         elif keyword == "@attribute":
-            attributes.append(_parse_attribute(rest, where))
+            attributes.append(_parse_attribute(rest, path, lineno))
         elif keyword == "@data":
             data_start = lineno  # 1-based number of the @DATA line
             break
         else:
-            raise ValueError(f"{where}: unknown header keyword {keyword!r}")
+            raise ArffError(path, lineno, f"unknown header keyword {_show(keyword)}")
     if data_start is None:
-        raise ValueError(f"{path}: no @DATA section")
+        last = len(lines) - 1 if len(lines) > 1 and lines[-1] == "" else len(lines)
+        raise ArffError(path, last, "no @DATA section (the file ends here)")
     class_positions = [i for i, a in enumerate(attributes) if a.kind == "class"]
     if not class_positions:
-        raise ValueError(f"{path}: no attribute of type 'hierarchical' (the class attribute)")
+        raise ArffError(path, data_start, "no attribute of type 'hierarchical' (the class attribute) before @DATA")
     if len(class_positions) > 1:
-        names = ", ".join(attributes[i].name for i in class_positions)
-        raise ValueError(f"{path}: more than one hierarchical attribute ({names})")
+        names = ", ".join(_show(attributes[i].name) for i in class_positions)
+        raise ArffError(path, attributes[class_positions[1]].line, f"more than one hierarchical attribute ({names})")
     class_pos = class_positions[0]
     class_attr = attributes[class_pos]
-    items = class_attr.values
-    style = _detect_style(items) if hierarchy_style == "auto" else hierarchy_style
-    edges = _hierarchy_edges(items, style, f"{path} (attribute {class_attr.name!r})")
+    feature_attrs = [(pos, a) for pos, a in enumerate(attributes) if pos != class_pos]
+    if not feature_attrs:
+        raise ArffError(path, data_start, "no feature attribute: only the hierarchical class attribute is declared")
+    style = _detect_style(class_attr.values) if hierarchy_style == "auto" else hierarchy_style
+    edges = _hierarchy_edges(class_attr, style, path)
     node_set = {ROOT} if style == "tree" else set()
     for parent, child in edges:
         node_set.add(parent)
@@ -377,63 +560,85 @@ def parse_arff(path: str | Path, hierarchy_style: str = "auto") -> ArffTable:
 
     # ------------------------------------------------------------- data rows
     n_fields = len(attributes)
-    rows: list[list[str]] = []
-    row_lines: list[int] = []
+    numeric_pos = [pos for pos, a in feature_attrs if a.kind == "numeric"]
+    numeric_names = [attributes[pos].name for pos in numeric_pos]
+    nominal = [(pos, {v: i for i, v in enumerate(a.values)}) for pos, a in feature_attrs if a.kind == "nominal"]
+    values = array("d")  # numeric fields, row-major
+    codes: list[list[int]] = [[] for _ in nominal]  # per nominal attribute: value index or -1
+    undeclared: dict[int, tuple[int, str, int]] = {}  # nominal index -> (count, first value, its line)
     label_terms: list[list[str]] = []
     for lineno in range(data_start + 1, len(lines) + 1):
-        line = lines[lineno - 1]
-        if "%" in line:
-            line = line[: line.index("%")]
-        line = line.strip()
+        line = _data_fields(lines[lineno - 1])
         if not line:
             continue
         if line[0] == "{":
-            raise ValueError(f"{path}:{lineno}: sparse ARFF is not supported")
+            raise ArffError(path, lineno, "sparse ARFF is not supported")
         fields = line.split(",")
         if len(fields) != n_fields:
-            raise ValueError(
-                f"{path}:{lineno}: expected {n_fields} comma-separated fields "
-                f"({n_fields - 1} features + label field {class_attr.name!r}), found {len(fields)}"
+            raise ArffError(
+                path,
+                lineno,
+                f"expected {n_fields} comma-separated fields "
+                f"({n_fields - 1} features + label field {_show(class_attr.name)}), found {len(fields)}",
             )
-        label_field = fields[class_pos].strip()
         terms: dict[str, None] = {}
-        for term in label_field.split("@"):
+        for term in fields[class_pos].split("@"):
             term = term.strip()
             if not term:
                 continue
             node = term.replace("/", ".") if style == "tree" else term
             if node not in node_set:
-                raise ValueError(
-                    f"{path}:{lineno}: label term {term!r} is not a node of the hierarchy "
-                    f"declared by attribute {class_attr.name!r}"
+                raise ArffError(
+                    path,
+                    lineno,
+                    f"label term {_show(term)} is not a node of the hierarchy "
+                    f"declared by attribute {_show(class_attr.name)}",
                 )
             terms.setdefault(node)
         label_terms.append(list(terms))
-        rows.append(fields)
-        row_lines.append(lineno)
+        if numeric_pos:
+            values.extend(_numeric_row([fields[p] for p in numeric_pos], numeric_names, path, lineno))
+        for k, ((pos, lookup), column) in enumerate(zip(nominal, codes, strict=True)):
+            text = _strip_quotes(fields[pos])
+            code = lookup.get(text, -1)
+            column.append(code)
+            if code < 0 and text != "?":
+                count, first, first_line = undeclared.get(k, (0, text, lineno))
+                undeclared[k] = (count + 1, first, first_line)
+    n = len(label_terms)
+    if n == 0:
+        raise ArffError(path, data_start, "the @DATA section has no data rows")
 
     # ------------------------------------------------------------- features
-    n = len(rows)
     feature_names: list[str] = []
-    offsets: list[int] = []  # first output column of each non-class attribute
-    feature_attrs = [(pos, a) for pos, a in enumerate(attributes) if pos != class_pos]
-    for _, attr in feature_attrs:
-        offsets.append(len(feature_names))
+    feature_lines: list[int] = []
+    offsets: dict[int, int] = {}  # position of a non-class attribute -> its first output column
+    for pos, attr in feature_attrs:
+        offsets[pos] = len(feature_names)
         if attr.kind == "numeric":
             feature_names.append(attr.name)
         else:
             feature_names.extend(f"{attr.name}={v}" for v in attr.values)
+        feature_lines.extend([attr.line] * (len(feature_names) - offsets[pos]))
+    _check_dense_size(path, n, len(feature_names), [a for _, a in feature_attrs if a.kind == "nominal"])
     X = np.zeros((n, len(feature_names)), dtype=np.float64)
-    numeric = [(pos, a, off) for (pos, a), off in zip(feature_attrs, offsets, strict=True) if a.kind == "numeric"]
-    if numeric and n:
-        positions = [pos for pos, _, _ in numeric]
-        flat = [r[p] for r in rows for p in positions]
-        values = _to_float(flat, rows, positions, [a.name for _, a, _ in numeric], path, row_lines)
-        X[:, [off for _, _, off in numeric]] = values.reshape(n, len(positions))
-    for (pos, attr), off in zip(feature_attrs, offsets, strict=True):
-        if attr.kind == "nominal":
-            column = [r[pos] for r in rows]
-            X[:, off : off + len(attr.values)] = _one_hot_block(column, attr, path)
+    if numeric_pos:
+        X[:, [offsets[p] for p in numeric_pos]] = np.frombuffer(values, dtype=np.float64).reshape(n, len(numeric_pos))
+    del values
+    for k, ((pos, _), column) in enumerate(zip(nominal, codes, strict=True)):
+        attr = attributes[pos]
+        X[:, offsets[pos] : offsets[pos] + len(attr.values)] = _one_hot_block(column, len(attr.values))
+        if k in undeclared:
+            count, first, first_line = undeclared[k]
+            logger.warning(
+                "%s:%d: %d value(s) of nominal attribute %r are not declared in the header (first: %s); "
+                "encoded as all-zero",
+                path,
+                first_line,
+                count,
+                attr.name,
+                _show(first),
+            )
     logger.debug("parsed %s: %d rows, %d features, %d edges (%s)", path, n, X.shape[1], len(edges), style)
     return ArffTable(
         path=path,
@@ -443,65 +648,39 @@ def parse_arff(path: str | Path, hierarchy_style: str = "auto") -> ArffTable:
         edges=edges,
         style=style,
         relation=relation,
+        feature_lines=feature_lines,
+        hierarchy_line=class_attr.line,
+        data_line=data_start,
     )
 
 
-def _to_float(
-    flat: list[str],
-    rows: list[list[str]],
-    positions: list[int],
-    names: list[str],
-    path: Path,
-    row_lines: list[int],
-) -> np.ndarray:
-    """Convert the numeric fields (row-major, ``len(rows) * len(positions)``) to float64; ``?`` -> NaN.
+def _check_dense_size(path: Path, n_rows: int, n_columns: int, nominal: list[_Attribute]) -> None:
+    """Refuse a float64 feature matrix larger than :data:`MAX_DENSE_BYTES` plus 64 bytes per byte of the file.
 
-    The fast path converts everything at once with numpy; on failure every
-    value is retried with :class:`float` so that the offending line and
-    attribute can be named.
+    Numeric columns alone never exceed 4 bytes per byte of the file (a field
+    takes at least 2 characters); only the one-hot blocks of nominal attributes
+    with many values can, so the error names the widest nominal attribute.
     """
-    arr = np.array(flat, dtype=np.str_)
-    arr[arr == "?"] = "nan"
-    try:
-        return arr.astype(np.float64)
-    except ValueError:
-        pass
-    out = np.empty(len(flat), dtype=np.float64)
-    k = 0
-    for row, lineno in zip(rows, row_lines, strict=True):
-        for pos, name in zip(positions, names, strict=True):
-            text = row[pos].strip()
-            if text == "?":
-                out[k] = np.nan
-            else:
-                try:
-                    out[k] = float(text)
-                except ValueError:
-                    raise ValueError(
-                        f"{path}:{lineno}: value {text!r} of numeric attribute {name!r} is not a number"
-                    ) from None
-            k += 1
-    return out
+    need = n_rows * n_columns * 8
+    size = path.stat().st_size
+    if need <= MAX_DENSE_BYTES + 64 * size:
+        return
+    widest = max(nominal, key=lambda a: len(a.values))
+    raise ArffError(
+        path,
+        widest.line,
+        f"{n_rows} rows x {n_columns} feature columns would need {need / 2**20:.0f} MiB as a dense float64 matrix, "
+        f"more than {MAX_DENSE_BYTES // 2**20} MiB + 64 x the file size ({size} bytes): the one-hot encoding of "
+        f"nominal attributes is too wide (attribute {_show(widest.name)} declares {len(widest.values)} values)",
+    )
 
 
-def _one_hot_block(column: list[str], attr: _Attribute, path: Path) -> np.ndarray:
-    """One-hot encode a nominal column; ``?`` and undeclared values give all zeros."""
-    lookup = {v: i for i, v in enumerate(attr.values)}
-    block = np.zeros((len(column), len(attr.values)), dtype=np.float64)
-    stripped = [_strip_quotes(v) for v in column]
-    codes = np.array([lookup.get(v, -1) for v in stripped], dtype=np.int64)
-    known = codes >= 0
-    block[np.nonzero(known)[0], codes[known]] = 1.0
-    unknown = [v for v, c in zip(stripped, codes, strict=True) if c < 0 and v != "?"]
-    if unknown:
-        logger.warning(
-            "%s: %d value(s) of nominal attribute %r are not declared in the header (e.g. %r); "
-            "encoded as all-zero",
-            path,
-            len(unknown),
-            attr.name,
-            unknown[0],
-        )
+def _one_hot_block(codes: list[int], n_values: int) -> np.ndarray:
+    """One-hot encode a nominal column given as value indices; -1 (``?`` or undeclared) gives all zeros."""
+    code_arr = np.asarray(codes, dtype=np.int64)
+    block = np.zeros((len(codes), n_values), dtype=np.float64)
+    known = code_arr >= 0
+    block[np.nonzero(known)[0], code_arr[known]] = 1.0
     return block
 
 
@@ -749,10 +928,13 @@ def load_arff_files(
     ------
     FileNotFoundError
         If a file does not exist.
-    ValueError
-        From :func:`parse_arff`; if the splits' feature names or counts differ
-        (both files are named); if the splits use different hierarchy styles;
-        or if the union of the hierarchies has a cycle.
+    ArffError
+        (a :class:`ValueError`) From :func:`parse_arff`; if the splits' feature
+        names or counts differ (the training file's ``@ATTRIBUTE`` line of the
+        first differing column is named, and the other file with its line); if
+        the splits use different hierarchy styles (both ``hierarchical``
+        attribute lines are named); or if a later split's hierarchy edges close
+        a cycle with the earlier ones (its ``hierarchical`` attribute line is named).
     """
     paths: dict[str, Path] = {"train": Path(train)}
     if valid is not None:
@@ -763,26 +945,42 @@ def load_arff_files(
     ref = tables["train"]
     for split, table in tables.items():
         if table.feature_names != ref.feature_names:
-            if len(table.feature_names) != len(ref.feature_names):
-                detail = f"{len(ref.feature_names)} vs {len(table.feature_names)} feature columns"
-            else:
-                first = next(
-                    i for i, (a, b) in enumerate(zip(ref.feature_names, table.feature_names, strict=True)) if a != b
-                )
-                detail = f"column {first}: {ref.feature_names[first]!r} vs {table.feature_names[first]!r}"
-            raise ValueError(f"features of {ref.path} and {table.path} ({split}) differ: {detail}")
+            i = next(
+                (k for k, (a, b) in enumerate(zip(ref.feature_names, table.feature_names, strict=False)) if a != b),
+                min(len(ref.feature_names), len(table.feature_names)),
+            )
+            raise ArffError(
+                ref.path,
+                _column_line(ref, i),
+                f"the splits declare different features: column {i} is {_column_name(ref, i)} here "
+                f"but {_column_name(table, i)} in {table.path}:{_column_line(table, i)} ({split}); "
+                f"{len(ref.feature_names)} vs {len(table.feature_names)} feature columns",
+            )
         if table.style != ref.style:
-            raise ValueError(
-                f"{ref.path} has a {ref.style}-style hierarchy but {table.path} ({split}) a {table.style}-style one"
+            raise ArffError(
+                ref.path,
+                ref.hierarchy_line,
+                f"{ref.style}-style hierarchy here but {table.style}-style in "
+                f"{table.path}:{table.hierarchy_line} ({split})",
             )
 
     edges: dict[tuple[str, str], None] = {}
+    read: list[str] = []  # the files whose edges are in ``edges``
     for split, table in tables.items():
         before = len(edges)
         for e in table.edges:
             edges.setdefault(e)
         if split != "train" and len(edges) != before:
             logger.info("%s adds %d hierarchy edge(s) not declared in %s", table.path, len(edges) - before, ref.path)
+            cycle = _find_cycle(edges)
+            if cycle is not None:
+                raise ArffError(
+                    table.path,
+                    table.hierarchy_line,
+                    f"the hierarchy edges declared here close a cycle with those of {', '.join(read)}: "
+                    f"{_show(' -> '.join(cycle), 200)}",
+                )
+        read.append(str(table.path))
     children = {c for _, c in edges}
     all_nodes = {n for e in edges for n in e} | ({ROOT} if ref.style == "tree" else set())
     roots = {n for n in all_nodes if n not in children}
@@ -816,6 +1014,15 @@ def load_arff_files(
     return dataset
 
 
+def _column_name(table: ArffTable, i: int) -> str:
+    return _show(table.feature_names[i]) if i < len(table.feature_names) else "absent"
+
+
+def _column_line(table: ArffTable, i: int) -> int:
+    """The ``@ATTRIBUTE`` line of feature column ``i``, or the ``@DATA`` line past the last column."""
+    return table.feature_lines[i] if i < len(table.feature_lines) else table.data_line
+
+
 def load_dataset(name: str, data_dir: str | Path | None = None, hierarchy_style: str = "auto") -> HMCDataset:
     """Find dataset ``name`` below the data folder and load it.
 
@@ -837,8 +1044,9 @@ def load_dataset(name: str, data_dir: str | Path | None = None, hierarchy_style:
     ------
     DatasetNotFoundError
         If the folder or the dataset cannot be found (see :func:`find_dataset_files`).
-    ValueError
-        If a file is malformed or the splits disagree (see :func:`load_arff_files`).
+    ArffError
+        (a :class:`ValueError`) If a file is malformed or the splits disagree
+        (see :func:`load_arff_files`); the message starts with ``FILE:LINE:``.
     """
     files = find_dataset_files(name, data_dir)
     canonical = _canonical_name(name, files["train"])
