@@ -255,7 +255,8 @@ def _follow_url_run(choices: dict[str, Path]) -> None:
     resolved = explore.resolve_run_key(requested[-1], choices)
     if resolved is None:
         shown = current if current is not None else next(iter(choices))
-        st.warning(f"Run {requested[-1]!r} from the URL was not found; showing {shown!r} instead.")
+        st.warning(f"Run {md_text(repr(requested[-1]))} from the URL was not found; showing {md_text(repr(shown))} "
+                   "instead.")
     elif resolved != current:
         st.session_state["run"] = resolved
 
@@ -434,15 +435,15 @@ def current_run() -> Run:
         run = cached_run(path)
     except RunError as exc:
         log.warning("cannot load run %s: %s", path, exc)
-        st.error(f"Cannot load this run: {exc}")
+        st.error(f"Cannot load this run: {md_text(exc)}")
         st.stop()
         raise  # unreachable: st.stop() raises
     try:
         return decided_run(path, current_decision())
     except RunError as exc:
         log.warning("cannot apply the decision rule to run %s: %s", path, exc)
-        st.warning(f"The metrics cannot be recomputed under the chosen decision rule ({exc}); showing the run's "
-                   f"saved metrics ({run.summary.get('decision', 'fixed 0.5')}).")
+        st.warning(f"The metrics cannot be recomputed under the chosen decision rule ({md_text(exc)}); showing the "
+                   f"run's saved metrics ({md_text(run.summary.get('decision', 'fixed 0.5'))}).")
         return run
 
 
@@ -495,8 +496,9 @@ def choose_decision() -> Decision:
                          format_func=decision_views.RULE_CHOICES.get, bind="query-params",
                          help="How probabilities become predicted labels, for every precision, recall and F1 "
                               "shown: one fixed threshold; one threshold tuned on the held-out (valid) split for "
-                              "micro F1; or one per node, tuned for the node's F1 and shrunk towards the global "
-                              "one (docs/method.md, *Decision rules*).")
+                              "micro F1; or one per node, tuned for the node's F1, shrunk towards the global "
+                              "one and capped by the node's prevalence floor. The ancestors of a predicted node "
+                              "are always predicted (docs/method.md, *Decision rules*).")
     path = st.session_state.get(RUN_PATH_KEY)
     fallback = rule != "fixed" and bool(path) and not has_held_out(path, run_stamp(path))
     if fallback:
@@ -585,7 +587,8 @@ def rule_recalls(path: str, stamp: int, threshold: float, shrinkage: float | Non
     result = {}
     for decision in decisions:
         rule = fit_rule(run, decision)
-        result[rule.label()] = precision_recall_f1(preds["y_true"], preds["mean_probs"], rule.thresholds)[1]
+        result[rule.label()] = precision_recall_f1(preds["y_true"], preds["mean_probs"],
+                                                   predictions=rule.predict(preds["mean_probs"]))[1]
     return result
 
 
@@ -624,7 +627,8 @@ def pr_curve(path: str, stamp: int, node: str, decision: Decision) -> go.Figure:
         decisions += [("global", decision[1], None), ("per-node", decision[1], shrinkage)]
     rules = {fit_rule(run, d).label(): fit_rule(run, d) for d in decisions}
     return decision_views.pr_curve_figure(preds["y_true"][:, j], preds["mean_probs"][:, j], node, rules,
-                                          current=fit_rule(run, decision).label(), node_index=j)
+                                          current=fit_rule(run, decision).label(), node_index=j,
+                                          probs=preds["mean_probs"])
 
 
 @st.cache_data(max_entries=8, show_spinner="Tuning the per-node rule at each m…")
@@ -645,7 +649,7 @@ def shrinkage_tradeoff(path: str, stamp: int) -> pd.DataFrame | None:
     known = bool((freq[run.hierarchy.eval_mask] >= 0).all())
     try:
         return tradeoff(run.hierarchy, held[0], held[1], preds["y_true"], preds["mean_probs"], SHRINKAGE_CHOICES,
-                        freq if known else None)
+                        freq if known else None, n_train=int(run.summary.get("n_train") or 0) or None)
     except ValueError as exc:
         raise RunError(f"run {path}: cannot tune the decision rules ({exc})") from exc
 
@@ -665,8 +669,9 @@ def prediction_scores(path: str, stamp: int, decision: Decision = DEFAULT_DECISI
     """
     run = _load_run(path, stamp)
     preds = run.predictions()
-    return diagnose.score_predictions(run.hierarchy, preds["y_true"], preds["mean_probs"],
-                                      fit_rule(run, decision).thresholds)
+    rule = fit_rule(run, decision)
+    return diagnose.score_predictions(run.hierarchy, preds["y_true"], preds["mean_probs"], rule.thresholds,
+                                      predictions=rule.predict(preds["mean_probs"]))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -155,7 +155,7 @@ try:
     spread = app_common.member_spread(path, stamp)
 except RunError as exc:
     spread = None
-    st.caption(f"The members' probabilities are unavailable: {exc}")
+    st.caption(f"The members' probabilities are unavailable: {app_common.md_text(exc)}")
 st.markdown(teaching.epistemic_explanation(scales, spread))
 method_link("Uncertainty modes")
 
@@ -183,13 +183,16 @@ st.markdown(
     "tuned on three held-out positives is noisy: set too low, it floods the node with false positives (micro F1 "
     "down). "
     "Shrinking each node's threshold towards the global one, with a strength **m** counted in pseudo-positives, "
-    "trades one for the other: pick a rule in the sidebar and every page follows it."
+    "trades one for the other. Shrinkage alone would pull a rare node's threshold back above all its "
+    "probabilities, so the per-node rule never lets a threshold rise above the one that predicts the node for its "
+    "share of the training samples (its prevalence floor), and it predicts every ancestor of a predicted node. "
+    "Pick a rule in the sidebar and every page follows it."
 )
 try:
     tradeoff = app_common.shrinkage_tradeoff(path, stamp)
 except RunError as exc:
     tradeoff = None
-    st.caption(f"The test predictions are unavailable: {exc}")
+    st.caption(f"The test predictions are unavailable: {app_common.md_text(exc)}")
 if tradeoff is None:
     st.info("This run has no held-out (valid) predictions: it was trained on train+valid, so no threshold can be "
             "tuned on it. The bundled demo runs keep the valid split aside (`--fit-on train`); open one to see the "

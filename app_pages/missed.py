@@ -60,8 +60,8 @@ TRADEOFF_TEXT = (
     "and global rules as flat lines. One global threshold is the best single cut for the frequent nodes, which "
     "carry most of the micro F1; a rare node's scores sit lower, so that cut misses it. Small m gives every node "
     "its own held-out threshold: macro F1 (every node counts once) rises, micro F1 pays for the noisy thresholds "
-    "of nodes with few held-out positives. Larger m pulls those thresholds back towards the global one "
-    "(docs/method.md, *Decision rules*)."
+    "of nodes with few held-out positives. Larger m pulls those thresholds back towards the global one, never "
+    "above each node's prevalence floor (docs/method.md, *Decision rules*)."
 )
 SCORE_COLUMNS = {  # short headers: the three columns fit the page's 300 px column at 1280 px
     "hierarchical (hP, hR, hF)": st.column_config.NumberColumn("hier.", format="%.3f",
@@ -163,7 +163,7 @@ st.subheader("How deep the predictions go")
 try:
     scores = app_common.prediction_scores(path, stamp, decision)
 except RunError as exc:
-    st.warning(f"The test predictions cannot be read: {exc}")
+    st.warning(f"The test predictions cannot be read: {app_common.md_text(exc)}")
     st.stop()
 left, right = st.columns([3, 2], gap="large")
 with left:
@@ -195,7 +195,7 @@ try:
     kinds = app_common.miss_kinds(path, stamp, decision)
 except RunError as exc:
     kinds = None
-    st.warning(f"The misses cannot be diagnosed: {exc}")
+    st.warning(f"The misses cannot be diagnosed: {app_common.md_text(exc)}")
 if kinds is not None:
     kinds = kinds[kinds.index.isin(table.index)]
     counts = diagnose.miss_kind_counts(kinds)
@@ -219,7 +219,7 @@ try:
     tradeoff = app_common.shrinkage_tradeoff(path, stamp)
 except RunError as exc:
     tradeoff = None
-    st.warning(f"The test predictions cannot be read: {exc}")
+    st.warning(f"The test predictions cannot be read: {app_common.md_text(exc)}")
 if tradeoff is None:
     st.caption("This run has no held-out (valid) predictions (trained on train+valid), so no threshold can be tuned "
                "on it; retrain with `--fit-on train` to see the trade-off of the tuned rules.")

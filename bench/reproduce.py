@@ -483,7 +483,8 @@ def _decision_section(df: pd.DataFrame) -> list[str]:
              "with `fit_on=\"train\"`, so the valid split is held out; tuning never sees test labels): `fixed 0.5`; "
              "`global`, one threshold maximising micro F1 on valid; `per-node`, one threshold per node maximising "
              f"its F1 on valid, shrunk towards the global one with m = {DEFAULT_SHRINKAGE:g} pseudo-positives (the "
-             "default) or not at all (m = 0); thresholds are made monotone along edges, so predictions stay "
+             "default) or not at all (m = 0), and capped by the node's prevalence floor; every ancestor of a "
+             "predicted node is predicted too, so predictions stay "
              "hierarchy-consistent (docs/method.md, *Decision rules*). Means over every (dataset, seed); ratios "
              "are of those means, p: two-sided Wilcoxon signed-rank test (scipy) over the (dataset, seed) pairs.",
              "",

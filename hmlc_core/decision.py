@@ -2,7 +2,7 @@
 
 A trained ensemble gives coherent probabilities ``p`` of shape ``(N, C)`` (MCM output, so
 ``p[:, child] <= p[:, parent]``; docs/method.md, *MCM and MCLoss*). A decision rule turns them into
-0/1 predictions ``p > t`` with one threshold per node, ``t`` of shape ``(C,)``:
+0/1 predictions with one threshold per node, ``t`` of shape ``(C,)``:
 
 ``fixed``
     ``t = T`` for every evaluated node (default 0.5, the project's behaviour before rules existed).
@@ -11,12 +11,15 @@ A trained ensemble gives coherent probabilities ``p`` of shape ``(N, C)`` (MCM o
     over the evaluated nodes.
 ``per-node``
     each evaluated node's own F1-optimal held-out threshold, shrunk towards the global one with a
-    strength ``m`` in pseudo-positives: ``t_v = (n_v t*_v + m t_g) / (n_v + m)``.
+    strength ``m`` in pseudo-positives, ``t_v = (n_v t*_v + m t_g) / (n_v + m)``, and never above the
+    node's prevalence floor (the threshold that predicts the node for its training share of the
+    held-out samples; :func:`prevalence_floor`).
 
-Every rule then makes its thresholds monotone along the edges (:func:`make_monotone`), which with
-coherent probabilities guarantees coherent predictions (proof in :func:`make_monotone`). Nodes that
-are not evaluated (the roots, GO's CLUS top terms: ``Hierarchy.eval_mask``) get the threshold
-``-inf`` before that step, so a root is always predicted positive, as its label always is.
+A rule predicts ``p > t`` and then every ancestor of a predicted node (the upward closure,
+:meth:`DecisionRule.predict`), so its predictions are hierarchy-consistent on any DAG, whatever the
+thresholds. With coherent probabilities and one shared threshold (``fixed``, ``global``) the closure
+adds nothing. Nodes that are not evaluated (the roots, GO's CLUS top terms: ``Hierarchy.eval_mask``)
+get the threshold ``-inf``, so a root is always predicted positive, as its label always is.
 
 Tuning uses held-out data only: the valid split of a run trained with ``fit_on="train"``
 (docs/method.md, *Decision rules*). The module is pure numpy (no torch, no plotting).
@@ -26,7 +29,9 @@ measure", ECML PKDD 2014 (F1-optimal thresholds are found by scanning the held-o
 micro-F1 optimum is one shared threshold, per-label optima maximise macro F1); Fan & Lin, "A study
 on threshold selection for multi-label classification", Tech. report, National Taiwan University
 2007 (SCut: a per-label threshold tuned on held-out data, and its over-fitting on labels with few
-positives).
+positives); Yang, "A study of thresholding strategies for text categorization", SIGIR 2001 (PCut:
+predict each category for its training share of the documents; SCut's over-fitting on rare
+categories, which the prevalence floor bounds).
 """
 
 from __future__ import annotations
@@ -37,7 +42,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import networkx as nx
 import numpy as np
 import pandas as pd
 
@@ -54,7 +58,7 @@ __all__ = [
     "best_f1_threshold",
     "global_threshold",
     "per_node_thresholds",
-    "make_monotone",
+    "prevalence_floor",
     "micro_f1",
     "shrinkage_tradeoff",
 ]
@@ -64,10 +68,11 @@ log = logging.getLogger(__name__)
 DEFAULT_SHRINKAGE: float = 5.0
 """Default strength ``m`` (pseudo-positives) of the per-node rule's shrinkage towards the global threshold.
 
-Chosen from the micro/macro F1 trade-off measured on cellcycle_FUN and derisi_FUN (docs/method.md,
-*Decision rules*): the smallest measured ``m`` whose test micro F1 is >= 0.8x the global rule's on both
-(0.86x and 0.81x), where macro F1 is 3.5x and 7.8x that of the fixed 0.5 rule and above the global
-rule's."""
+Chosen from the micro/macro F1 trade-off measured by ``bench/decision_tradeoff.py`` on cellcycle,
+derisi, eisen and gasch1 FUN (plain ensemble, quick profile, 3 seeds; docs/method.md, *Decision
+rules*): the smallest measured ``m`` whose test micro F1 is >= 0.8x the global rule's on every one
+of them (0.82x-0.89x), where macro F1 is 5.4x that of the fixed 0.5 rule (mean of the datasets'
+ratios) and rare nodes are recalled on each."""
 
 DEFAULT_TRADEOFF_MS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
 """The shrinkage strengths of :func:`shrinkage_tradeoff` by default (those of the measured table)."""
@@ -179,30 +184,79 @@ def global_threshold(hierarchy: Hierarchy, y_heldout: np.ndarray, probs_heldout:
     return best_f1_threshold(y[:, mask], p[:, mask])[0]
 
 
+def prevalence_floor(probs_heldout: np.ndarray, prevalence: np.ndarray) -> np.ndarray:
+    """Per-node thresholds that predict each node for its training share of the held-out samples.
+
+    ``f_v`` is the ``1 - pi_v`` quantile of node ``v``'s held-out probabilities (``numpy.quantile``,
+    linear interpolation), with ``pi_v`` the node's training prevalence: ``p > f_v`` holds for about
+    ``pi_v N`` held-out samples, at least the top-scored one when ``0 < pi_v N < 1``. This is
+    PCut (Yang, SIGIR 2001, sec. 2.2), used here only as a floor of the per-node rule's
+    thresholds (:func:`per_node_thresholds`): shrinkage towards the global threshold protects
+    against thresholds fitted on a few held-out positives, but pulls the thresholds of rare nodes up
+    to where they are never predicted (rare-node recall 0 on most CLUS FUN datasets at ``m = 5``;
+    docs/method.md, *Decision rules*); the floor caps that pull at the node's own base rate.
+
+    Parameters
+    ----------
+    probs_heldout : array-like of float, shape (N, C)
+        Coherent held-out probabilities, N >= 1.
+    prevalence : array-like of float in [0, 1], shape (C,)
+        Training positives per node divided by the number of training samples.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (C,)
+        ``+inf`` (no floor) where ``pi_v = 0``.
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not match, there is no held-out sample, or a prevalence is outside [0, 1]
+        or not finite.
+    """
+    p = np.asarray(probs_heldout, dtype=np.float64)
+    pi = np.asarray(prevalence, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] == 0 or pi.shape != (p.shape[1],):
+        raise ValueError(f"probs_heldout {p.shape} must be (N >= 1, C) and prevalence {pi.shape} (C,)")
+    if not (np.isfinite(pi).all() and (pi >= 0).all() and (pi <= 1).all()):
+        raise ValueError("prevalence must hold finite values in [0, 1] (training positives / training samples)")
+    floor = np.full(pi.shape, np.inf)
+    known = pi > 0
+    if known.any():
+        floor[known] = [np.quantile(p[:, j], 1.0 - pi[j]) for j in np.flatnonzero(known)]
+    return floor
+
+
 def per_node_thresholds(
-    hierarchy: Hierarchy, y_heldout: np.ndarray, probs_heldout: np.ndarray, shrinkage: float, t_global: float
+    hierarchy: Hierarchy, y_heldout: np.ndarray, probs_heldout: np.ndarray, shrinkage: float, t_global: float,
+    prevalence: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Per-node F1-optimal held-out thresholds, shrunk towards ``t_global`` (before monotone fixing).
+    """Per-node F1-optimal held-out thresholds, shrunk towards ``t_global``, capped by the prevalence floor.
 
     For an evaluated node ``v`` with ``n_v > 0`` held-out positives and F1-optimal threshold ``t*_v``
     (:func:`best_f1_threshold` on its column; SCut of Fan & Lin 2007),
 
-    ``t_v = (n_v t*_v + m t_g) / (n_v + m)``,
+    ``t_v = min((n_v t*_v + m t_g) / (n_v + m), f_v)``,
 
-    a weighted average in which the global threshold counts as ``m`` pseudo-positives. The form is
-    the credibility weighting of actuarial statistics (Buhlmann 1967) and of empirical-Bayes
-    shrinkage towards a pooled estimate; using it for thresholds, with ``n_v`` the held-out positives
-    (which bound how well ``t*_v`` is estimated), is this project's choice. ``m = 0`` gives SCut,
-    ``m -> inf`` the global threshold. Evaluated nodes without held-out positives get ``t_g``; nodes
-    that are not evaluated get ``-inf``.
+    a weighted average in which the global threshold counts as ``m`` pseudo-positives, capped by
+    the node's prevalence floor ``f_v`` (:func:`prevalence_floor`; no cap without
+    ``prevalence``). The weighted average is the credibility weighting of actuarial statistics
+    (Buhlmann 1967) and of empirical-Bayes shrinkage towards a pooled estimate; using it for
+    thresholds, with ``n_v`` the held-out positives (which bound how well ``t*_v`` is estimated),
+    and capping it by PCut's threshold (Yang 2001) are this project's choices. ``m = 0`` gives SCut
+    (which is at or below the floor for nearly every node), ``m -> inf`` the global threshold capped
+    by the floor. Evaluated nodes without held-out positives get ``t_g``; nodes that are not
+    evaluated get ``-inf``.
 
     Parameters
     ----------
     hierarchy : Hierarchy
     y_heldout, probs_heldout : array-like, shape (N, C)
     shrinkage : float >= 0
-        ``m``; ``math.inf`` gives ``t_g`` everywhere.
+        ``m``; ``math.inf`` gives ``t_g`` (capped by the floor) everywhere.
     t_global : float
+    prevalence : array-like of float in [0, 1], shape (C,), optional
+        Training prevalence per node, for the floor.
 
     Returns
     -------
@@ -211,7 +265,7 @@ def per_node_thresholds(
     Raises
     ------
     ValueError
-        On shape mismatches or a negative ``shrinkage``.
+        On shape mismatches, a negative ``shrinkage`` or a prevalence outside [0, 1].
     """
     if not shrinkage >= 0:
         raise ValueError(f"shrinkage m must be >= 0, got {shrinkage}")
@@ -219,60 +273,13 @@ def per_node_thresholds(
     t = np.full(hierarchy.n_nodes, -np.inf)
     t[hierarchy.eval_mask] = t_global
     n_pos = y.sum(axis=0)
-    for j in np.flatnonzero(hierarchy.eval_mask & (n_pos > 0)):
-        if math.isinf(shrinkage):
-            continue
-        t_node = best_f1_threshold(y[:, j], p[:, j])[0]
-        t[j] = (n_pos[j] * t_node + shrinkage * t_global) / (n_pos[j] + shrinkage)
-    return t
-
-
-def make_monotone(hierarchy: Hierarchy, thresholds: np.ndarray) -> np.ndarray:
-    """Lower thresholds along the edges until every child's is >= each of its parents'.
-
-    In a reverse topological order of the graph (every child final before its parents are
-    visited, so one pass suffices), ``t[u] <- min(t[u], min over children c of t[c])``: a node's
-    threshold becomes the smallest over itself and its descendants, the largest monotone thresholds
-    below the input. A rare node keeps its own (low) threshold and lowers its ancestors'.
-
-    Why lower the parents rather than raise the children (``t[c] <- max(t[c], t[u])``, the other
-    way to make thresholds monotone): rare deep nodes have low F1-optimal thresholds under frequent
-    parents with high ones, and raising them to their parents' undoes the per-node rule. Measured
-    on cellcycle_FUN and derisi_FUN (docs/method.md, *Decision rules*): per-node with m = 2 gives
-    test macro F1 0.071 / 0.039 when parents are lowered and 0.050 / 0.023 when children are raised,
-    below the global rule's 0.058 / 0.026.
-
-    Consistency. Let the probabilities be coherent, ``p(c) <= p(u)`` for every edge ``u -> c``
-    (MCM output; ``Hierarchy.max_constraint``), and the thresholds monotone, ``t(c) >= t(u)``. If
-    ``c`` is predicted, ``p(c) > t(c)``, then ``p(u) >= p(c) > t(c) >= t(u)``, so ``u`` is
-    predicted. By induction along any path every ancestor of a predicted node is predicted: the
-    predictions ``p > t`` are coherent and ``Hierarchy.coherence_violations`` of them is 0. Nodes
-    with ``t = -inf`` (the roots) are predicted for every finite probability, so they never violate
-    either.
-
-    Parameters
-    ----------
-    hierarchy : Hierarchy
-    thresholds : array-like of float, shape (C,)
-
-    Returns
-    -------
-    numpy.ndarray of float64, shape (C,), monotone along every edge.
-
-    Raises
-    ------
-    ValueError
-        If ``thresholds`` does not have shape (C,).
-    """
-    t = np.array(thresholds, dtype=np.float64)
-    if t.shape != (hierarchy.n_nodes,):
-        raise ValueError(f"thresholds must have shape ({hierarchy.n_nodes},), got {t.shape}")
-    index, graph = hierarchy.index, hierarchy.graph
-    for node in reversed(list(nx.topological_sort(graph))):
-        children = [index[c] for c in graph.successors(node)]
-        if children:
-            j = index[node]
-            t[j] = min(t[j], float(t[children].min()))
+    tuned = np.flatnonzero(hierarchy.eval_mask & (n_pos > 0))
+    if not math.isinf(shrinkage):
+        for j in tuned:
+            t_node = best_f1_threshold(y[:, j], p[:, j])[0]
+            t[j] = (n_pos[j] * t_node + shrinkage * t_global) / (n_pos[j] + shrinkage)
+    if prevalence is not None:
+        t[tuned] = np.minimum(t[tuned], prevalence_floor(p, prevalence)[tuned])
     return t
 
 
@@ -286,17 +293,18 @@ def _rule_label(rule: str, threshold: float, shrinkage: float | None) -> str:
 
 @dataclass(frozen=True)
 class DecisionRule:
-    """A fitted decision rule: one threshold per node, monotone along the hierarchy's edges.
+    """A fitted decision rule: one threshold per node and the hierarchy whose closure it applies.
 
     Attributes
     ----------
     rule : {"fixed", "global", "per-node"}
     thresholds : numpy.ndarray of float64, shape (C,)
-        ``t[child] >= t[parent]`` on every edge; ``-inf`` for the nodes that are not evaluated (the
-        roots), which are always predicted.
+        ``-inf`` for the nodes that are not evaluated (the roots), which are always predicted.
     threshold : float
         The fixed ``T``, or the tuned global threshold (also for ``per-node``, where it is the
         shrinkage target).
+    hierarchy : Hierarchy
+        The hierarchy of the columns (C nodes).
     shrinkage : float or None
         ``m`` of the per-node rule, else None.
     """
@@ -304,10 +312,29 @@ class DecisionRule:
     rule: str
     thresholds: np.ndarray = field(repr=False)
     threshold: float
+    hierarchy: Hierarchy = field(repr=False)
     shrinkage: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.thresholds.shape != (self.hierarchy.n_nodes,):
+            raise ValueError(f"thresholds must have shape ({self.hierarchy.n_nodes},), got {self.thresholds.shape}")
+
     def predict(self, probs: np.ndarray) -> np.ndarray:
-        """Predictions ``probs > thresholds`` (thresholds broadcast over samples).
+        """Predictions ``probs > thresholds``, then every ancestor of a predicted node (the upward closure).
+
+        Consistency: the closure sets ``pred[u] = 1`` for every ancestor ``u`` of a node with
+        ``probs > thresholds`` (``Hierarchy.propagate``, the label propagation of the training
+        labels), so a predicted node's ancestors are always predicted and
+        ``Hierarchy.coherence_violations`` of the result is 0 on any DAG, for any thresholds and
+        even for incoherent probabilities. Equivalently, ``pred[u] = max over v in {u} and the
+        descendants of u of [p(v) > t(v)]``: the max-constraint of C-HMCNN (Giunchiglia &
+        Lukasiewicz 2020) applied to the decisions. With coherent probabilities and one threshold
+        ``T`` for every evaluated node (``fixed``, ``global``) it changes nothing: ``p(v) > T``
+        implies ``p(u) >= p(v) > T`` for every ancestor ``u``. Lowering a node's threshold can only
+        add predictions for that node and, on the samples where it fires, for its ancestors: unlike
+        thresholds made monotone along the edges (a parent's lowered to its lowest descendant's),
+        a rare node's low threshold does not make its ancestors fire on every sample that clears it
+        (measured in docs/method.md, *Decision rules*).
 
         Parameters
         ----------
@@ -315,7 +342,7 @@ class DecisionRule:
 
         Returns
         -------
-        numpy.ndarray of uint8, shape (N, C); coherent when ``probs`` is (see :func:`make_monotone`).
+        numpy.ndarray of uint8, shape (N, C), hierarchy-consistent.
 
         Raises
         ------
@@ -325,7 +352,7 @@ class DecisionRule:
         p = np.asarray(probs)
         if p.ndim != 2 or p.shape[1] != self.thresholds.shape[0]:
             raise ValueError(f"probs must have shape (N, {self.thresholds.shape[0]}), got {p.shape}")
-        return (p > self.thresholds).astype(np.uint8)
+        return self.hierarchy.propagate(p > self.thresholds)
 
     def label(self) -> str:
         """Short display text: ``"fixed 0.5"``, ``"global 0.27"``, ``"per-node (m = 2)"``."""
@@ -338,13 +365,13 @@ class DecisionRule:
                 "thresholds": [None if not np.isfinite(t) else float(t) for t in self.thresholds]}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DecisionRule:
-        """Rebuild a rule from :meth:`to_dict` output.
+    def from_dict(cls, data: dict[str, Any], hierarchy: Hierarchy) -> DecisionRule:
+        """Rebuild a rule from :meth:`to_dict` output and the run's hierarchy.
 
         Raises
         ------
         ValueError
-            On a missing field or an unknown rule.
+            On a missing field, an unknown rule or thresholds of the wrong length.
         """
         try:
             rule, threshold, shrinkage, values = data["rule"], data["threshold"], data["shrinkage"], data["thresholds"]
@@ -353,14 +380,14 @@ class DecisionRule:
         if rule not in DECISION_RULES:
             raise ValueError(f"unknown decision rule {rule!r}; expected one of {list(DECISION_RULES)}")
         thresholds = np.array([-np.inf if v is None else float(v) for v in values], dtype=np.float64)
-        return cls(rule=rule, thresholds=thresholds, threshold=float(threshold),
+        return cls(rule=rule, thresholds=thresholds, threshold=float(threshold), hierarchy=hierarchy,
                    shrinkage=None if shrinkage is None else float(shrinkage))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DecisionRule):
             return NotImplemented
         return (self.rule, self.threshold, self.shrinkage) == (other.rule, other.threshold, other.shrinkage) and \
-            np.array_equal(self.thresholds, other.thresholds)
+            self.hierarchy.nodes == other.hierarchy.nodes and np.array_equal(self.thresholds, other.thresholds)
 
 
 def fit_decision_rule(
@@ -371,6 +398,7 @@ def fit_decision_rule(
     *,
     threshold: float = 0.5,
     shrinkage: float | None = None,
+    prevalence: np.ndarray | None = None,
 ) -> DecisionRule:
     """Fit a decision rule (``fixed`` needs no data; ``global`` and ``per-node`` tune on held-out data).
 
@@ -386,33 +414,35 @@ def fit_decision_rule(
         ``T`` of the fixed rule (ignored by the tuned rules).
     shrinkage : float or None
         ``m`` of the per-node rule, >= 0 (``math.inf`` allowed); None means :data:`DEFAULT_SHRINKAGE`.
+    prevalence : array-like of float in [0, 1], shape (C,), optional
+        Training prevalence per node (training positives / training samples): the per-node rule's
+        floor (:func:`prevalence_floor`); without it the per-node thresholds are not capped.
 
     Returns
     -------
     DecisionRule
-        With thresholds made monotone by :func:`make_monotone`.
 
     Raises
     ------
     ValueError
         On an unknown rule, a negative ``shrinkage``, a tuned rule without held-out data (or without
-        a held-out positive on an evaluated node), or shape mismatches.
+        a held-out positive on an evaluated node), a prevalence outside [0, 1], or shape mismatches.
     """
     if rule not in DECISION_RULES:
         raise ValueError(f"unknown decision rule {rule!r}; expected one of {list(DECISION_RULES)}")
     if rule == "fixed":
         t = np.where(hierarchy.eval_mask, float(threshold), -np.inf)
-        return DecisionRule("fixed", make_monotone(hierarchy, t), float(threshold), None)
+        return DecisionRule("fixed", t, float(threshold), hierarchy)
     if y_heldout is None or probs_heldout is None:
         raise ValueError(f"the {rule!r} decision rule is tuned on held-out labelled data, and none was given: "
                          "train with fit_on='train' (--fit-on train) to keep the valid split aside, or use 'fixed'")
     t_global = global_threshold(hierarchy, y_heldout, probs_heldout)
     if rule == "global":
         t = np.where(hierarchy.eval_mask, t_global, -np.inf)
-        return DecisionRule("global", make_monotone(hierarchy, t), t_global, None)
+        return DecisionRule("global", t, t_global, hierarchy)
     m = DEFAULT_SHRINKAGE if shrinkage is None else float(shrinkage)
-    t = per_node_thresholds(hierarchy, y_heldout, probs_heldout, m, t_global)
-    return DecisionRule("per-node", make_monotone(hierarchy, t), t_global, m)
+    t = per_node_thresholds(hierarchy, y_heldout, probs_heldout, m, t_global, prevalence)
+    return DecisionRule("per-node", t, t_global, hierarchy, m)
 
 
 def shrinkage_tradeoff(
@@ -424,6 +454,7 @@ def shrinkage_tradeoff(
     ms: Sequence[float] = DEFAULT_TRADEOFF_MS,
     train_frequency: np.ndarray | None = None,
     threshold: float = 0.5,
+    n_train: int | None = None,
 ) -> pd.DataFrame:
     """Test micro and macro F1 of the fixed and global rules and of the per-node rule at each ``m``.
 
@@ -443,6 +474,9 @@ def shrinkage_tradeoff(
         Training positives per node, for ``rare_node_recall`` (NaN without it).
     threshold : float, default 0.5
         ``T`` of the fixed row.
+    n_train : int, optional
+        Training samples; with ``train_frequency`` it gives the per-node rule's prevalence floor
+        (:func:`fit_decision_rule`), without it the per-node thresholds are not capped.
 
     Returns
     -------
@@ -460,13 +494,17 @@ def shrinkage_tradeoff(
     mask = hierarchy.eval_mask
     rules = [fit_decision_rule("fixed", hierarchy, threshold=threshold),
              fit_decision_rule("global", hierarchy, y_heldout, probs_heldout)]
-    rules += [fit_decision_rule("per-node", hierarchy, y_heldout, probs_heldout, shrinkage=m) for m in ms]
+    prevalence = (np.asarray(train_frequency, dtype=np.float64) / n_train
+                  if train_frequency is not None and n_train else None)
+    rules += [fit_decision_rule("per-node", hierarchy, y_heldout, probs_heldout, shrinkage=m, prevalence=prevalence)
+              for m in ms]
     rows = []
     for r in rules:
-        _, recall, f1 = precision_recall_f1(y_test, probs_test, r.thresholds)
+        pred = r.predict(probs_test)
+        _, recall, f1 = precision_recall_f1(y_test, probs_test, predictions=pred)
         rare = (rare_node_recall(recall, train_frequency, mask) if train_frequency is not None else float("nan"))
         rows.append({"rule": r.rule, "m": np.nan if r.shrinkage is None else r.shrinkage, "label": r.label(),
-                     "micro_f1": micro_f1(y_test, r.predict(probs_test), mask),
+                     "micro_f1": micro_f1(y_test, pred, mask),
                      "macro_f1": float(f1[mask].mean()), "macro_recall": float(recall[mask].mean()),
                      "rare_node_recall": rare})
     return pd.DataFrame(rows)

@@ -113,21 +113,40 @@ def average_precision_per_node(y_true: np.ndarray, scores: np.ndarray) -> np.nda
     return ap
 
 
-def confusion_counts(
-    y_true: np.ndarray, probs: np.ndarray, threshold: float | np.ndarray = 0.5
-) -> dict[str, np.ndarray]:
-    """Per-node TP, FP, FN and support at ``prob > threshold``.
+def _decided(y_true: np.ndarray, probs: np.ndarray, threshold: float | np.ndarray,
+             predictions: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and 0/1 decisions as bool arrays: ``predictions`` when given, else ``probs > threshold``."""
+    y, s = _check_pair(y_true, probs)
+    if predictions is None:
+        return y, s > threshold
+    pred = np.asarray(predictions)
+    if pred.shape != y.shape:
+        raise ValueError(f"predictions {pred.shape} must have the shape of y_true {y.shape}")
+    return y, pred != 0
 
-    ``threshold`` is one float or a (C,) array of per-node thresholds (a decision rule's,
-    :attr:`hmlc_core.decision.DecisionRule.thresholds`), broadcast over samples; this holds for every
-    function of this module that takes a threshold.
+
+def confusion_counts(
+    y_true: np.ndarray, probs: np.ndarray, threshold: float | np.ndarray = 0.5,
+    predictions: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-node TP, FP, FN and support at ``prob > threshold``, or of given predictions.
+
+    ``threshold`` is one float or a (C,) array of per-node thresholds, broadcast over samples.
+    ``predictions`` (array-like of {0, 1}, shape (N, C)) are a decision rule's label sets
+    (:meth:`hmlc_core.decision.DecisionRule.predict`, which also adds the ancestors of predicted
+    nodes); when given they replace ``probs > threshold``. Both hold for every function of this
+    module that takes them.
 
     Returns
     -------
     dict with keys "tp", "fp", "fn", "support", each numpy.ndarray of int64, shape (C,)
+
+    Raises
+    ------
+    ValueError
+        If the shapes of ``y_true``, ``probs`` and ``predictions`` differ or are not (N, C).
     """
-    y, s = _check_pair(y_true, probs)
-    pred = s > threshold
+    y, pred = _decided(y_true, probs, threshold, predictions)
     tp = (pred & y).sum(axis=0)
     fp = (pred & ~y).sum(axis=0)
     fn = (~pred & y).sum(axis=0)
@@ -136,9 +155,10 @@ def confusion_counts(
 
 
 def precision_recall_f1(
-    y_true: np.ndarray, probs: np.ndarray, threshold: float | np.ndarray = 0.5
+    y_true: np.ndarray, probs: np.ndarray, threshold: float | np.ndarray = 0.5,
+    predictions: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-node precision, recall and F1 at ``prob > threshold`` (docs/method.md, *Metrics*).
+    """Per-node precision, recall and F1 at ``prob > threshold`` or of ``predictions`` (docs/method.md, *Metrics*).
 
     Undefined ratios (no predicted positives, no true positives) are 0, as
     scikit-learn's ``zero_division=0``.
@@ -147,7 +167,7 @@ def precision_recall_f1(
     -------
     precision, recall, f1 : numpy.ndarray of float64, shape (C,), values in [0, 1]
     """
-    counts = confusion_counts(y_true, probs, threshold)
+    counts = confusion_counts(y_true, probs, threshold, predictions)
     tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0.0)
@@ -159,13 +179,13 @@ def precision_recall_f1(
 
 def macro_precision_recall_f1(
     y_true: np.ndarray, probs: np.ndarray, eval_mask: np.ndarray | None = None,
-    threshold: float | np.ndarray = 0.5,
+    threshold: float | np.ndarray = 0.5, predictions: np.ndarray | None = None,
 ) -> tuple[float, float, float]:
     """Macro precision, recall and F1: plain means of the per-node values over evaluated nodes.
 
     Macro-F1 is the mean of per-node F1, not the F1 of macro P and R (docs/method.md, *Metrics*).
     """
-    p, r, f = precision_recall_f1(y_true, probs, threshold)
+    p, r, f = precision_recall_f1(y_true, probs, threshold, predictions)
     if eval_mask is not None:
         p, r, f = p[eval_mask], r[eval_mask], f[eval_mask]
     return float(p.mean()), float(r.mean()), float(f.mean())
@@ -264,6 +284,7 @@ def node_metrics_table(
     train_frequency: np.ndarray | None = None,
     uncertainty: np.ndarray | None = None,
     threshold: float | np.ndarray = 0.5,
+    predictions: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per node with its structure and test metrics.
 
@@ -279,6 +300,9 @@ def node_metrics_table(
     uncertainty : array-like of float, shape (N, C), optional
         Per-sample ensemble uncertainty; its column means are reported.
     threshold : float or numpy.ndarray of shape (C,), default 0.5
+    predictions : array-like of {0, 1}, shape (N, C), optional
+        A decision rule's predictions, used instead of ``probs > threshold`` for tp/fp/fn,
+        precision, recall and F1 (see :func:`confusion_counts`).
 
     Returns
     -------
@@ -287,8 +311,8 @@ def node_metrics_table(
     (test positives), tp, fp, fn, precision, recall, f1, average_precision
     (NaN without test positives), mean_prob, uncertainty (NaN when not given).
     """
-    counts = confusion_counts(y_true, probs, threshold)
-    precision, recall, f1 = precision_recall_f1(y_true, probs, threshold)
+    counts = confusion_counts(y_true, probs, threshold, predictions)
+    precision, recall, f1 = precision_recall_f1(y_true, probs, threshold, predictions)
     nodes = hierarchy.nodes
     table = pd.DataFrame(
         {
@@ -317,9 +341,13 @@ def node_metrics_table(
 
 
 def summarize(
-    hierarchy: Hierarchy, y_true: np.ndarray, probs: np.ndarray, threshold: float | np.ndarray = 0.5
+    hierarchy: Hierarchy, y_true: np.ndarray, probs: np.ndarray, threshold: float | np.ndarray = 0.5,
+    predictions: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Headline metrics of a run on its test set.
+    """Headline metrics of a run on its test set, at ``probs > threshold`` or of ``predictions``.
+
+    ``predictions`` (array-like of {0, 1}, shape (N, C)) are a decision rule's label sets; see
+    :func:`confusion_counts`. ``auprc_micro`` is threshold-free either way.
 
     Returns
     -------
@@ -332,8 +360,8 @@ def summarize(
         ``n_test`` (int).
     """
     mask = hierarchy.eval_mask
-    precision, recall, f1 = precision_recall_f1(y_true, probs, threshold)
-    y = np.asarray(y_true) != 0
+    y, pred = _decided(y_true, probs, threshold, predictions)
+    precision, recall, f1 = precision_recall_f1(y, probs, predictions=pred)
     return {
         "auprc_micro": auprc_micro(y_true, probs, mask),
         "macro_precision": float(precision[mask].mean()),
@@ -342,7 +370,7 @@ def summarize(
         "n_eval_nodes": int(mask.sum()),
         "n_eval_nodes_with_positives": int(y[:, mask].any(axis=0).sum()),
         "recall_by_depth": {str(k): v for k, v in recall_by_depth(recall, hierarchy.depth, mask).items()},
-        "coherence_violations": hierarchy.coherence_violations((np.asarray(probs) > threshold).astype(np.uint8)),
+        "coherence_violations": hierarchy.coherence_violations(pred.astype(np.uint8)),
         "n_test": int(y.shape[0]),
     }
 

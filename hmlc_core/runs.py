@@ -147,15 +147,16 @@ def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, over
                     "valid_mean_probs": valid_probs.numpy().astype(np.float32)}
     rule = fit_decision_rule(config.decision, hierarchy, held_out.get("valid_y_true"),
                              held_out.get("valid_mean_probs"), threshold=config.decision_threshold,
-                             shrinkage=config.decision_shrinkage)
-
+                             shrinkage=config.decision_shrinkage,
+                             prevalence=np.asarray(result.train_frequency, dtype=np.float64) / dataset.train.n_samples)
+    test_pred = rule.predict(mean_probs.numpy())
     table = node_metrics_table(hierarchy, y_test, mean_probs.numpy(), result.train_frequency,
-                               u_by_mode[mode].numpy(), threshold=rule.thresholds)
+                               u_by_mode[mode].numpy(), threshold=rule.thresholds, predictions=test_pred)
     for m, u in u_by_mode.items():
         table[f"uncertainty_{m}"] = u.mean(dim=0).numpy().astype(np.float64)
     table["information_content"] = information_content(dataset.train.Y, hierarchy)
 
-    summary = summarize(hierarchy, y_test, mean_probs.numpy(), threshold=rule.thresholds)
+    summary = summarize(hierarchy, y_test, mean_probs.numpy(), threshold=rule.thresholds, predictions=test_pred)
     summary.update({
         "decision": rule.label(),
         "dataset": dataset.name,
@@ -304,6 +305,20 @@ class Run:
             return None
         return preds["valid_y_true"], preds["valid_mean_probs"]
 
+    def train_prevalence(self) -> np.ndarray | None:
+        """Each node's training positives over the training samples (the per-node rule's floor).
+
+        Returns
+        -------
+        numpy.ndarray of float64 in [0, 1], shape (C,), or None
+            None when the run does not record its training frequencies and size.
+        """
+        freq = self.node_metrics["train_frequency"].to_numpy(dtype=np.float64)
+        n_train = int(self.summary.get("n_train") or 0)
+        if n_train <= 0 or (freq < 0).any() or (freq > n_train).any():
+            return None
+        return freq / n_train
+
     def decision_rule(self, rule: str | None = None, threshold: float | None = None,
                       shrinkage: float | None = None) -> DecisionRule:
         """A decision rule fitted on this run's held-out predictions (docs/method.md, *Decision rules*).
@@ -343,7 +358,8 @@ class Run:
                                f"{self.config.fit_on!r}). Retrain with --fit-on train, or use --decision fixed.")
             try:
                 self._decision_rules[key] = fit_decision_rule(rule, self.hierarchy, *(held or (None, None)),
-                                                              threshold=threshold, shrinkage=shrinkage)
+                                                              threshold=threshold, shrinkage=shrinkage,
+                                                              prevalence=self.train_prevalence())
             except ValueError as exc:
                 raise RunError(f"run {self.path}: cannot fit the {rule!r} decision rule ({exc})") from exc
         return self._decision_rules[key]
@@ -470,8 +486,8 @@ def evaluate_run(run: Run, rule: str | None = None, threshold: float | None = No
     rare = float("nan")
     if mask.any() and (freq[mask] >= 0).all() and n_train >= 3:  # training frequencies known
         result.update(tail_summary(hierarchy, y, probs, pred, freq, n_train, ic=ic))
-        rare = rare_node_recall(precision_recall_f1(y, probs, decision.thresholds)[1], freq, mask)
-    result.update(summarize(hierarchy, y, probs, decision.thresholds))
+        rare = rare_node_recall(precision_recall_f1(y, probs, predictions=pred)[1], freq, mask)
+    result.update(summarize(hierarchy, y, probs, decision.thresholds, predictions=pred))
     result.update({"decision": decision.label(), "micro_f1": micro_f1(y, pred, mask), "rare_node_recall": rare,
                    "coherence_violations": hierarchy.coherence_violations(pred)})
     result.update({"run": str(run.path), "dataset": run.summary.get("dataset"),

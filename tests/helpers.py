@@ -22,6 +22,28 @@ def random_dag(n_nodes: int, seed: int) -> Hierarchy:
     return Hierarchy(edges)
 
 
+def closure_reference(hierarchy: Hierarchy, above: np.ndarray) -> np.ndarray:
+    """Upward closure by networkx ancestors, column by column: the test reference of ``DecisionRule.predict``."""
+    import networkx as nx
+
+    pred = np.asarray(above).astype(bool).copy()
+    for node in hierarchy.nodes:
+        j = hierarchy.index[node]
+        for ancestor in nx.ancestors(hierarchy.graph, node):
+            pred[:, hierarchy.index[ancestor]] |= np.asarray(above)[:, j].astype(bool)
+    return pred.astype(np.uint8)
+
+
+def train_prevalence_reference(run_dir: Path) -> np.ndarray:
+    """Training positives / training samples per node, read from the run's files with pandas and json."""
+    import json
+
+    import pandas as pd
+
+    freq = pd.read_csv(Path(run_dir) / "node_metrics.csv")["train_frequency"].to_numpy(float)
+    return freq / json.loads((Path(run_dir) / "summary.json").read_text())["n_train"]
+
+
 def only_runs_in(runs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Make the runs in ``runs_dir`` the app's only runs: no demo runs, an empty local runs/ folder."""
     monkeypatch.setattr(app_common, "DEMO_RUN_DIR", tmp_path / "no_demo_run")

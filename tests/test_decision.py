@@ -6,12 +6,12 @@ import math
 
 import numpy as np
 import pytest
-from helpers import random_dag
+from helpers import closure_reference, random_dag
 from sklearn.metrics import f1_score
 
 from hmlc_core.config import TrainConfig
 from hmlc_core.decision import (DEFAULT_SHRINKAGE, DecisionRule, best_f1_threshold, fit_decision_rule,
-                                make_monotone, per_node_thresholds, shrinkage_tradeoff)
+                                per_node_thresholds, prevalence_floor, shrinkage_tradeoff)
 from hmlc_core.hierarchy import Hierarchy
 from hmlc_core.metrics import confusion_counts, macro_precision_recall_f1, summarize
 
@@ -67,16 +67,25 @@ def test_three_level_tree_by_hand():
     assert glob.threshold == pytest.approx(0.5)
     assert _by_node(h, glob) == {"root": -math.inf, "a": 0.5, "a1": 0.5, "a1x": 0.5, "b": 0.5}
     # Per node (m = 0): a 0.55 (F1 1), a1 0.475 (F1 1), a1x 0.45 (F1 2/3, tie with predicting all: the
-    # higher threshold wins), b 0.45 (F1 1). Monotone fixing lowers a and a1 to their descendant a1x's 0.45.
+    # higher threshold wins), b 0.45 (F1 1); the thresholds are kept as they are (no monotone fixing).
     raw = per_node_thresholds(h, y, p, 0.0, 0.5)
     assert {n: raw[h.index[n]] for n in HAND_NODES} == pytest.approx({"a": 0.55, "a1": 0.475, "a1x": 0.45, "b": 0.45})
     per_node = fit_decision_rule("per-node", h, y, p, shrinkage=0)
-    assert _by_node(h, per_node) == pytest.approx({"root": -math.inf, "a": 0.45, "a1": 0.45, "a1x": 0.45, "b": 0.45})
+    assert _by_node(h, per_node) == pytest.approx({"root": -math.inf, "a": 0.55, "a1": 0.475, "a1x": 0.45, "b": 0.45})
+    # Upward closure: a1x at 0.46 clears its 0.45, so a1 and a are predicted although a's 0.5 is below its
+    # own 0.55; a sample whose a is at 0.5 and whose descendants are below theirs predicts nothing
+    # (monotone thresholds would have lowered a to 0.45 and predicted it there).
+    fresh = np.zeros((2, h.n_nodes))
+    for node, row0, row1 in (("a", 0.5, 0.5), ("a1", 0.46, 0.47), ("a1x", 0.46, 0.44), ("b", 0.1, 0.1)):
+        fresh[:, h.index[node]] = row0, row1
+    fresh[:, h.index["root"]] = fresh.max(axis=1)
+    predicted = [{n for n in h.nodes if row[h.index[n]]} for n, row in zip((0, 1), per_node.predict(fresh))]
+    assert predicted == [{"root", "a", "a1", "a1x"}, {"root"}]
     # m = 2: t = (n t* + 2 * 0.5) / (n + 2) with n = 3, 2, 2, 1 held-out positives.
     shrunk = fit_decision_rule("per-node", h, y, p, shrinkage=2)
     a, a1, a1x, b = (3 * .55 + 1) / 5, (2 * .475 + 1) / 4, (2 * .45 + 1) / 4, (.45 + 1) / 3
     assert a > a1 > a1x
-    assert _by_node(h, shrunk) == pytest.approx({"root": -math.inf, "a": a1x, "a1": a1x, "a1x": a1x, "b": b})
+    assert _by_node(h, shrunk) == pytest.approx({"root": -math.inf, "a": a, "a1": a1, "a1x": a1x, "b": b})
     assert shrunk.label() == "per-node (m = 2)" and glob.label() == "global 0.50"
     assert fit_decision_rule("fixed", h).label() == "fixed 0.5"
 
@@ -153,28 +162,70 @@ def test_every_rule_is_coherent_on_a_random_dag(seed):
     y = h.propagate(rng.random((50, h.n_nodes)) < 0.1)
     y[0, -1] = 1  # at least one evaluated positive
     y = h.propagate(y)
-    fitted = fit_decision_rule(rule, h, y, p, threshold=fixed, shrinkage=shrinkage)
-    child, parent = h.edge_index()
-    assert (fitted.thresholds[child] >= fitted.thresholds[parent]).all()
-    for probs in (p, h.max_constraint(rng.random((30, h.n_nodes)))):  # held-out and fresh coherent data
+    prevalence = rng.random(h.n_nodes) * 0.3 if seed % 2 else None
+    fitted = fit_decision_rule(rule, h, y, p, threshold=fixed, shrinkage=shrinkage, prevalence=prevalence)
+    incoherent = rng.random((30, h.n_nodes))  # the closure does not rely on the MCM
+    for probs in (p, h.max_constraint(rng.random((30, h.n_nodes))), incoherent):  # held-out, fresh, incoherent
         pred = fitted.predict(probs)
         assert h.coherence_violations(pred) == 0
         assert pred[:, ~h.eval_mask].all() or not (~h.eval_mask).any()  # the roots are always predicted
+        # the closure only adds ancestors of nodes above their thresholds: nothing else is predicted
+        above = probs > fitted.thresholds
+        np.testing.assert_array_equal(pred, h.propagate(above))
+        assert (pred >= above).all()
 
 
-def test_make_monotone_follows_a_topological_order_not_the_depth():
-    # d has depth 1 (child of the root) and also a parent c at depth 2: the column order (by depth) puts
-    # d before c, so a pass in reverse column order would lower c before d is lowered to its child e's
-    # 0.1; the reverse topological pass lowers d first, then c.
+def test_closure_follows_every_path_of_a_dag():
+    # d has two parents (r and c, c under a): a prediction of e alone brings d, c, a and r along both paths,
+    # whatever their own thresholds.
     h = Hierarchy([("r", "a"), ("a", "c"), ("r", "d"), ("c", "d"), ("d", "e")])
-    assert h.index["d"] < h.index["c"]
     t = np.full(h.n_nodes, 0.9)
-    t[h.index["c"]], t[h.index["e"]] = 0.7, 0.1
-    out = make_monotone(h, t)
-    assert {n: out[h.index[n]] for n in h.nodes} == {"r": 0.1, "a": 0.1, "c": 0.1, "d": 0.1, "e": 0.1}
-    t[h.index["e"]] = 0.95  # now only c (0.7) is below a parent: a and r come down to 0.7, d and e stay
-    out = make_monotone(h, t)
-    assert {n: out[h.index[n]] for n in h.nodes} == {"r": 0.7, "a": 0.7, "c": 0.7, "d": 0.9, "e": 0.95}
+    t[h.index["e"]], t[h.index["r"]] = 0.1, -np.inf
+    rule = DecisionRule("per-node", t, 0.9, h, 0.0)
+    probs = np.full((1, h.n_nodes), 0.2)
+    assert {n for n in h.nodes if rule.predict(probs)[0, h.index[n]]} == {"r", "a", "c", "d", "e"}
+    t[h.index["e"]] = 0.95  # nothing clears its threshold: only the root
+    rule = DecisionRule("per-node", t, 0.9, h, 0.0)
+    assert {n for n in h.nodes if rule.predict(probs)[0, h.index[n]]} == {"r"}
+    with pytest.raises(ValueError, match="thresholds must have shape"):
+        DecisionRule("fixed", t[:-1], 0.5, h)
+
+
+# ------------------------------------------------------------------ the prevalence floor
+def test_prevalence_floor_is_the_numpy_quantile_and_predicts_the_training_share():
+    rng = np.random.default_rng(4)
+    p = rng.random((200, 5))
+    pi = np.array([0.0, 0.005, 0.05, 0.3, 1.0])
+    floor = prevalence_floor(p, pi)
+    assert floor[0] == np.inf
+    for j in range(1, 5):
+        assert floor[j] == pytest.approx(np.quantile(p[:, j], 1 - pi[j]))
+    share = (p > floor).mean(axis=0)
+    assert share[1] == pytest.approx(1 / 200)  # 0.005 x 200 = 1 sample: the top one
+    assert share[2] == pytest.approx(0.05, abs=1 / 200) and share[3] == pytest.approx(0.3, abs=1 / 200)
+    for bad in (np.array([0.1, -0.1, 0, 0, 0]), np.array([0.1, 1.5, 0, 0, 0]), np.array([np.nan, 0, 0, 0, 0])):
+        with pytest.raises(ValueError, match="prevalence"):
+            prevalence_floor(p, bad)
+    with pytest.raises(ValueError, match="must be"):
+        prevalence_floor(p, pi[:3])
+
+
+def test_per_node_thresholds_are_capped_by_the_floor_only_where_tuned():
+    h = _tree()
+    y, p = _hand(h)
+    pi = np.zeros(h.n_nodes)
+    pi[h.index["a1x"]] = 0.25  # the top one of 4 held-out samples: a1x's floor is between 0.7 and 0.2
+    pi[h.index["b"]] = 1.0  # floor at the minimum score: b then fires on every held-out sample
+    shrunk = per_node_thresholds(h, y, p, 2.0, 0.5)
+    capped = per_node_thresholds(h, y, p, 2.0, 0.5, prevalence=pi)
+    floor = prevalence_floor(p, pi)
+    for node in HAND_NODES:
+        j = h.index[node]
+        assert capped[j] == pytest.approx(min(shrunk[j], floor[j])), node
+    assert capped[h.index["b"]] == pytest.approx(0.1) and capped[h.index["a1x"]] < shrunk[h.index["a1x"]]
+    assert capped[h.index["a"]] == shrunk[h.index["a"]]  # prevalence 0: no floor
+    y[:, h.index["b"]] = 0  # no held-out positive: b keeps the global threshold, floor or not
+    assert per_node_thresholds(h, y, p, 2.0, 0.5, prevalence=pi)[h.index["b"]] == 0.5
 
 
 # ------------------------------------------------------------------ persistence and refusals
@@ -183,11 +234,11 @@ def test_round_trip_through_strict_json():
     y, p = _hand(h)
     for rule in ("fixed", "global", "per-node"):
         fitted = fit_decision_rule(rule, h, y, p, shrinkage=3)
-        back = DecisionRule.from_dict(json.loads(json.dumps(fitted.to_dict(), allow_nan=False)))
+        back = DecisionRule.from_dict(json.loads(json.dumps(fitted.to_dict(), allow_nan=False)), h)
         assert back == fitted and back.label() == fitted.label()
         np.testing.assert_array_equal(back.predict(p), fitted.predict(p))
     with pytest.raises(ValueError, match="unknown decision rule"):
-        DecisionRule.from_dict({**fitted.to_dict(), "rule": "magic"})
+        DecisionRule.from_dict({**fitted.to_dict(), "rule": "magic"}, h)
 
 
 def test_tuned_rules_refuse_without_held_out_data():
@@ -218,6 +269,14 @@ def test_metric_functions_take_per_node_thresholds():
     f1 = [f1_score(y[:, j], p[:, j] > t[j], zero_division=0) for j in np.flatnonzero(h.eval_mask)]
     assert macro_precision_recall_f1(y, p, h.eval_mask, t)[2] == pytest.approx(np.mean(f1))
     assert summarize(h, y, p, t)["macro_f1"] == pytest.approx(np.mean(f1))
+    # given predictions replace probs > threshold everywhere
+    pred = (np.random.default_rng(1).random(y.shape) < 0.4).astype(np.uint8)
+    f1 = [f1_score(y[:, j], pred[:, j], zero_division=0) for j in np.flatnonzero(h.eval_mask)]
+    assert macro_precision_recall_f1(y, p, h.eval_mask, t, predictions=pred)[2] == pytest.approx(np.mean(f1))
+    assert summarize(h, y, p, 0.5, predictions=pred)["macro_f1"] == pytest.approx(np.mean(f1))
+    assert summarize(h, y, p, 0.5, predictions=pred)["auprc_micro"] == summarize(h, y, p)["auprc_micro"]
+    with pytest.raises(ValueError, match="predictions"):
+        confusion_counts(y, p, predictions=pred[:, :-1])
 
 
 def test_shrinkage_tradeoff_table():
@@ -257,14 +316,18 @@ def test_a_run_keeps_its_held_out_predictions_and_default_rule(held_out_run):
     assert y_valid.dtype == np.uint8 and p_valid.dtype == np.float32
     np.testing.assert_array_equal(y_valid, make_synthetic().valid.Y)  # the valid split, not the test split
     assert run.hierarchy.coherence_violations(p_valid) == 0
-    stored = DecisionRule.from_dict(json.loads((held_out_run / "decision.json").read_text()))
-    refit = fit_decision_rule("per-node", run.hierarchy, y_valid, p_valid, shrinkage=1)
+    stored = DecisionRule.from_dict(json.loads((held_out_run / "decision.json").read_text()), run.hierarchy)
+    prevalence = make_synthetic().train.Y.mean(axis=0)  # trained on train only: the floor's prevalence
+    np.testing.assert_allclose(run.train_prevalence(), prevalence)
+    refit = fit_decision_rule("per-node", run.hierarchy, y_valid, p_valid, shrinkage=1, prevalence=prevalence)
     assert stored == refit == run.decision_rule()
     assert run.decision_rule("per-node", shrinkage=1) is run.decision_rule()  # cached
     assert run.summary["decision"] == "per-node (m = 1)"
     preds = run.predictions()
-    assert run.summary["macro_f1"] == pytest.approx(summarize(run.hierarchy, preds["y_true"], preds["mean_probs"],
-                                                              refit.thresholds)["macro_f1"])
+    closed = closure_reference(run.hierarchy, preds["mean_probs"] > refit.thresholds)
+    mask = run.hierarchy.eval_mask
+    assert run.summary["macro_f1"] == pytest.approx(f1_score(preds["y_true"][:, mask], closed[:, mask],
+                                                             average="macro", zero_division=0))
 
 
 def test_evaluate_json_under_each_rule(held_out_run, capsys):
@@ -285,7 +348,7 @@ def test_evaluate_json_under_each_rule(held_out_run, capsys):
                     "decision", "micro_f1", "rare_node_recall", "macro_auprc", "fmax", "coherence_violations"):
             assert key in result, key
         assert result["decision"] == rule.label()
-        pred = p > rule.thresholds
+        pred = run.hierarchy.propagate(p > rule.thresholds)  # the closure (Hierarchy.propagate: tested alone)
         assert result["micro_f1"] == pytest.approx(f1_score(y[:, mask], pred[:, mask], average="micro"))
         assert result["macro_f1"] == pytest.approx(f1_score(y[:, mask], pred[:, mask], average="macro",
                                                             zero_division=0))

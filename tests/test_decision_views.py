@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import closure_reference, train_prevalence_reference
 from sklearn.metrics import precision_recall_curve, precision_recall_fscore_support
 
 from hmlc_core.decision import fit_decision_rule
@@ -39,9 +40,10 @@ def test_run_under_rule_matches_sklearn_per_node(demo: Run, preds: dict[str, np.
     if rule == "fixed 0.3":
         fitted = fit_decision_rule("fixed", demo.hierarchy, threshold=0.3)
     else:
-        fitted = fit_decision_rule(rule, demo.hierarchy, *held, shrinkage=2.0)
+        fitted = fit_decision_rule(rule, demo.hierarchy, *held, shrinkage=2.0,
+                                   prevalence=train_prevalence_reference(demo.path))
     shown = decision_views.run_under_rule(demo, fitted, y, p)
-    pred = (p > fitted.thresholds[None, :]).astype(int)
+    pred = closure_reference(demo.hierarchy, p > fitted.thresholds[None, :]).astype(int)
     ref_p, ref_r, ref_f, _ = precision_recall_fscore_support(y, pred, average=None, zero_division=0)
     nm = shown.node_metrics
     np.testing.assert_allclose(nm["precision"], ref_p)
@@ -95,10 +97,10 @@ def test_pr_curve_matches_sklearn() -> None:
 def test_operating_point_by_hand() -> None:
     y = np.array([1, 0, 1, 0, 1])
     s = np.array([0.9, 0.8, 0.4, 0.3, 0.1])
-    assert decision_views.operating_point(y, s, 0.5) == pytest.approx((0.5, 1 / 3))  # 0.9, 0.8 predicted
-    assert decision_views.operating_point(y, s, 0.35) == pytest.approx((2 / 3, 2 / 3))
-    assert decision_views.operating_point(y, s, 0.95) == (1.0, 0.0)  # nothing predicted: the anchor
-    p, r = decision_views.operating_point(np.zeros(5), s, 0.5)
+    assert decision_views.operating_point(y, s > 0.5) == pytest.approx((0.5, 1 / 3))  # 0.9, 0.8 predicted
+    assert decision_views.operating_point(y, s > 0.35) == pytest.approx((2 / 3, 2 / 3))
+    assert decision_views.operating_point(y, s > 0.95) == (1.0, 0.0)  # nothing predicted: the anchor
+    p, r = decision_views.operating_point(np.zeros(5), s > 0.5)
     assert p == 0.0 and math.isnan(r)
 
 
@@ -110,17 +112,21 @@ def test_pr_curve_figure_marks_each_rule_on_the_curve(demo: Run, preds: dict[str
                                     fit_decision_rule("global", demo.hierarchy, *held),
                                     fit_decision_rule("per-node", demo.hierarchy, *held, shrinkage=0.0))}
     y, s = preds["y_true"][:, j], preds["mean_probs"][:, j]
-    fig = decision_views.pr_curve_figure(y, s, node, rules, current="fixed 0.5", node_index=j)
+    fig = decision_views.pr_curve_figure(y, s, node, rules, current="fixed 0.5", node_index=j,
+                                         probs=preds["mean_probs"])
     curve, *points = fig.data
     ref_p, ref_r, _ = precision_recall_curve(y, s)
     assert set(zip(np.round(ref_r, 4), np.round(ref_p, 4))) <= set(zip(curve.x, curve.y))
     assert [t.name for t in points] == list(rules)
     for trace, rule in zip(points, rules.values(), strict=True):
-        pred = s > rule.thresholds[j]
+        pred = closure_reference(demo.hierarchy, preds["mean_probs"] > rule.thresholds)[:, j]
         ref = precision_recall_fscore_support(y, pred.astype(int), average="binary", zero_division=1)
         assert (trace.y[0], trace.x[0]) == pytest.approx((ref[0], ref[1]))
     assert points[0].marker.size > points[1].marker.size  # the current rule stands out
-    empty = decision_views.pr_curve_figure(np.zeros(4), np.ones(4) / 2, "a<b>", rules, node_index=j)
+    empty = decision_views.pr_curve_figure(np.zeros(4), np.ones(4) / 2, "a<b>", rules, node_index=j,
+                                           probs=preds["mean_probs"][:4])
+    with pytest.raises(ValueError, match="probs"):
+        decision_views.pr_curve_figure(y, s, node, rules, node_index=j)
     assert not empty.data and "no positive" in empty.layout.annotations[0].text
     assert "&lt;b&gt;" in empty.layout.title.text  # the node id is text
 

@@ -2,7 +2,8 @@
 
 The selector's widgets are bound to the ``decision``, ``threshold`` and ``shrinkage`` query parameters; the
 tests set them as a shared URL would, and move the threshold slider. Expected numbers are recomputed here
-from the runs' saved test predictions with scikit-learn (``probs > threshold``), the thresholds of the tuned
+from the runs' saved test predictions with scikit-learn (``probs > threshold`` and the ancestors of
+predicted nodes, by networkx), the thresholds of the tuned
 rules from :func:`hmlc_core.decision.fit_decision_rule` (tested in tests/test_decision.py). The bundled demo
 pair keeps its valid split aside (tuned rules work); the shared synthetic run is trained on train+valid
 (tuned rules fall back to fixed, with a message).
@@ -19,7 +20,7 @@ import pytest
 from sklearn.metrics import precision_recall_fscore_support
 from streamlit.testing.v1 import AppTest
 
-from helpers import only_runs_in, open_app
+from helpers import closure_reference, only_runs_in, open_app, train_prevalence_reference
 from app_pages import common as app_common
 from hmlc_core.decision import fit_decision_rule
 from hmlc_core.runs import load_run
@@ -35,8 +36,10 @@ def _reference(run_dir: Path, rule: str = "fixed", threshold: float = 0.5,
     with np.load(run_dir / "predictions.npz") as data:
         y, p = data["y_true"], data["mean_probs"]
         held = (data["valid_y_true"], data["valid_mean_probs"]) if "valid_y_true" in data.files else (None, None)
-    t = fit_decision_rule(rule, run.hierarchy, *held, threshold=threshold, shrinkage=shrinkage).thresholds
-    prec, rec, f1, _ = precision_recall_fscore_support(y, (p > t).astype(int), average=None, zero_division=0)
+    t = fit_decision_rule(rule, run.hierarchy, *held, threshold=threshold, shrinkage=shrinkage,
+                          prevalence=train_prevalence_reference(run_dir)).thresholds
+    pred = closure_reference(run.hierarchy, p > t)
+    prec, rec, f1, _ = precision_recall_fscore_support(y, pred, average=None, zero_division=0)
     return prec, rec, f1, run.hierarchy.eval_mask
 
 

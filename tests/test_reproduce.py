@@ -20,6 +20,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench import reproduce  # noqa: E402
+from helpers import closure_reference, train_prevalence_reference  # noqa: E402
 from hmlc_core.decision import DEFAULT_SHRINKAGE, fit_decision_rule  # noqa: E402
 from hmlc_core.runs import load_run  # noqa: E402
 
@@ -121,9 +122,9 @@ def _recompute(run_dir: Path, rule: str, shrinkage: float | None) -> dict[str, f
     run = load_run(run_dir)
     hierarchy, mask = run.hierarchy, run.hierarchy.eval_mask
     fitted = fit_decision_rule(rule, hierarchy, saved["valid_y_true"], saved["valid_mean_probs"], threshold=0.5,
-                               shrinkage=shrinkage)
+                               shrinkage=shrinkage, prevalence=train_prevalence_reference(run_dir))
     y, probs = saved["y_true"], saved["mean_probs"]
-    pred = (probs > fitted.thresholds).astype(np.uint8)
+    pred = closure_reference(hierarchy, probs > fitted.thresholds)
     ye, pe = y[:, mask], pred[:, mask]
     recall = recall_score(ye, pe, average=None, zero_division=0)
     freq = run.node_metrics["train_frequency"].to_numpy(float)[mask]

@@ -67,7 +67,8 @@ def run_under_rule(run: Run, rule: DecisionRule, y_true: np.ndarray, probs: np.n
     run : Run
         Not modified.
     rule : DecisionRule
-        Thresholds of shape (C,); nodes are predicted when ``probs > thresholds``.
+        Its predictions (:meth:`DecisionRule.predict`: ``probs > thresholds`` and their ancestors)
+        give the counts.
     y_true : array-like of {0, 1}, shape (N, C)
         Test labels (``Run.predictions()["y_true"]``).
     probs : array-like of float, shape (N, C)
@@ -78,7 +79,7 @@ def run_under_rule(run: Run, rule: DecisionRule, y_true: np.ndarray, probs: np.n
     Run
         ``node_metrics`` a new frame with :data:`RECOMPUTED_COLUMNS` from
         :func:`hmlc_core.metrics.confusion_counts` and :func:`hmlc_core.metrics.precision_recall_f1`
-        at the rule's thresholds (``threshold``: each node's, ``-inf`` for the roots); ``summary`` a
+        of the rule's predictions (``threshold``: each node's, ``-inf`` for the roots); ``summary`` a
         new dict with ``macro_precision``, ``macro_recall``, ``macro_f1`` (means over the evaluated
         nodes, docs/method.md, *Metrics*), ``recall_by_depth``, ``coherence_violations`` of the
         rule's predictions and ``decision`` (the rule's label) replaced. Everything else is shared
@@ -94,8 +95,9 @@ def run_under_rule(run: Run, rule: DecisionRule, y_true: np.ndarray, probs: np.n
     if y.shape != p.shape or y.ndim != 2 or y.shape[1] != hierarchy.n_nodes:
         raise ValueError(f"y_true {y.shape} and probs {p.shape} must both be (N, {hierarchy.n_nodes})")
     t = np.asarray(rule.thresholds, dtype=np.float64)
-    counts = confusion_counts(y, p, t)
-    precision, recall, f1 = precision_recall_f1(y, p, t)
+    pred = rule.predict(p)
+    counts = confusion_counts(y, p, predictions=pred)
+    precision, recall, f1 = precision_recall_f1(y, p, predictions=pred)
     nm = run.node_metrics.copy()
     for column, values in (("tp", counts["tp"]), ("fp", counts["fp"]), ("fn", counts["fn"]),
                            ("precision", precision), ("recall", recall), ("f1", f1), ("threshold", t)):
@@ -107,7 +109,7 @@ def run_under_rule(run: Run, rule: DecisionRule, y_true: np.ndarray, probs: np.n
         "macro_recall": float(recall[mask].mean()) if mask.any() else float("nan"),
         "macro_f1": float(f1[mask].mean()) if mask.any() else float("nan"),
         "recall_by_depth": {str(k): v for k, v in recall_by_depth(recall, hierarchy.depth, mask).items()},
-        "coherence_violations": hierarchy.coherence_violations(rule.predict(p)),
+        "coherence_violations": hierarchy.coherence_violations(pred),
         "decision": rule.label(),
     })
     return dataclasses.replace(run, node_metrics=nm, summary=summary)
@@ -148,19 +150,27 @@ def pr_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nda
     return tp / predicted, recall, s_sorted[last]
 
 
-def operating_point(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[float, float]:
-    """(precision, recall) of one node predicted when ``score > threshold`` (a decision rule's point).
+def operating_point(y_true: np.ndarray, predictions: np.ndarray) -> tuple[float, float]:
+    """(precision, recall) of one node's 0/1 predictions (a decision rule's point).
 
-    Precision is 1 when nothing is predicted (the curve's anchor), recall NaN without a positive.
+    Parameters
+    ----------
+    y_true, predictions : array-like of {0, 1} or bool, shape (N,)
+
+    Returns
+    -------
+    (precision, recall) : float, float
+        Precision is 1 when nothing is predicted (the curve's anchor), recall NaN without a positive.
     """
     y = np.asarray(y_true).astype(bool)
-    pred = np.asarray(scores, dtype=np.float64) > threshold
+    pred = np.asarray(predictions).astype(bool)
     tp, n_pred, n_pos = int((y & pred).sum()), int(pred.sum()), int(y.sum())
     return (tp / n_pred if n_pred else 1.0), (tp / n_pos if n_pos else float("nan"))
 
 
 def pr_curve_figure(y_true: np.ndarray, scores: np.ndarray, node: str, rules: Mapping[str, DecisionRule],
-                    current: str | None = None, node_index: int | None = None, height: int = 320) -> go.Figure:
+                    current: str | None = None, node_index: int | None = None, height: int = 320,
+                    probs: np.ndarray | None = None) -> go.Figure:
     """A node's test precision-recall curve with each decision rule's operating point.
 
     Parameters
@@ -170,12 +180,17 @@ def pr_curve_figure(y_true: np.ndarray, scores: np.ndarray, node: str, rules: Ma
     node : str
         Node id, for the title (HTML-escaped: plotly renders some tags in titles).
     rules : mapping of str to DecisionRule
-        Display label -> rule; each point is :func:`operating_point` at the rule's threshold of the node.
+        Display label -> rule; each point is the :func:`operating_point` of the rule's predictions of
+        the node (``rule.predict(probs)[:, node_index]``: above its threshold, or an ancestor of a
+        predicted node), which lies on the curve unless the closure added predictions.
     current : str, optional
         The label of the rule in use: its marker is larger and outlined.
     node_index : int, optional
         The node's column (index into each rule's thresholds); required when ``rules`` is not empty.
     height : int, default 320
+    probs : array-like of float, shape (N, C), optional
+        All nodes' test probabilities (the rules' closure needs the descendants); required when
+        ``rules`` is not empty.
 
     Returns
     -------
@@ -183,6 +198,11 @@ def pr_curve_figure(y_true: np.ndarray, scores: np.ndarray, node: str, rules: Ma
         A step line ``recall`` (x) against ``precision`` (y) from :func:`pr_curve`, anchored at
         (0, 1), then one marker trace per rule (``customdata`` the threshold). With no positive test
         sample: an annotation saying so and no trace.
+
+    Raises
+    ------
+    ValueError
+        If ``rules`` is not empty and ``node_index`` or ``probs`` is missing.
     """
     y = np.asarray(y_true)
     fig = go.Figure()
@@ -197,17 +217,19 @@ def pr_curve_figure(y_true: np.ndarray, scores: np.ndarray, node: str, rules: Ma
             line={"color": _CURVE_COLOR, "width": 1.5}, name="test PR curve", showlegend=False,
             hovertemplate="predicted when p ≥ %{customdata}<br>recall %{x:.3f}, precision %{y:.3f}<extra></extra>",
         ))
+        if rules and (node_index is None or probs is None):
+            raise ValueError("node_index and probs are required to place the rules' operating points")
         for label, rule in rules.items():
             t = float(rule.thresholds[node_index])
-            p, r = operating_point(y, scores, t)
+            p, r = operating_point(y, rule.predict(probs)[:, node_index])
             chosen = label == current
             fig.add_trace(go.Scatter(
                 x=[r], y=[p], customdata=[t], mode="markers", name=label,
                 marker={"size": 15 if chosen else 10, "color": _RULE_COLORS.get(rule.rule, "#333333"),
                         "symbol": "circle" if chosen else "diamond",
                         "line": {"width": 2 if chosen else 0, "color": "#1f2933"}},
-                hovertemplate=f"{label}: p > %{{customdata:.3f}}<br>recall %{{x:.3f}}, "
-                              "precision %{y:.3f}<extra></extra>",
+                hovertemplate=f"{label}: p > %{{customdata:.3f}} or a descendant predicted<br>"
+                              "recall %{x:.3f}, precision %{y:.3f}<extra></extra>",
             ))
     fig.update_layout(
         height=height, margin={"t": 30, "l": 10, "r": 10, "b": 10},

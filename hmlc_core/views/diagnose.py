@@ -33,6 +33,7 @@ Overview
 from __future__ import annotations
 
 import dataclasses
+import html
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ from hmlc_core.metrics import (
     macro_precision_recall_f1,
 )
 from hmlc_core.runs import Run
+from hmlc_core.safe_text import csv_safe_frame
 
 __all__ = [
     "PREDICTION_THRESHOLD",
@@ -199,8 +201,12 @@ def missed_nodes(
 
 
 def table_csv(table: pd.DataFrame) -> bytes:
-    """The table as UTF-8 CSV bytes for ``st.download_button``, the index (node ids) as the first column ``node``."""
-    return table.to_csv(index=True, index_label="node").encode("utf-8")
+    """The table as UTF-8 CSV bytes for ``st.download_button``, the index (node ids) as the first column ``node``.
+
+    Text cells that a spreadsheet would read as a formula (a node named ``=HYPERLINK(...)``) get a leading
+    ``'`` (:func:`hmlc_core.safe_text.csv_safe_frame`); numbers are written as they are.
+    """
+    return csv_safe_frame(table).to_csv(index=True, index_label="node").encode("utf-8")
 
 
 FAILURE_KINDS = ("threshold failure", "ranking failure", "no training data")
@@ -326,7 +332,7 @@ def _recall_scatter(run: Run, nodes: pd.DataFrame, x: np.ndarray, highlight: Ite
                                            ("nodes in the table", is_shown, 10, 1.5, 0.95)):
         traces.append(go.Scatter(
             x=_finite(x[pick]), y=_finite(nodes["recall"].to_numpy()[pick]), mode="markers", name=name,
-            text=list(nodes.index[pick]), customdata=[_finite(row, 4) for row in custom[pick]],
+            text=[html.escape(n) for n in nodes.index[pick]], customdata=[_finite(row, 4) for row in custom[pick]],
             hovertemplate=hover,
             marker={"color": _finite(u[pick]), "colorscale": _UNCERTAINTY_SCALE, "cmin": cmin, "cmax": cmax,
                     "size": size, "opacity": opacity, "line": {"width": line, "color": _HIGHLIGHT_LINE},
@@ -452,7 +458,8 @@ def _ratio(num: float, den: float) -> float:
 
 
 def score_predictions(hierarchy: Hierarchy, y_true: np.ndarray, probs: np.ndarray,
-                      threshold: float | np.ndarray = PREDICTION_THRESHOLD) -> PredictionScores:
+                      threshold: float | np.ndarray = PREDICTION_THRESHOLD,
+                      predictions: np.ndarray | None = None) -> PredictionScores:
     """Hierarchical and flat precision/recall/F1 and the deepest correct levels of thresholded predictions.
 
     Parameters
@@ -465,6 +472,9 @@ def score_predictions(hierarchy: Hierarchy, y_true: np.ndarray, probs: np.ndarra
         predictions are ``probs > threshold`` (docs/method.md, *Metrics*).
     threshold : float or numpy.ndarray of shape (C,), default 0.5
         One threshold, or a decision rule's per-node thresholds (:attr:`DecisionRule.thresholds`).
+    predictions : array-like of {0, 1}, shape (N, C), optional
+        A decision rule's predictions (:meth:`DecisionRule.predict`), used instead of
+        ``probs > threshold``.
 
     Returns
     -------
@@ -480,15 +490,15 @@ def score_predictions(hierarchy: Hierarchy, y_true: np.ndarray, probs: np.ndarra
     s = np.asarray(probs)
     if y.shape != s.shape:
         raise ValueError(f"y_true {y.shape} and probs {s.shape} must have the same shape")
-    pred = s > threshold
+    pred = s > threshold if predictions is None else np.asarray(predictions) != 0
     mask = hierarchy.eval_mask
     hierarchical = hierarchical_precision_recall_f1(y, pred, hierarchy, mask)
     correct, true = deepest_correct_level(y, pred, hierarchy, mask)
-    counts = confusion_counts(y, s, threshold)
+    counts = confusion_counts(y, s, predictions=pred)
     tp, fp, fn = (int(counts[k][mask].sum()) for k in ("tp", "fp", "fn"))
     micro_p, micro_r = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
     micro = (micro_p, micro_r, _ratio(2 * micro_p * micro_r, micro_p + micro_r))
-    macro = macro_precision_recall_f1(y, s, mask, threshold)
+    macro = macro_precision_recall_f1(y, s, mask, predictions=pred)
     return PredictionScores(hierarchical=hierarchical, flat_micro=micro, flat_macro=macro,
                             correct_depth=correct, true_depth=true,
                             threshold=float(threshold) if np.ndim(threshold) == 0 else np.asarray(threshold))
