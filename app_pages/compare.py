@@ -51,7 +51,8 @@ if "runs" in st.session_state and not set(st.session_state["runs"]) <= set(keys)
 requested = st.query_params.get_all("runs")
 unknown = [r for r in requested if r not in choices]
 if unknown:
-    st.warning(f"Run(s) {', '.join(map(repr, unknown))} from the URL were not found and are left out.")
+    st.warning(f"Run(s) {', '.join(app_common.md_text(repr(u)) for u in unknown)} from the URL were not found and are "
+               "left out.")
 labels = app_common.run_labels(choices)
 selected = app_common.labelled_choice(
     st, "Runs to compare", keys, labels, key="runs", multiple=True, default=default,
@@ -71,12 +72,13 @@ run_keys = app_common.run_keys(choices, list(selected), names)
 try:
     runs = app_common.load_runs(run_keys)
 except RunError as exc:
-    st.error(f"Cannot load a run: {exc}")
+    st.error(f"Cannot load a run: {app_common.md_text(exc)}")
     st.stop()
 try:
     hierarchy = compare.check_same_hierarchy(runs)
 except ValueError as exc:
-    st.error(f"These runs cannot be compared node by node.\n\n{exc}\n\nChoose runs trained on the same dataset.")
+    st.error(f"These runs cannot be compared node by node.\n\n{app_common.md_text(exc)}\n\nChoose runs trained on "
+             "the same dataset.")
     st.stop()
 
 decision, lacking = app_common.decision_for_runs(run_keys, app_common.requested_decision())
@@ -89,7 +91,7 @@ if lacking:
 try:
     runs = app_common.load_runs(run_keys, decision)
 except RunError as exc:
-    st.error(f"Cannot apply the decision rule to a run: {exc}")
+    st.error(f"Cannot apply the decision rule to a run: {app_common.md_text(exc)}")
     st.stop()
 rule_texts = sorted({app_common.rule_text(r) for r in runs.values()})
 
@@ -103,7 +105,8 @@ metric = c3.radio("Per-node metric", list(compare.METRICS), index=0, key="metric
 key_of = dict(zip(selected, run_keys, strict=True))
 base_key, other_key = key_of[baseline], key_of[other]
 base_name, other_name = app_common.md_text(names[baseline]), app_common.md_text(names[other])
-st.caption(f"{len(selected)} runs on {runs[base_key[0]].summary.get('dataset', 'the same dataset')} "
+dataset_name = app_common.md_text(runs[base_key[0]].summary.get("dataset", "the same dataset"))
+st.caption(f"{len(selected)} runs on {dataset_name} "
            f"({hierarchy.n_nodes} nodes, {'a tree' if hierarchy.is_tree else 'a DAG'}). "
            f"Differences: **{other_name} − {base_name}**.")
 

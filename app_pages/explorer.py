@@ -47,7 +47,8 @@ for chunk in (cards[:4], cards[4:]):
 requested = st.query_params.get("node")
 just_switched_run = app_common.url_node_is_stale()
 if requested is not None and requested not in hierarchy and not just_switched_run:
-    st.warning(f"Node {requested!r} from the URL is not in this run's hierarchy; showing {hierarchy.nodes[0]!r}.")
+    st.warning(f"Node {app_common.md_text(repr(requested))} from the URL is not in this run's hierarchy; showing "
+               f"{app_common.md_text(repr(hierarchy.nodes[0]))}.")
 if "node" in st.session_state and st.session_state["node"] not in hierarchy:
     del st.session_state["node"]  # left over from another run
 
@@ -132,7 +133,7 @@ with right:
                    "point for its test-sample index (nodes with more than "
                    f"{explore.MAX_STRIP_POINTS} positives show the boxes and outliers only).")
     except RunError as exc:
-        st.warning(f"Cannot read this run's test predictions: {exc}")
+        st.warning(f"Cannot read this run's test predictions: {app_common.md_text(exc)}")
     st.markdown("**Precision-recall curve and the decision rules**")
     try:
         st.plotly_chart(app_common.pr_curve(path, stamp, node, decision), key="pr_curve",
@@ -143,7 +144,7 @@ with right:
                    "threshold." + ("" if app_common.has_held_out(path, stamp) else
                                               " The tuned rules need held-out predictions, which this run lacks."))
     except RunError as exc:
-        st.warning(f"Cannot read this run's test predictions: {exc}")
+        st.warning(f"Cannot read this run's test predictions: {app_common.md_text(exc)}")
     st.markdown("**Uncertainty by mode**")
     st.dataframe(
         explore.uncertainty_by_mode(run, node), key="uncertainty_modes",

@@ -50,7 +50,7 @@ try:
     scores = app_common.prediction_scores(path, stamp, decision)
 except RunError as exc:
     scores = None
-    st.warning(f"Hierarchical metrics are unavailable: {exc}")
+    st.warning(f"Hierarchical metrics are unavailable: {app_common.md_text(exc)}")
 headline = explore.headline_metrics(run)
 cards = [(k, headline[k]) for k in ("micro AUPRC", "macro precision", "macro recall", "macro F1")]
 cards += list(diagnose.score_metrics(run, scores).items())
@@ -63,7 +63,7 @@ st.caption(
     "(nodes without a positive test sample count as recall 0). Rare-node recall: macro recall of the evaluated "
     "nodes in the bottom quartile of training frequency. Hierarchical precision/recall/F1 (Kiritchenko et al. "
     "2005): each test example's true and predicted sets with their ancestors, pooled over examples, roots excluded. "
-    f"Run status: {headline['status']}, epochs {headline['epochs']}."
+    f"Run status: {app_common.md_text(headline['status'])}, epochs {headline['epochs']}."
 )
 
 # ------------------------------------------------------------------- charts

@@ -120,7 +120,7 @@ def test_colour_selector_changes_the_colours(app_env: Path) -> None:
 def test_invalid_run_in_url_warns_and_falls_back(app_env: Path) -> None:
     at = _app(run="no-such-run")
     assert not at.exception
-    assert any("no-such-run" in w.value for w in at.warning)
+    assert any(app_common.md_text("'no-such-run'") in w.value for w in at.warning)  # shown as text
     assert at.selectbox(key="run").value == app_env.name
     at.switch_page(EXPLORER).run()
     assert not at.exception
@@ -130,7 +130,7 @@ def test_invalid_run_in_url_warns_and_falls_back(app_env: Path) -> None:
 def test_invalid_node_in_url_warns_and_falls_back(app_env: Path) -> None:
     at = _explorer(run=app_env.name, node="GO:nothing")
     assert not at.exception
-    assert any("GO:nothing" in w.value for w in at.warning)
+    assert any(app_common.md_text("'GO:nothing'") in w.value for w in at.warning)  # shown as text
     assert at.selectbox(key="node").value == "root"
 
 

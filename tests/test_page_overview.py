@@ -111,7 +111,7 @@ def test_overview_warns_when_the_predictions_cannot_be_read(synthetic_run: Path,
     monkeypatch.setenv("HMLC_RUNS_DIR", str(broken.parent))
     at = _app(run="broken_run")
     assert not at.exception
-    assert any("predictions.npz" in w.value for w in at.warning)
+    assert any(app_common.md_text("predictions.npz") in w.value for w in at.warning)  # shown as text
     m = _metrics(at)
     assert m["hierarchical F1"] == "n/a"
     assert m["micro AUPRC"] == f"{load_run(broken).summary['auprc_micro']:.3f}"  # the rest of the page is there

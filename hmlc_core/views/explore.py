@@ -94,6 +94,7 @@ __all__ = [
     "lineage",
     "node_hover_text",
     "pyvis_html",
+    "vis_tooltip_text",
     "recall_by_depth_figure",
     "node_table",
     "relatives_table",
@@ -730,6 +731,37 @@ _REMOTE_TAGS = (
 
 _TOOLTIP_CSS = "div.vis-tooltip { font-family: sans-serif; font-size: 13px; line-height: 1.35; }"
 
+_HREF = re.compile(r"(h)(?=ref)", re.IGNORECASE)
+WORD_JOINER = "\u2060"
+"""Invisible, zero-width character :func:`vis_tooltip_text` puts inside the word "href"."""
+
+_HTML_POPUP = "popup.innerHTML"
+"""What pyvis 0.3.2's template writes when it draws tooltips as HTML (its ``tooltip_link`` path)."""
+
+
+def vis_tooltip_text(text: str) -> str:
+    """``text`` as a vis-network node title that is shown as text, never parsed as HTML.
+
+    vis-network 9 shows a string title with ``innerText`` (text, whatever it holds), but pyvis 0.3.2
+    replaces vis-network's tooltip by its own, which sets ``popup.innerHTML = title``, as soon as any
+    node title contains ``href`` (``Network.generate_html`` in pyvis/network.py, the ``tooltip_link``
+    block of pyvis/templates/template.html). A node id is user text (an ARFF hierarchy), so every
+    ``href`` (any case) gets a :data:`WORD_JOINER` after its ``h``: it reads the same, and pyvis never
+    switches to HTML tooltips. The text is not HTML-escaped, since ``innerText`` would show the entities.
+
+    Parameters
+    ----------
+    text : str
+        A node's hover card (:func:`node_hover_text`).
+
+    Returns
+    -------
+    str
+        ``text`` with :data:`WORD_JOINER` inserted after the ``h`` of every ``href`` (case-insensitive);
+        removing the joiners gives ``text`` back when it held none.
+    """
+    return _HREF.sub(r"\1" + WORD_JOINER, text)
+
 
 def pyvis_html(run: Run, node: str, color_by: str = DEFAULT_COLOR, max_nodes: int = 300,
                height_px: int = 520) -> str:
@@ -740,7 +772,9 @@ def pyvis_html(run: Run, node: str, color_by: str = DEFAULT_COLOR, max_nodes: in
     colour follows ``color_by`` (same scale as the sunburst, grey without
     data), node size grows with ``log10(1 + training frequency)``, the
     selected node is drawn larger with a thick dark border, and each node has
-    a hover card (:func:`node_hover_text`). vis-network is inlined
+    a hover card (:func:`node_hover_text`, shown as text: :func:`vis_tooltip_text`; labels are drawn on
+    the canvas, and pyvis writes the node data into the page as JSON that escapes ``<``, ``>``, ``&``
+    and ``'``, so no node id is ever parsed as HTML). vis-network is inlined
     (``cdn_resources="in_line"``) and the template's remote Bootstrap tags are
     removed, so the page loads offline and inside an iframe ``srcdoc``.
 
@@ -766,6 +800,8 @@ def pyvis_html(run: Run, node: str, color_by: str = DEFAULT_COLOR, max_nodes: in
         If ``node`` is not in the hierarchy.
     ValueError
         If ``color_by`` is unknown.
+    RuntimeError
+        If pyvis drew the tooltips as HTML after all (a pyvis other than 0.3.2).
     """
     from pyvis.network import Network  # imported here: only the page needs pyvis
 
@@ -785,7 +821,7 @@ def pyvis_html(run: Run, node: str, color_by: str = DEFAULT_COLOR, max_nodes: in
         border = "#111111" if n == node else "#666666"
         # the same fill when hovered or clicked, so vis-network's default highlight never shows a wrong colour
         state = {"background": colors[i], "border": "#111111"}
-        attrs: dict[str, Any] = {"size": size, "title": node_hover_text(run, n),
+        attrs: dict[str, Any] = {"size": size, "title": vis_tooltip_text(node_hover_text(run, n)),
                                  "color": {"background": colors[i], "border": border,
                                            "highlight": state, "hover": state}}
         if n == node:
@@ -810,6 +846,8 @@ def pyvis_html(run: Run, node: str, color_by: str = DEFAULT_COLOR, max_nodes: in
     }
     net.set_options(json.dumps(options))
     html = net.generate_html()
+    if _HTML_POPUP in html:
+        raise RuntimeError("pyvis built HTML tooltips from the node titles; refusing to show them")
     for pattern in _REMOTE_TAGS:
         html = pattern.sub("", html)
     html = html.replace("</head>", f"<style>{_TOOLTIP_CSS}</style></head>", 1)
@@ -1107,7 +1145,7 @@ def member_probs_figure(predictions: Mapping[str, np.ndarray], hierarchy: Hierar
                            showarrow=False, font={"size": 14, "color": "#666666"})
     fig.update_layout(
         height=height, margin={"t": 30, "l": 10, "r": 10, "b": 10},
-        title={"text": f"Probability of {node} on its {samples.size} positive test samples", "x": 0,
+        title={"text": f"Probability of {html.escape(node)} on its {samples.size} positive test samples", "x": 0,
                "font": {"size": 14}},
         yaxis={"title": {"text": "probability"}, "range": [-0.02, 1.02]},
     )
