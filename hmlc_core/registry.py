@@ -54,10 +54,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import secrets
 import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -69,6 +71,7 @@ from typing import Any
 import pandas as pd
 
 from hmlc_core.config import TrainConfig
+from hmlc_core.runs import RUN_FILES, RunError, read_config, read_summary
 
 __all__ = [
     "REGISTRY_FILE", "SCHEMA_VERSION", "STATUSES", "ACTIVE_STATUSES", "TERMINAL_STATUSES", "HEADLINE_METRICS",
@@ -140,6 +143,57 @@ _SCHEMA = (
 
 class RegistryError(ValueError):
     """The registry file is unreadable, or an operation does not fit a run's state; the message says which."""
+
+
+class _DamagedRegistry(RegistryError):
+    """The registry file is damaged (empty, not SQLite, malformed, no schema): :class:`Registry` keeps it aside."""
+
+    def __init__(self, message: str, reason: str, inode: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.inode = inode
+
+
+_SQLITE_DAMAGE_CODES = (11, 26)
+"""SQLITE_CORRUPT, SQLITE_NOTADB: the file itself is damaged (not busy, locked or unreadable)."""
+
+
+def _is_damage(exc: BaseException | None) -> bool:
+    """Whether an SQLite error says the database file is damaged."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _SQLITE_DAMAGE_CODES
+
+
+_DELETING = re.compile(r"\.(?P<folder>.+)\.deleting-[0-9a-f]+")
+_OLD = re.compile(r"\.(?P<folder>.+)\.old-(?P<pid>\d+)")
+_TMP = re.compile(r"\.(?P<folder>.+)\.tmp-(?P<pid>\d+)-[a-z0-9_]+")
+"""Hidden folder names of a delete (:meth:`Registry.delete`) and of an overwrite (:func:`hmlc_core.runs.save_run`)."""
+
+
+def _process_alive(pid: int) -> bool:
+    """True when a process ``pid`` exists on this machine (this process counts; so does one we may not signal)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def _decode_object(text: Any) -> tuple[dict[str, Any], str | None]:
+    """A JSON object column's value and None, or ``{}`` and what is wrong with it."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return {}, f"is not valid JSON ({exc})"
+    if not isinstance(value, dict):
+        return {}, f"is not a JSON object ({type(value).__name__})"
+    return value, None
 
 
 def _json_safe(value: Any) -> Any:
@@ -360,11 +414,52 @@ class Registry:
         Create the directory and the database when missing. With False a
         missing registry raises :class:`RegistryError` (for read-only uses).
 
+    Attributes
+    ----------
+    damaged : pathlib.Path or None
+        Where a damaged registry file (empty, not SQLite, malformed, without
+        the schema) was kept aside when this object opened it, as
+        ``registry.sqlite.damaged-<YYYYmmdd-HHMMSS>``, a new registry being
+        started in its place (logged as a warning); None otherwise. Never
+        done with ``create=False``, which raises instead.
+    import_problems : dict of str to str
+        Run folders :meth:`sync` could not import (folder name -> reason).
+
     Raises
     ------
     RegistryError
         If the file is not an SQLite database, has a newer schema, or is not
-        an hmlc-lab registry (the message names the file).
+        an hmlc-lab registry (the message names the file); with ``create``
+        True, only for another application's database, a newer schema, or a
+        file that cannot be opened (locked, no permission).
+
+    Notes
+    -----
+    Crash safety (issue 13, item 5) uses no journal: a half-done operation
+    is recognised by its hidden folder name, and :meth:`recover` (called by
+    :func:`hmlc_core.jobs.startup`) finishes or undoes it.
+
+    * :meth:`delete` renames the folder to ``.<folder>.deleting-<hex>`` and
+      deletes the row inside one write transaction, so the registry commit
+      decides: after a kill, a ``.deleting`` folder whose row still exists
+      (with no folder of that name) is renamed back (the delete never
+      happened); any other ``.deleting`` folder is removed (it was committed).
+    * An overwrite (:func:`hmlc_core.runs.save_run`) writes the new run to
+      ``.<folder>.tmp-<pid>-*``, moves the old one to ``.<folder>.old-<pid>``,
+      then renames the new one into place. For a writer ``pid`` that is no
+      longer alive, with no ``<folder>``: the new run is put in place when
+      its folder is complete (all :data:`hmlc_core.runs.RUN_FILES`), else
+      the old run is put back; the leftover ``.old`` and ``.tmp`` folders
+      are then removed. Folders of a live ``pid`` are left alone.
+    * :meth:`sync` checks that a folder still exists inside its write
+      transaction, and :meth:`delete` moves it aside under the same lock, so
+      a run deleted by one process is never imported again by another: no
+      row points to a missing folder.
+
+    :meth:`recover` holds the write lock while it looks and renames, so it is
+    safe next to other processes' deletes and imports. A pid is checked on
+    this machine only (a runs directory shared across machines may have its
+    leftovers of a live writer elsewhere removed).
     """
 
     def __init__(self, runs_dir: str | Path, create: bool = True) -> None:
@@ -372,14 +467,31 @@ class Registry:
         self.path = self.runs_dir / REGISTRY_FILE
         if not create and not self.path.is_file():
             raise RegistryError(f"no run registry at {self.path}")
+        self.import_problems: dict[str, str] = {}
+        self.damaged: Path | None = None
         if create:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
-        self._init_schema(create)
+        try:
+            self._init_schema(create)
+        except _DamagedRegistry as exc:
+            if not create:
+                raise RegistryError(f"{exc}; it is kept aside and a new registry started when the dashboard or a "
+                                    "job next opens it for writing") from exc
+            self.damaged = self._set_aside(exc.inode)
+            if self.damaged is not None:
+                log.warning("%s is damaged (%s): kept aside as %s; a new registry is started and the run folders "
+                            "are imported again (queued jobs and run names are lost; see the kept file)",
+                            self.path, exc.reason, self.damaged)
+            self._init_schema(create)
         # An idle connection held for the registry's lifetime: closing the last connection to a WAL database
         # checkpoints and deletes the WAL (about 10 ms per call); with this one open a write costs ~0.1 ms.
         # After one read it stays idle (no open transaction), so it holds no snapshot and blocks no checkpoint.
         self._keeper: sqlite3.Connection | None = sqlite3.connect(self.path, check_same_thread=False)
-        self._keeper.execute("SELECT count(*) FROM sqlite_master").fetchone()  # attach it to the WAL index
+        try:
+            self._keeper.execute("SELECT count(*) FROM sqlite_master").fetchone()  # attach it to the WAL index
+        except sqlite3.Error as exc:
+            self.close()
+            raise RegistryError(f"{self.path}: not a usable run registry ({exc})") from exc
 
     def close(self) -> None:
         """Release the idle connection (the registry stays usable, each call opening its own connection)."""
@@ -439,38 +551,104 @@ class Registry:
             conn.close()
 
     def _init_schema(self, create: bool) -> None:
-        """Check the schema version; create the schema (in WAL mode) in a new database.
+        """Check the registry file: its schema version, and that SQLite can read its table list.
 
+        A missing registry is created (:meth:`_create`). A damaged one (an empty file, not an SQLite
+        database, a malformed database, or one without the schema) raises :class:`_DamagedRegistry`.
         An up-to-date registry is only read (no lock is taken), so opening one is cheap.
+
+        Raises
+        ------
+        RegistryError
+            If the registry is missing and ``create`` is False, has a newer schema, is another
+            application's SQLite database, or cannot be opened (locked, no permission).
         """
-        conn = self._connect()
+        if create and not self.path.exists():
+            self._create()
+        try:
+            info = self.path.stat()
+        except FileNotFoundError as exc:
+            raise RegistryError(f"no run registry at {self.path}") from exc
+        inode = info.st_ino
+        if info.st_size == 0:
+            raise _DamagedRegistry(f"{self.path}: the run registry is an empty file", "an empty file", inode)
+        try:
+            conn = self._connect()
+        except RegistryError as exc:
+            if _is_damage(exc.__cause__):
+                raise _DamagedRegistry(str(exc), str(exc.__cause__), inode) from exc
+            raise
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == SCHEMA_VERSION:
-                return
-            if version > SCHEMA_VERSION:
-                raise RegistryError(f"{self.path}: schema version {version} is newer than this hmlc-lab "
-                                    f"understands ({SCHEMA_VERSION}); upgrade hmlc-lab")
-            if not create:
-                raise RegistryError(f"{self.path}: empty run registry")
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                log.warning("%s: journal mode is %r, not WAL (a network file system?)", self.path, mode)
-            with self._transaction(conn):
-                version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
-                tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
-                if version == 0 and tables:
-                    raise RegistryError(f"{self.path}: an SQLite database that is not an hmlc-lab run registry")
-                if version == 0:
+            tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+        except sqlite3.Error as exc:
+            if _is_damage(exc):
+                raise _DamagedRegistry(f"{self.path}: damaged run registry ({exc})", str(exc), inode) from exc
+            raise RegistryError(f"{self.path}: not a usable run registry ({exc})") from exc
+        finally:
+            conn.close()
+        if version > SCHEMA_VERSION:
+            raise RegistryError(f"{self.path}: schema version {version} is newer than this hmlc-lab "
+                                f"understands ({SCHEMA_VERSION}); upgrade hmlc-lab")
+        if version == 0 and tables:
+            raise RegistryError(f"{self.path}: an SQLite database that is not an hmlc-lab run registry")
+        if version != SCHEMA_VERSION:
+            raise _DamagedRegistry(f"{self.path}: the run registry has no schema", "no schema (an empty database)",
+                                   inode)
+
+    def _create(self) -> None:
+        """Create a new registry atomically: its schema is written (in WAL mode) to a hidden temporary file,
+        which is then linked into place (if another process created one first, that one is kept)."""
+        fd, name = tempfile.mkstemp(prefix=f".{REGISTRY_FILE}.new-", dir=self.runs_dir)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    log.warning("%s: journal mode is %r, not WAL (a network file system?)", self.path, mode)
+                with self._transaction(conn):
                     for statement in _SCHEMA:
                         conn.execute(statement)
                     conn.execute("INSERT INTO settings (key, value) VALUES ('max_concurrent', ?)",
                                  (DEFAULT_MAX_CONCURRENT,))
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            finally:
+                conn.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass  # another process created the registry meanwhile
         except sqlite3.Error as exc:
-            raise RegistryError(f"{self.path}: not a usable run registry ({exc})") from exc
+            raise RegistryError(f"{self.path}: cannot create the run registry ({exc})") from exc
         finally:
-            conn.close()
+            for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+                leftover.unlink(missing_ok=True)
+
+    def _set_aside(self, inode: int) -> Path | None:
+        """Rename the damaged registry (and its ``-wal``/``-shm`` files) to ``registry.sqlite.damaged-<time>``.
+
+        Only when the file is still the damaged one (inode ``inode``): another process may have set it
+        aside and created a new registry meanwhile. Returns the new name, or None when nothing was moved.
+        """
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.path.with_name(f"{REGISTRY_FILE}.damaged-{stamp}")
+        n = 1
+        while aside.exists():
+            aside, n = self.path.with_name(f"{REGISTRY_FILE}.damaged-{stamp}-{n}"), n + 1
+        try:
+            if self.path.stat().st_ino != inode:
+                return None
+            self.path.rename(aside)
+        except FileNotFoundError:
+            return None
+        for suffix in ("-wal", "-shm"):
+            try:
+                self.path.with_name(REGISTRY_FILE + suffix).rename(aside.with_name(aside.name + suffix))
+            except FileNotFoundError:
+                pass
+        return aside
 
     def journal_mode(self) -> str:
         """The database's journal mode (``"wal"`` normally)."""
@@ -478,11 +656,21 @@ class Registry:
             return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
 
     def _record(self, row: sqlite3.Row) -> RunRecord:
+        """A row as a :class:`RunRecord`; a ``config`` or ``metrics`` that is not a JSON object (a damaged or
+        hand-edited row) becomes ``{}``, logged and told in ``error``, so one bad row spoils only itself."""
+        config, config_problem = _decode_object(row["config"])
+        metrics, metrics_problem = _decode_object(row["metrics"]) if row["metrics"] else ({}, None)
+        problems = [f"its stored {what} {problem}" for what, problem in (("config", config_problem),
+                                                                          ("metrics", metrics_problem)) if problem]
+        error = row["error"]
+        if problems:
+            log.warning("run %s in %s: %s", row["id"], self.path, "; ".join(problems))
+            error = "; ".join([*([error] if error else []), *problems])
         return RunRecord(
-            id=row["id"], name=row["name"], dataset=row["dataset"], config=json.loads(row["config"]),
+            id=row["id"], name=row["name"], dataset=row["dataset"], config=config,
             status=row["status"], created_at=row["created_at"], started_at=row["started_at"],
-            finished_at=row["finished_at"], metrics=json.loads(row["metrics"]) if row["metrics"] else {},
-            error=row["error"], pid=row["pid"], pid_token=row["pid_token"], folder=row["folder"],
+            finished_at=row["finished_at"], metrics=metrics,
+            error=error, pid=row["pid"], pid_token=row["pid_token"], folder=row["folder"],
             path=self.runs_dir / row["folder"], log_path=self.runs_dir / LOG_DIR / f"{row['id']}.log",
             epoch=row["epoch"], epochs=row["epochs"], loss=row["loss"], valid_auprc=row["valid_auprc"],
             progress_at=row["progress_at"], cancel_requested=bool(row["cancel_requested"]),
@@ -778,9 +966,12 @@ class Registry:
     def delete(self, run_id: str) -> None:
         """Remove a run's row, its folder and its log; refuses a running job.
 
-        The folder is first renamed aside (to a hidden name, in the same
-        transaction that deletes the row, so a failure leaves both in place),
-        then removed; only this run's folder inside :attr:`runs_dir` is touched.
+        The folder is first renamed aside to ``.<folder>.deleting-<hex>`` and
+        the row deleted in the same write transaction; on a failure the folder
+        is renamed back before the lock is released, so both stay in place.
+        Then the folder is removed; only this run's folder inside
+        :attr:`runs_dir` is touched. A process killed in between is recovered
+        by :meth:`recover` (see the class notes).
 
         Raises
         ------
@@ -790,8 +981,10 @@ class Registry:
             If the folder cannot be moved aside (nothing is changed then).
         """
         aside = None
+        conn = self._connect()
         try:
-            with self._write() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
                 status = self._status(conn, run_id)
                 if status == "running":
                     raise RegistryError(f"run {run_id} is running: cancel it before deleting it")
@@ -803,14 +996,79 @@ class Registry:
                     aside = self.runs_dir / f".{folder}.deleting-{secrets.token_hex(4)}"
                     path.rename(aside)
                 conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
-        except BaseException:
-            if aside is not None and not path.exists():
-                aside.rename(path)
-            raise
+                conn.execute("COMMIT")
+            except BaseException:
+                if aside is not None and aside.exists() and not path.exists():
+                    aside.rename(path)  # still under the write lock: no other process saw it aside
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise RegistryError(f"{self.path}: {exc}") from exc
+        finally:
+            conn.close()
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
         (self.runs_dir / LOG_DIR / f"{run_id}.log").unlink(missing_ok=True)
         log.info("deleted run %s (%s)", run_id, folder)
+
+    def recover(self) -> list[str]:
+        """Finish or undo the deletes and overwrites that a killed process left half done (at each start).
+
+        What is done to each hidden ``.deleting``, ``.old`` and ``.tmp``
+        folder is described in the class notes; all looking and renaming is
+        done under the registry's write lock, removing afterwards.
+
+        Returns
+        -------
+        list of str
+            One line per folder put back in place or removed (also logged).
+
+        Raises
+        ------
+        RegistryError
+            If the registry cannot be written.
+        OSError
+            If a folder cannot be renamed back into place.
+        """
+        actions: list[str] = []
+        doomed: list[Path] = []
+        with self._write() as conn:
+            folders = {r["folder"] for r in conn.execute("SELECT folder FROM runs")}
+            hidden = sorted(p for p in self.runs_dir.iterdir() if p.name.startswith(".") and p.is_dir())
+            for aside in hidden:
+                if (match := _DELETING.fullmatch(aside.name)) is None:
+                    continue
+                target = self.runs_dir / match["folder"]
+                if match["folder"] in folders and not target.exists():
+                    aside.rename(target)
+                    actions.append(f"put back {target}: its delete was killed before the registry commit")
+                else:
+                    doomed.append(aside)
+            for aside in hidden:
+                if (match := _OLD.fullmatch(aside.name)) is None or _process_alive(int(match["pid"])):
+                    continue
+                target = self.runs_dir / match["folder"]
+                if not target.exists():
+                    new = [p for p in hidden if (m := _TMP.fullmatch(p.name)) is not None
+                           and (m["folder"], m["pid"]) == (match["folder"], match["pid"])
+                           and all((p / name).is_file() for name in RUN_FILES)]
+                    if new:
+                        new[-1].rename(target)
+                        actions.append(f"put the new run in place at {target}: its overwrite was killed")
+                    else:
+                        aside.rename(target)
+                        actions.append(f"put the old run back at {target}: its overwrite was killed")
+                        continue
+                doomed.append(aside)
+            doomed += [p for p in hidden if (m := _TMP.fullmatch(p.name)) is not None and p.exists()
+                       and not _process_alive(int(m["pid"]))]
+        for path in doomed:
+            shutil.rmtree(path, ignore_errors=True)
+            actions.append(f"removed {path}, left by a killed delete or save")
+        for action in actions:
+            log.warning("run registry recovery: %s", action)
+        return actions
 
     # ----------------------------------------------------------- importing
     def sync(self) -> list[RunRecord]:
@@ -822,7 +1080,13 @@ class Registry:
         folder whose files cannot be read is imported as ``failed`` with the
         error naming the file. Its display name is :func:`imported_run_name`
         (the folder name, or a readable name for the CLI's default folders).
-        Safe to call concurrently (a folder is imported once).
+        A folder the registry cannot hold (a name its CHECK constraints
+        refuse, such as one with a backslash or only blanks) is skipped and
+        logged, with the reason in :attr:`import_problems`; the folders after
+        it are still imported.
+        Safe to call concurrently (a folder is imported once), and with
+        :meth:`delete` (a folder is imported only if it still exists once the
+        write lock is held).
 
         Returns
         -------
@@ -836,33 +1100,59 @@ class Registry:
             if (path.name in known or path.name.startswith(".") or not path.is_dir()
                     or not (path / "summary.json").is_file() or not (path / "config.json").is_file()):
                 continue
-            row = _import_row(path)
-            with self._write() as conn:
-                if conn.execute("SELECT 1 FROM runs WHERE folder = ?", (path.name,)).fetchone() is not None:
-                    continue  # imported meanwhile by another caller
-                run_id = self._free_id(conn)
-                conn.execute(
-                    "INSERT INTO runs (id, name, dataset, config, status, created_at, started_at, finished_at, "
-                    "metrics, error, folder, epoch, epochs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, row["name"], row["dataset"], json.dumps(row["config"]), row["status"],
-                     row["created_at"], row["started_at"], row["created_at"], json.dumps(row["metrics"]),
-                     row["error"], path.name, row["epoch"], row["epochs"]))
+            try:
+                row = _import_row(path)
+            except FileNotFoundError:
+                continue  # deleted or moved meanwhile
+            try:
+                with self._write() as conn:
+                    if conn.execute("SELECT 1 FROM runs WHERE folder = ?", (path.name,)).fetchone() is not None:
+                        continue  # imported meanwhile by another caller
+                    if not (path / "summary.json").is_file():
+                        continue  # deleted meanwhile: delete() moves a folder aside under this same lock
+                    run_id = self._free_id(conn)
+                    conn.execute(
+                        "INSERT INTO runs (id, name, dataset, config, status, created_at, started_at, finished_at, "
+                        "metrics, error, folder, epoch, epochs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (run_id, row["name"], row["dataset"], json.dumps(row["config"]), row["status"],
+                         row["created_at"], row["started_at"], row["created_at"], json.dumps(row["metrics"]),
+                         row["error"], path.name, row["epoch"], row["epochs"]))
+            except RegistryError as exc:
+                if not isinstance(exc.__cause__, sqlite3.IntegrityError):
+                    raise
+                if path.name not in self.import_problems:
+                    log.warning("cannot import run folder %r: the registry refuses it (%s)", path.name, exc.__cause__)
+                self.import_problems[path.name] = f"the registry refuses this folder ({exc.__cause__})"
+                continue
             log.info("imported run folder %s as %s", path, row["status"])
             added.append(self.get(run_id))
         return added
 
 
 def _import_row(path: Path) -> dict[str, Any]:
-    """Registry fields of an unregistered run folder, read from its ``summary.json`` and ``config.json``."""
-    mtime = (path / "summary.json").stat().st_mtime
+    """Registry fields of an unregistered run folder, read from its ``summary.json`` and ``config.json``.
+
+    The files are read and checked as :func:`hmlc_core.runs.load_run` does (size, UTF-8, links out of
+    the folder, field types, counts >= 0); a folder that fails, or that links outside the runs folder,
+    gets a ``failed`` row whose error names the file and the field.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``summary.json`` disappeared (the folder was deleted meanwhile).
+    """
     try:
-        summary = _read_json_object(path / "summary.json")
-        config_doc = _read_json_object(path / "config.json")
-        try:
-            config = TrainConfig.from_dict(config_doc["train"]).to_dict()
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path / 'config.json'}: field 'train': {exc}") from exc
-    except ValueError as exc:
+        mtime = (path / "summary.json").stat().st_mtime
+    except FileNotFoundError:
+        raise
+    except OSError:
+        mtime = time.time()
+    try:
+        if not path.resolve().is_relative_to(path.parent.resolve()):
+            raise RunError(f"it links outside the runs folder (to {path.resolve()}); links out are refused", path)
+        summary = read_summary(path)
+        config = read_config(path).to_dict()
+    except RunError as exc:
         return {"name": path.name, "dataset": "unknown", "config": {}, "status": "failed", "created_at": mtime,
                 "started_at": None,
                 "metrics": {}, "error": f"cannot import this run folder: {exc}", "epoch": 0, "epochs": None}
@@ -871,7 +1161,7 @@ def _import_row(path: Path) -> dict[str, Any]:
     except (KeyError, TypeError, ValueError):
         created = mtime
     seconds = summary.get("train_seconds")
-    epochs = summary.get("epochs_planned") or config.get("epochs")
+    epochs = summary.get("epochs_planned") or config.get("epochs")  # both checked: int >= 0 or None
     return {
         "name": imported_run_name(path.name, TrainConfig.from_dict(config)),
         "dataset": str(summary.get("dataset") or config["dataset"]),
@@ -881,21 +1171,9 @@ def _import_row(path: Path) -> dict[str, Any]:
         "started_at": created - seconds if isinstance(seconds, (int, float)) and math.isfinite(seconds) else None,
         "metrics": headline_metrics(summary),
         "error": "interrupted (imported run folder)" if summary.get("status") == "interrupted" else None,
-        "epoch": int(summary.get("epochs_completed") or 0),
-        "epochs": int(epochs) if epochs else None,
+        "epoch": summary.get("epochs_completed") or 0,
+        "epochs": epochs if epochs else None,
     }
-
-
-def _read_json_object(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read it ({exc})") from exc
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid JSON at line {exc.lineno} ({exc.msg})") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return data
 
 
 def display_names(runs_dirs: Sequence[str | Path]) -> dict[Path, str]:

@@ -40,12 +40,17 @@ the model and training modules) when called.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import math
 import os
 import shutil
+import stat
 import tempfile
 import time
+import typing
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +69,7 @@ if TYPE_CHECKING:
     from hmlc_core.model import HMCEnsemble
     from hmlc_core.train import TrainResult
 
-__all__ = ["Run", "RunError", "save_run", "load_run", "read_config", "find_runs", "evaluate_run",
+__all__ = ["Run", "RunError", "save_run", "load_run", "read_config", "read_summary", "find_runs", "evaluate_run",
            "display_uncertainty_mode", "RUNS_DIR_ENV", "env_runs_dirs"]
 
 log = logging.getLogger(__name__)
@@ -82,8 +87,47 @@ def env_runs_dirs() -> list[Path]:
     return [Path(p).expanduser() for p in os.environ.get(RUNS_DIR_ENV, "").split(os.pathsep) if p.strip()]
 
 
+MAX_JSON_BYTES = 64 * 2**20
+"""Largest ``config.json``, ``summary.json`` or ``hierarchy.json`` read (bytes); a larger one is refused."""
+MAX_CSV_BYTES = 256 * 2**20
+"""Largest ``node_metrics.csv`` or ``history.csv`` read (bytes)."""
+MAX_NPZ_EXPANSION = 64
+"""The arrays of ``predictions.npz`` may declare at most this many times the file's size (plus
+:data:`NPZ_EXPANSION_SLACK`): :func:`numpy.savez` stores them uncompressed, so only a crafted or broken
+file declares more (a "zip bomb")."""
+NPZ_EXPANSION_SLACK = 64 * 2**20
+
+
 class RunError(ValueError):
-    """A run directory is missing, incomplete or corrupt; the message names the file."""
+    """A run directory is missing, incomplete or corrupt: the one error for "this run cannot be loaded".
+
+    Parameters
+    ----------
+    message : str
+        The whole message. When ``path`` is given and ``reason`` is not, ``message`` is the reason and the
+        message becomes ``"<path>: <reason>"``.
+    path : path, optional
+        The file (or run directory) at fault.
+    reason : str, optional
+        What is wrong with it, in words.
+
+    Attributes
+    ----------
+    path : pathlib.Path or None
+        As given (None for older callers that pass a message only).
+    reason : str
+        ``reason``, else the message.
+    """
+
+    def __init__(self, message: str, path: str | Path | None = None, reason: str | None = None) -> None:
+        if path is not None and reason is None:
+            reason, message = message, f"{path}: {message}"
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+        self.reason = message if reason is None else reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), self.path, self.reason)
 
 
 def display_uncertainty_mode(config: TrainConfig) -> str:
@@ -110,7 +154,10 @@ def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, over
         The dataset it was trained on (the test split is evaluated here).
     overwrite : bool, default False
         Replace an existing run at ``run_dir``; the old one is removed only
-        after the new one is in place.
+        after the new one is in place. The new run is written to
+        ``.<name>.tmp-<pid>-*`` and the old one moved to ``.<name>.old-<pid>``;
+        :meth:`hmlc_core.registry.Registry.recover` finishes or undoes what a
+        killed process left there.
 
     Returns
     -------
@@ -180,7 +227,7 @@ def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, over
     }
 
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-", dir=run_dir.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-{os.getpid()}-", dir=run_dir.parent))
     try:
         tmp.chmod(0o755)
         _write_json(tmp / "config.json", config_doc)
@@ -267,24 +314,20 @@ class Run:
     def predictions(self) -> dict[str, np.ndarray]:
         """Load ``predictions.npz`` (arrays as in the module docstring).
 
+        Arrays are checked before they are read (:func:`_read_predictions`): every member's declared
+        shape must fit the hierarchy, the test size (``n_test`` of the summary, else that of ``y_true``)
+        and the held-out size; pickled (object) arrays are refused.
+
         Raises
         ------
         RunError
-            If the file is missing or its arrays do not match the hierarchy.
+            If the file is missing, unreadable, a link out of the run folder, or its arrays do not
+            match the run (the message names the file and the array).
         """
-        path = self.path / "predictions.npz"
-        try:
-            with np.load(path) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError) as exc:
-            raise RunError(f"{path}: cannot read predictions ({exc})") from exc
-        for key in ("y_true", "mean_probs", "member_probs", "uncertainty"):
-            if key not in arrays:
-                raise RunError(f"{path}: array {key!r} is missing")
-        if arrays["mean_probs"].shape[-1] != self.hierarchy.n_nodes:
-            raise RunError(f"{path}: predictions have {arrays['mean_probs'].shape[-1]} nodes, "
-                           f"the hierarchy has {self.hierarchy.n_nodes}")
-        return arrays
+        path = _run_file(self.path, "predictions.npz")
+        n_test, n_valid = self.summary.get("n_test"), self.summary.get("n_valid")
+        return _read_predictions(path, self.hierarchy.n_nodes, n_test if isinstance(n_test, int) else None,
+                                 n_valid if isinstance(n_valid, int) and n_valid > 0 else None)
 
     def held_out(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The held-out (valid) labels and mean probabilities the tuned decision rules are fitted on.
@@ -365,63 +408,319 @@ class Run:
         return self._decision_rules[key]
 
     def load_model(self) -> HMCEnsemble:
-        """Rebuild the ensemble and load ``model.pt`` with ``weights_only=True``; returned in eval mode."""
+        """Rebuild the ensemble and load ``model.pt`` with ``weights_only=True``; returned in eval mode.
+
+        Raises
+        ------
+        RunError
+            If ``model.pt`` is missing, a link out of the run folder or cannot be loaded, or the saved
+            model arguments do not fit (the message names the file).
+        """
         import torch
 
         from hmlc_core.model import HMCEnsemble
 
-        path = self.path / "model.pt"
-        model = HMCEnsemble(**self.model_spec)
+        path = _run_file(self.path, "model.pt")
+        try:
+            model = HMCEnsemble(**self.model_spec)
+        except (TypeError, ValueError) as exc:
+            raise RunError(f"the model arguments do not fit ({exc})", self.path / "config.json") from exc
         try:
             state = torch.load(path, weights_only=True, map_location="cpu")
             model.load_state_dict(state)
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise RunError(f"{path}: cannot load the model weights ({exc})") from exc
+        except Exception as exc:  # noqa: BLE001 - torch raises many kinds (pickle, zip, EOF) on a damaged file
+            raise RunError(f"cannot load the model weights ({type(exc).__name__}: {exc})", path) from exc
         return model.eval()
 
 
-def _read_json(path: Path) -> Any:
+def _run_file(run_dir: Path, name: str) -> Path:
+    """``run_dir / name`` after checking it is a regular file inside the run folder (links may not leave it).
+
+    Raises
+    ------
+    RunError
+        If it is missing, not a regular file, or resolves outside ``run_dir``.
+    """
+    path = run_dir / name
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        target = path.resolve(strict=True)
+        mode = target.stat().st_mode
+    except FileNotFoundError as exc:
+        raise RunError("the file is missing", path) from exc
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        raise RunError(f"cannot read it ({exc})", path) from exc
+    if not target.is_relative_to(run_dir.resolve()):
+        raise RunError(f"it links outside the run folder (to {target}); links out of a run are refused", path)
+    if not stat.S_ISREG(mode):
+        raise RunError("not a regular file", path)
+    return path
+
+
+def _read_bytes(path: Path, limit: int) -> bytes:
+    """The bytes of ``path`` (checked by :func:`_run_file`), refusing a file larger than ``limit`` bytes."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1) if os.fstat(f.fileno()).st_size <= limit else None
+    except OSError as exc:
+        raise RunError(f"cannot read it ({exc})", path) from exc
+    if data is None or len(data) > limit:  # too large, or it grew while being read
+        raise RunError(f"larger than {limit:,} bytes: not a file hmlc-lab wrote", path)
+    return data
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON document in ``path`` (at most :data:`MAX_JSON_BYTES`; NaN and infinities accepted).
+
+    Raises
+    ------
+    RunError
+        If the file is unreadable, too large, not UTF-8 or not JSON (naming the file and the line).
+    """
+    data = _read_bytes(path, MAX_JSON_BYTES)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RunError(f"not UTF-8 text (byte {exc.start})", path) from exc
     except json.JSONDecodeError as exc:
-        raise RunError(f"{path}: invalid JSON at line {exc.lineno} ({exc.msg})") from exc
+        raise RunError(f"invalid JSON at line {exc.lineno} ({exc.msg})", path) from exc
+    except RecursionError as exc:
+        raise RunError("JSON nested too deeply", path) from exc
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    doc = _read_json(path)
+    if not isinstance(doc, dict):
+        raise RunError(f"expected a JSON object, found {type(doc).__name__}", path)
+    return doc
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Whether a JSON ``value`` fits a field annotation (``int``, ``float``, ``str``, ``bool``, ``X | None``)."""
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    args = typing.get_args(hint)
+    if args:
+        return any(a is type(None) and value is None or a is not type(None) and _type_ok(value, a) for a in args)
+    return True
+
+
+def _parse_config(path: Path, doc: dict[str, Any]) -> TrainConfig:
+    """The ``train`` part of a ``config.json`` document at ``path``, its field types checked."""
+    train = doc.get("train")
+    if not isinstance(train, dict):
+        raise RunError("field 'train' is missing or not an object", path)
+    hints = typing.get_type_hints(TrainConfig)
+    for name, value in train.items():
+        if name in hints and not _type_ok(value, hints[name]):
+            raise RunError(f"field 'train.{name}' has the wrong type ({value!r})", path)
+    try:
+        return TrainConfig.from_dict(train)
+    except (TypeError, ValueError) as exc:
+        raise RunError(f"field 'train': {exc}", path) from exc
+
+
+SUMMARY_COUNTS = ("coherence_violations", "epochs_completed", "epochs_planned", "heads", "n_eval_nodes",
+                  "n_eval_nodes_with_positives", "n_resampled", "n_test", "n_train", "n_valid")
+"""Fields of ``summary.json`` that must be integers >= 0 when present."""
+SUMMARY_NUMBERS = ("auprc_micro", "macro_precision", "macro_recall", "macro_f1", "train_seconds", "seconds_per_epoch")
+"""Fields of ``summary.json`` that must be numbers (NaN allowed) or null when present."""
+SUMMARY_TEXTS = ("created", "dataset", "decision", "status", "uncertainty_mode")
+"""Fields of ``summary.json`` that must be strings when present."""
+
+
+def _check_summary(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` after checking the types of its known fields (:data:`SUMMARY_COUNTS`, ...)."""
+    for key in SUMMARY_COUNTS:
+        value = summary.get(key)
+        if value is not None and not (_type_ok(value, int) and value >= 0):
+            raise RunError(f"field {key!r} must be an integer >= 0, found {value!r}", path)
+    for key in SUMMARY_NUMBERS:
+        if not _type_ok(summary.get(key), float | None):
+            raise RunError(f"field {key!r} must be a number, found {summary[key]!r}", path)
+    for key in SUMMARY_TEXTS:
+        if not _type_ok(summary.get(key), str | None):
+            raise RunError(f"field {key!r} must be text, found {summary[key]!r}", path)
+    by_depth = summary.get("recall_by_depth", {})
+    if not (isinstance(by_depth, dict) and all(_type_ok(v, float | None) for v in by_depth.values())):
+        raise RunError("field 'recall_by_depth' must map depths to numbers", path)
+    return summary
+
+
+NODE_METRICS_NUMBERS = ("depth", "n_parents", "n_children", "train_frequency", "support", "tp", "fp", "fn",
+                        "precision", "recall", "f1", "average_precision", "mean_prob", "uncertainty")
+"""Columns of ``node_metrics.csv`` that must be numeric (the first six also present)."""
+HISTORY_NUMBERS = ("epoch", "loss", "seconds")
+"""Columns of ``history.csv`` that must be present and numeric."""
+
+
+def _read_csv(path: Path, numeric: Iterable[str], required: Iterable[str], **kwargs: Any) -> pd.DataFrame:
+    """``pandas.read_csv`` of a run's CSV file, its ``required`` columns present and ``numeric`` ones numbers.
+
+    Raises
+    ------
+    RunError
+        If the file is too large (:data:`MAX_CSV_BYTES`), truncated (pandas ends every file with a newline),
+        not UTF-8, not parseable, or a column is missing
+        or holds text where numbers belong.
+    """
+    data = _read_bytes(path, MAX_CSV_BYTES)
+    if data and not data.endswith(b"\n"):
+        raise RunError("truncated (its last line is incomplete)", path)
+    try:
+        table = pd.read_csv(io.BytesIO(data), encoding="utf-8", encoding_errors="strict", **kwargs)
+    except UnicodeDecodeError as exc:
+        raise RunError(f"not UTF-8 text (byte {exc.start})", path) from exc
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise RunError(f"not a readable table ({exc})", path) from exc
+    columns = set(table.columns) | {table.index.name}
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise RunError(f"missing column(s) {', '.join(missing)}", path)
+    for column in numeric:
+        if column in table.columns and len(table) and not (pd.api.types.is_numeric_dtype(table[column])
+                                           or pd.api.types.is_bool_dtype(table[column])):
+            raise RunError(f"column {column!r} holds text where numbers belong", path)
+    return table
+
+
+def _declared_arrays(path: Path, zf: zipfile.ZipFile) -> dict[str, tuple[zipfile.ZipInfo, tuple[int, ...], np.dtype]]:
+    """Each ``.npy`` member's (zip entry, shape, dtype), read from its header only."""
+    declared = {}
+    for info in zf.infolist():
+        key = info.filename.removesuffix(".npy")
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise RunError(f"array {key!r}: unsupported .npy format version {version}", path)
+        if dtype.hasobject:
+            raise RunError(f"array {key!r} holds Python objects (pickled data is refused)", path)
+        declared[key] = (info, tuple(int(n) for n in shape), dtype)
+    return declared
+
+
+def _expected_shapes(declared: dict[str, tuple[Any, tuple[int, ...], np.dtype]], n_nodes: int,
+                     n_test: int | None, n_valid: int | None) -> dict[str, tuple[int | None, ...]]:
+    """The shape each known array must have (None: any size; the member count of ``member_probs``)."""
+    if n_test is None and "y_true" in declared and len(declared["y_true"][1]) == 2:
+        n_test = declared["y_true"][1][0]
+    if n_valid is None and "valid_y_true" in declared and len(declared["valid_y_true"][1]) == 2:
+        n_valid = declared["valid_y_true"][1][0]
+    return {"y_true": (n_test, n_nodes), "mean_probs": (n_test, n_nodes), "member_probs": (None, n_test, n_nodes),
+            "uncertainty": (n_test, n_nodes), "valid_y_true": (n_valid, n_nodes),
+            "valid_mean_probs": (n_valid, n_nodes)}
+
+
+def _read_predictions(path: Path, n_nodes: int, n_test: int | None, n_valid: int | None) -> dict[str, np.ndarray]:
+    """The arrays of a run's ``predictions.npz``, each checked from its header before it is read.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file (already checked by :func:`_run_file`).
+    n_nodes : int
+        The hierarchy's node count (every array's last axis).
+    n_test, n_valid : int or None
+        The test and held-out sizes from ``summary.json``; None: taken from ``y_true`` / ``valid_y_true``.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        The known arrays (module docstring); other members are left unread.
+
+    Raises
+    ------
+    RunError
+        If the file is not a readable zip of ``.npy`` members, a required array is missing, an array
+        holds objects, has another shape than the run's, or the arrays declare more than
+        :data:`MAX_NPZ_EXPANSION` times the file's size.
+    """
+    try:
+        size = path.stat().st_size
+        with zipfile.ZipFile(path) as zf:
+            declared = _declared_arrays(path, zf)
+            expected = _expected_shapes(declared, n_nodes, n_test, n_valid)
+            for key in ("y_true", "mean_probs", "member_probs", "uncertainty"):
+                if key not in declared:
+                    raise RunError(f"array {key!r} is missing", path)
+            total = 0
+            for key, (_, shape, dtype) in declared.items():
+                if key not in expected:
+                    continue
+                want = expected[key]
+                if len(shape) != len(want) or any(w is not None and w != n for w, n in zip(want, shape)):
+                    raise RunError(f"array {key!r} has shape {shape}, the run needs "
+                                   f"{tuple('H' if w is None else w for w in want)}", path)
+                total += math.prod(shape) * dtype.itemsize
+            if total > MAX_NPZ_EXPANSION * size + NPZ_EXPANSION_SLACK:
+                raise RunError(f"its arrays declare {total / 2**20:.0f} MiB, far more than the file's "
+                               f"{size / 2**20:.1f} MiB holds: a damaged or crafted file", path)
+            arrays = {}
+            for key, (info, _, _) in declared.items():
+                if key in expected:
+                    with zf.open(info) as f:
+                        arrays[key] = np.lib.format.read_array(f, allow_pickle=False)
+    except RunError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+        raise RunError(f"cannot read the predictions ({type(exc).__name__}: {exc})", path) from exc
+    return arrays
 
 
 def load_run(run_dir: str | Path) -> Run:
     """Load a run directory written by :func:`save_run`.
 
+    Every file read is checked: a regular file inside the run folder (a link out of it is refused), of
+    bounded size (:data:`MAX_JSON_BYTES`, :data:`MAX_CSV_BYTES`), UTF-8, and of the expected structure
+    and field types (``config.json``'s ``train`` fields, ``summary.json``'s counts and metrics, the CSV
+    columns). ``predictions.npz`` and ``model.pt`` are read later, by :meth:`Run.predictions` and
+    :meth:`Run.load_model`.
+
     Raises
     ------
     RunError
-        If the directory or one of its files is missing or unreadable (the
-        file is named).
+        If the directory or one of its files is missing, unreadable or malformed; ``path`` is the file
+        at fault and the message names it with the reason.
     """
     path = Path(run_dir)
     if not path.is_dir():
-        raise RunError(f"run directory {path} does not exist")
+        raise RunError("run directory does not exist", path)
     missing = [f for f in RUN_FILES if not (path / f).is_file()]
     if missing:
-        raise RunError(f"run directory {path} is incomplete: missing {', '.join(missing)}")
-    config_doc = _read_json(path / "config.json")
+        raise RunError(f"run directory {path} is incomplete: missing {', '.join(missing)}",
+                       path / missing[0], f"missing {', '.join(missing)}")
+    config_path = _run_file(path, "config.json")
+    config_doc = _json_object(config_path)
+    config = _parse_config(config_path, config_doc)
+    model_spec, dataset_info = config_doc.get("model"), config_doc.get("dataset")
+    for field_name, value in (("model", model_spec), ("dataset", dataset_info)):
+        if not isinstance(value, dict):
+            raise RunError(f"field {field_name!r} is missing or not an object", config_path)
+    hierarchy_path = _run_file(path, "hierarchy.json")
+    doc = _json_object(hierarchy_path)
     try:
-        config = TrainConfig.from_dict(config_doc["train"])
-        model_spec, dataset_info = config_doc["model"], config_doc["dataset"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RunError(f"{path / 'config.json'}: {exc}") from exc
-    try:
-        hierarchy = Hierarchy.from_dict(_read_json(path / "hierarchy.json"))
-    except ValueError as exc:
-        raise RunError(f"{path / 'hierarchy.json'}: {exc}") from exc
-    node_metrics = pd.read_csv(path / "node_metrics.csv", index_col="node", dtype={"node": str, "parent": str},
-                               keep_default_na=False, na_values={c: ["", "nan", "NaN"] for c in
-                                                                 ("average_precision", "uncertainty")})
+        hierarchy = Hierarchy.from_dict(doc)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as exc:
+        raise RunError(f"not a valid hierarchy ({type(exc).__name__}: {exc})", hierarchy_path) from exc
+    metrics_path = _run_file(path, "node_metrics.csv")
+    node_metrics = _read_csv(metrics_path, NODE_METRICS_NUMBERS,
+                             ("node", "parent", "evaluated", *NODE_METRICS_NUMBERS[:6]), index_col="node",
+                             dtype={"node": str, "parent": str}, keep_default_na=False,
+                             na_values={c: ["", "nan", "NaN"] for c in ("average_precision", "uncertainty")})
     node_metrics["parent"] = node_metrics["parent"].astype(str)
     if list(node_metrics.index) != hierarchy.nodes:
-        raise RunError(f"{path / 'node_metrics.csv'}: its nodes do not match hierarchy.json")
-    history = pd.read_csv(path / "history.csv")
+        raise RunError("its nodes do not match hierarchy.json", metrics_path)
+    history = _read_csv(_run_file(path, "history.csv"), HISTORY_NUMBERS, HISTORY_NUMBERS)
+    summary = read_summary(path)
     return Run(path=path, config=config, model_spec=model_spec, dataset_info=dataset_info,
-               hierarchy=hierarchy, summary=_read_json(path / "summary.json"),
-               node_metrics=node_metrics, history=history)
+               hierarchy=hierarchy, summary=summary, node_metrics=node_metrics, history=history)
 
 
 def read_config(run_dir: str | Path) -> TrainConfig:
@@ -430,18 +729,30 @@ def read_config(run_dir: str | Path) -> TrainConfig:
     Raises
     ------
     RunError
-        If ``config.json`` is missing, not JSON, or its ``train`` part is not
-        a valid :class:`TrainConfig` (unknown or missing fields).
+        If ``config.json`` is missing, a link out of the run folder, too large, not UTF-8, not JSON, or
+        its ``train`` part is not a valid :class:`TrainConfig` (unknown or missing fields, wrong types).
     """
-    path = Path(run_dir) / "config.json"
-    try:
-        doc = _read_json(path)
-    except OSError as exc:
-        raise RunError(f"{path}: cannot read it ({exc})") from exc
-    try:
-        return TrainConfig.from_dict(doc["train"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RunError(f"{path}: {exc}") from exc
+    path = _run_file(Path(run_dir), "config.json")
+    return _parse_config(path, _json_object(path))
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    """The ``summary.json`` of a run directory, its known fields' types checked (cheaper than :func:`load_run`).
+
+    Returns
+    -------
+    dict
+        Headline metrics and run facts; counts (:data:`SUMMARY_COUNTS`) are integers >= 0, metrics
+        (:data:`SUMMARY_NUMBERS`) numbers or None, :data:`SUMMARY_TEXTS` strings, when present.
+
+    Raises
+    ------
+    RunError
+        If ``summary.json`` is missing, a link out of the run folder, too large, not UTF-8, not a JSON
+        object, or a known field has the wrong type (the field is named).
+    """
+    path = _run_file(Path(run_dir), "summary.json")
+    return _check_summary(path, _json_object(path))
 
 
 def evaluate_run(run: Run, rule: str | None = None, threshold: float | None = None,
@@ -500,16 +811,31 @@ def find_runs(roots: Iterable[str | Path]) -> list[Path]:
     """Run directories directly inside (or equal to) each folder of ``roots``.
 
     A folder counts as a run when it holds ``summary.json`` and
-    ``config.json``; hidden folders (temporary saves) are skipped. Missing
+    ``config.json``; hidden folders (temporary saves) are skipped, and so is
+    a folder that links outside its root (logged). Missing or unreadable
     roots are ignored. Sorted by path, duplicates removed.
     """
     found: set[Path] = set()
     for root in roots:
         root = Path(root)
-        if not root.is_dir():
+        try:
+            if not root.is_dir():
+                continue
+            resolved_root = root.resolve()
+            candidates = [root] + [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        except OSError as exc:
+            log.warning("cannot list the runs folder %s: %s", root, exc)
             continue
-        candidates = [root] + [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
         for c in candidates:
-            if (c / "summary.json").is_file() and (c / "config.json").is_file():
-                found.add(c.resolve())
+            try:
+                if not ((c / "summary.json").is_file() and (c / "config.json").is_file()):
+                    continue
+                target = c.resolve()
+            except (OSError, RuntimeError) as exc:
+                log.warning("skipping run folder %s: %s", c, exc)
+                continue
+            if not target.is_relative_to(resolved_root):
+                log.warning("skipping run folder %s: it links outside %s (to %s)", c, root, target)
+                continue
+            found.add(target)
     return sorted(found)

@@ -64,7 +64,8 @@ def test_check_constraints_reject_bad_rows(reg: Registry) -> None:
 def test_not_a_registry_is_reported_with_the_file(tmp_path: Path) -> None:
     (tmp_path / REGISTRY_FILE).write_text("hello, not a database " * 100)
     with pytest.raises(RegistryError, match=REGISTRY_FILE):
-        Registry(tmp_path)
+        Registry(tmp_path, create=False)
+    assert Registry(tmp_path).damaged.name.startswith(f"{REGISTRY_FILE}.damaged-")  # kept aside (test_corrupt_runs)
     newer = tmp_path / "newer"
     newer.mkdir()
     with sqlite3.connect(newer / REGISTRY_FILE) as conn:
