@@ -113,7 +113,8 @@ st.caption(f"{len(selected)} runs on {dataset_name} "
 # ---------------------------------------------------------------- headline
 st.subheader("Headline metrics")
 headline = app_common.compare_headline(run_keys, decision)
-st.dataframe(compare.headline_text(headline), key="headline", height=38 + 35 * len(headline))
+decisions = {name: str(run.summary.get("decision", "fixed 0.5")) for name, run in runs.items()}
+st.dataframe(compare.headline_text(headline, decisions), key="headline", height=38 + 35 * (len(headline) + 1))
 st.caption(f"Every run under the sidebar's decision rule ({app_common.md_text('; '.join(rule_texts))}; a tuned rule "
            "is fitted on each run's own held-out predictions). Macro averages over the evaluated nodes (nodes without "
            "test positives count as 0); rare-node recall: the bottom quartile of training frequency.")

@@ -114,7 +114,10 @@ def test_headline_table_matches_the_summaries_and_node_files(base: Run, other: R
         assert col["nodes with test positives"] == summary["n_eval_nodes_with_positives"]
         assert col["heads"] == summary["heads"] and col["epochs"] == summary["epochs_completed"]
     text = compare.headline_text(table)
-    assert text.loc["micro AUPRC", "A"] == f"{base.summary['auprc_micro']:.3f}"
+    assert text.loc["micro AUPRC", "A"] == f"{base.summary['auprc_micro']:.3f}" and "decision rule" not in text.index
+    labelled = compare.headline_text(table, {"A": "per-node (m = 5)"})
+    assert list(labelled.index) == ["decision rule", *text.index]
+    assert list(labelled.loc["decision rule"]) == ["per-node (m = 5)"] + ["n/a"] * (len(table.columns) - 1)
     assert text.loc["heads", "B"] == "3"
     seconds = base.summary["seconds_per_epoch"]
     assert float(text.loc["seconds per epoch", "A"]) == pytest.approx(seconds, rel=0.01)

@@ -148,6 +148,9 @@ def test_compare_applies_the_rule_to_both_runs() -> None:
     for column, run_dir in (("demo", DEMO), ("demo-weighted", DEMO_WEIGHTED)):
         _, rec, _, mask = _reference(run_dir, "global")
         assert headline.loc["macro recall", column] == f"{rec[mask].mean():.3f}"
+        held = load_run(run_dir).held_out()
+        assert headline.loc["decision rule", column] == fit_decision_rule("global", load_run(run_dir).hierarchy,
+                                                                         *held).label()
 
 
 def test_compare_falls_back_when_a_run_has_no_held_out_predictions(synthetic_run: Path, tmp_path: Path,
@@ -162,6 +165,7 @@ def test_compare_falls_back_when_a_run_has_no_held_out_predictions(synthetic_run
     headline = next(d.value for d in at.dataframe if "macro recall" in d.value.index)
     _, rec, _, mask = _reference(synthetic_run)
     assert headline.loc["macro recall", "run_a"] == f"{rec[mask].mean():.3f}"
+    assert list(headline.loc["decision rule"]) == ["fixed 0.5", "fixed 0.5"]  # the fallback, per run
 
 
 def test_how_it_works_shows_the_tradeoff_or_says_why_not(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -237,7 +237,7 @@ def headline_table(runs: Mapping[str, Run]) -> pd.DataFrame:
     return pd.DataFrame(columns, index=pd.Index(_HEADLINE_ROWS, name="metric"), dtype=np.float64)
 
 
-def headline_text(table: pd.DataFrame) -> pd.DataFrame:
+def headline_text(table: pd.DataFrame, decisions: Mapping[str, str] | None = None) -> pd.DataFrame:
     """:func:`headline_table` written for display: each row with its own number of decimals.
 
     Metrics in [0, 1] get 3 decimals, counts none, seconds 3 significant
@@ -245,16 +245,29 @@ def headline_text(table: pd.DataFrame) -> pd.DataFrame:
     ``177.0``); NaN is ``"n/a"``. Rows not made by :func:`headline_table` get
     3 decimals.
 
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`headline_table` output.
+    decisions : mapping of str to str, optional
+        Column (run display name) -> the label of the decision rule its metrics were computed under
+        (``summary["decision"]``, e.g. ``"per-node (m = 5)"``): shown as a first row ``decision rule``,
+        so a table of runs under different rules says so. Columns without an entry read ``"n/a"``.
+
     Returns
     -------
     pandas.DataFrame of str
-        Same index and columns as ``table``.
+        Same columns as ``table``; its index, after ``decision rule`` when ``decisions`` is given.
     """
     out = table.astype(object)
     for row in table.index:
         digits = _HEADLINE_DIGITS.get(str(row), 3)
         out.loc[row] = [_number_text(v, digits) for v in table.loc[row].to_numpy(float)]
-    return out
+    if decisions is None:
+        return out
+    first = pd.DataFrame([[str(decisions.get(c, "n/a")) for c in out.columns]], columns=out.columns,
+                         index=pd.Index(["decision rule"], name=out.index.name))
+    return pd.concat([first, out])
 
 
 def _number_text(value: float, digits: int | None) -> str:
