@@ -27,6 +27,7 @@ from hmlc_core import jobs
 from hmlc_core.catalog import SYNTHETIC, available_datasets
 from hmlc_core.config import (ENSEMBLE_KINDS, FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, SCHEDULES,
                               UNCERTAINTY_LABELS, WEIGHT_INDEXINGS, WEIGHTING_MODES, TrainConfig)
+from hmlc_core.limits import DatasetShape, JobLimits, LimitError
 from hmlc_core.registry import (ACTIVE_STATUSES, TERMINAL_STATUSES, RegistryError, RunRecord, default_run_name,
                                 runs_table)
 
@@ -228,6 +229,19 @@ def _datasets() -> list[str]:
     return _cached_datasets(os.environ.get("HMLC_DATA_DIR", ""))
 
 
+@st.cache_data(ttl=300, show_spinner=False)
+def _cached_shape(dataset: str, data_dir: str) -> DatasetShape | None:
+    try:
+        return jobs.load_dataset_shape(dataset, data_dir or None)
+    except (OSError, ValueError):
+        return None  # the launch checks or the worker report the dataset's problem
+
+
+def _shape(dataset: str) -> DatasetShape | None:
+    """:func:`hmlc_core.jobs.load_dataset_shape` of ``dataset``, cached for 5 min; None if it cannot be loaded."""
+    return _cached_shape(dataset, "" if dataset == SYNTHETIC else os.environ.get("HMLC_DATA_DIR", ""))
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
@@ -263,8 +277,9 @@ def _start_from() -> None:
     if config.dataset in _datasets():
         st.session_state["rt_dataset"] = config.dataset
     else:
-        st.session_state["rt_start_error"] = (f"dataset {config.dataset!r} of that run is not available here "
-                                              "(check HMLC_DATA_DIR); its settings were loaded for the current one")
+        st.session_state["rt_start_error"] = (f"dataset {app_common.md_text(repr(config.dataset))} of that run is not "
+                                              "available here (check HMLC_DATA_DIR); its settings were loaded for the "
+                                              "current one")
     _apply(config)
 
 
@@ -282,14 +297,14 @@ def _cancel(run_id: str) -> None:
     try:
         jobs.cancel(registry, run_id)
     except RegistryError as exc:
-        st.session_state["rt_message"] = ("warning", str(exc))
+        st.session_state["rt_message"] = ("warning", app_common.md_text(exc))
 
 
 def _rename(run_id: str) -> None:
     try:
         record = registry.rename(run_id, st.session_state["rt_new_name"])
     except (RegistryError, ValueError) as exc:
-        st.session_state["rt_message"] = ("error", f"Cannot rename: {exc}")
+        st.session_state["rt_message"] = ("error", f"Cannot rename: {app_common.md_text(exc)}")
         return
     st.session_state["rt_new_name"] = ""
     st.session_state["rt_message"] = ("success", f"Renamed to **{app_common.md_text(record.name)}**.")
@@ -300,14 +315,18 @@ def _delete(run_id: str) -> None:
         name = registry.get(run_id).name
         registry.delete(run_id)
     except (RegistryError, OSError) as exc:
-        st.session_state["rt_message"] = ("error", f"Cannot delete: {exc}")
+        st.session_state["rt_message"] = ("error", f"Cannot delete: {app_common.md_text(exc)}")
         return
     st.session_state["rt_confirm_delete"] = False
     st.session_state["rt_message"] = ("success", f"Deleted **{app_common.md_text(name)}** and its folder.")
 
 
 def _set_concurrency() -> None:
-    registry.set_max_concurrent(int(st.session_state["rt_max_concurrent"]))
+    try:
+        jobs.set_concurrency(registry, int(st.session_state["rt_max_concurrent"]), limits)
+    except ValueError as exc:
+        st.session_state["rt_concurrency_error"] = str(exc)
+        return
     jobs.dispatch(registry)
 
 
@@ -338,7 +357,7 @@ def _jobs_panel() -> None:
         active = list(reversed(registry.runs(ACTIVE_STATUSES)))
         ended = registry.runs(TERMINAL_STATUSES, limit=5)
     except (RegistryError, OSError) as exc:
-        st.error(f"Cannot read the run registry: {exc}")
+        st.error(f"Cannot read the run registry: {app_common.md_text(exc)}")
         return
     if st.session_state.get("rt_active", {}) != _active_states(active):
         # A job started, ended or was queued elsewhere: refresh the whole page (the runs table, "Manage run",
@@ -447,8 +466,20 @@ try:
         registry = app_common.job_registry()
         registry.sync()
 except (RegistryError, OSError) as exc:
-    st.error(f"Cannot open the run registry in `{app_common.runs_dir()}`: {exc}. Point `{app_common.RUNS_DIR_ENV}` "
+    st.error(f"Cannot open the run registry in `{app_common.runs_dir()}`: {app_common.md_text(exc)}. "
+             f"Point `{app_common.RUNS_DIR_ENV}` "
              "to a writable folder and reload.")
+    st.stop()
+if registry.damaged is not None:
+    st.warning(f"The run registry was damaged: it was kept aside as {app_common.md_text(registry.damaged)} and a new "
+               "one started. The run folders were imported again; queued jobs and run names from before are lost.")
+for folder, reason in registry.import_problems.items():
+    st.warning(f"Run folder {app_common.md_text(repr(folder))} was not imported: {app_common.md_text(reason)}.")
+
+try:
+    limits = JobLimits.from_env()
+except LimitError as exc:
+    st.error(f"The job limits are misconfigured: {app_common.md_text(exc)}. Fix the variable and restart the app.")
     st.stop()
 
 datasets = _datasets()
@@ -557,8 +588,10 @@ with model_col:
                     disabled=not st.session_state["rt_logit_adjust_on"], help=HELP["rt_logit_adjust"])
 
 config = _form_config(dataset)
+shape = _shape(dataset)
 try:
     jobs.check_launchable(config)
+    jobs.check_capacity(registry, config, shape, limits)
     problem = None
 except ValueError as exc:
     problem = str(exc)
@@ -566,21 +599,25 @@ except ValueError as exc:
 launch_col, message_col = st.columns([1, 4], vertical_alignment="center")
 launched = launch_col.button("Launch", type="primary", key="rt_launch", disabled=problem is not None)
 if problem is not None:
-    message_col.error(f"Cannot launch: {problem}")
+    message_col.error(f"Cannot launch: {app_common.md_text(problem)}")
 elif launched:
     try:
-        record = registry.submit(config, name)
+        record = jobs.submit(registry, config, name, shape, limits)
         jobs.dispatch(registry)
     except (RegistryError, ValueError, OSError) as exc:
-        message_col.error(f"Cannot launch: {exc}")
+        message_col.error(f"Cannot launch: {app_common.md_text(exc)}")
     else:
         message_col.success(f"Queued **{app_common.md_text(record.name)}** (`{record.id}`).")
 
 # ---------------------------------------------------------------- the jobs
 st.subheader("Jobs")
-st.number_input("Concurrent runs", min_value=1, step=1, key="rt_max_concurrent",
-                value=registry.max_concurrent, on_change=_set_concurrency,
-                help="How many jobs may train at once; the rest wait in the queue (1 suits a 2-core machine).")
+st.caption(f"Limits on this server: {limits.describe()}. A job over them is refused before it starts.")
+st.number_input("Concurrent runs", min_value=1, max_value=limits.max_concurrent, step=1, key="rt_max_concurrent",
+                value=min(registry.max_concurrent, limits.max_concurrent), on_change=_set_concurrency,
+                help="How many jobs may train at once; the rest wait in the queue (1 suits a 2-core machine). "
+                     f"At most {limits.max_concurrent}, set by the server's HMLC_MAX_CONCURRENT_JOBS.")
+if "rt_concurrency_error" in st.session_state:
+    st.error(app_common.md_text(st.session_state.pop("rt_concurrency_error")))
 st.session_state["rt_active"] = _active_states(registry.runs(ACTIVE_STATUSES))
 st.fragment(run_every=REFRESH_S if st.session_state["rt_active"] else None)(_jobs_panel)()
 

@@ -34,7 +34,7 @@ from hmlc_core.losses import FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, SCHEDULES
 from hmlc_core.model import ENSEMBLE_KINDS
 from hmlc_core.registry import Registry, RegistryError, default_folder_name, imported_run_name
 from hmlc_core.runs import RunError, env_runs_dirs, evaluate_run, load_run
-from hmlc_core.train import TrainConfig
+from hmlc_core.train import TrainConfig, TrainingDiverged
 
 __all__ = ["main", "build_parser", "DEMO_RUN_DIR", "DEMO_WEIGHTED_RUN_DIR", "DEMO_RUNS"]
 
@@ -407,7 +407,11 @@ def _format_metrics(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code (0 ok, 2 for a user error)."""
+    """Entry point; returns the process exit code (0 ok, 1 when training diverged, 2 for a user error).
+
+    A user error includes a config value out of range and an output folder that is not writable or too
+    full for the run (checked before training, :func:`hmlc_core.limits.check_output_dir`).
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
@@ -451,6 +455,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DatasetNotFoundError, FileExistsError, RunError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except TrainingDiverged as exc:
+        print(f"error: {exc}; nothing was saved", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("aborted; nothing was saved", file=sys.stderr)
         return 130

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,8 @@ __all__ = [
     "SCHEDULES",
     "ENSEMBLE_KINDS",
     "DECISION_RULES",
+    "NumberRange",
+    "NUMBER_RANGES",
     "TrainConfig",
 ]
 
@@ -92,6 +95,98 @@ DECISION_RULES: tuple[str, ...] = ("fixed", "global", "per-node")
 """How probabilities become predictions (:mod:`hmlc_core.decision`; docs/method.md, *Decision rules*): one
 fixed threshold, one threshold tuned on held-out data for micro F1, or per-node thresholds tuned for each
 node's F1 and shrunk towards the global one. The tuned rules need ``fit_on="train"``."""
+
+
+@dataclass(frozen=True)
+class NumberRange:
+    """The allowed values of one numeric :class:`TrainConfig` field.
+
+    Attributes
+    ----------
+    low, high : float
+        Bounds; ``math.inf`` for none. Every value must be finite.
+    low_open, high_open : bool
+        Whether the bound itself is excluded.
+    integer : bool
+        Whole numbers only (an ``int`` or a numpy integer; not a float).
+    optional : bool
+        None is allowed (the preset's value, or the option switched off).
+    """
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    optional: bool = False
+
+    def describe(self) -> str:
+        """The range in words, e.g. ``"a finite number in [0, 1)"``."""
+        kind = "a whole number" if self.integer else "a finite number"
+        low, high = (f"{int(v)}" if self.integer and math.isfinite(v) else f"{v:g}" for v in (self.low, self.high))
+        if self.high == math.inf:
+            text = f"{kind} {'>' if self.low_open else '>='} {low}"
+        else:
+            text = f"{kind} in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        return text + (" or None" if self.optional else "")
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise ValueError naming config field ``name`` unless ``value`` lies in this range.
+
+        Raises
+        ------
+        ValueError
+            On a non-number (a bool too), NaN, an infinity, a float for a whole-number field, or a value out of
+            range.
+        """
+        if value is None and self.optional:
+            return
+        kind = numbers.Integral if self.integer else numbers.Real
+        ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+        if ok:
+            above = value > self.low if self.low_open else value >= self.low
+            below = value < self.high if self.high_open else value <= self.high
+            ok = above and below
+        if not ok:
+            raise ValueError(f"config field {name!r} must be {self.describe()}, got {value!r}")
+
+
+_SEED_MAX = 2**32 - 1
+"""Largest seed: numpy's legacy seeding and most tools take 32-bit seeds."""
+
+NUMBER_RANGES: dict[str, NumberRange] = {
+    "epochs": NumberRange(1, integer=True, optional=True),
+    "heads": NumberRange(1, integer=True),
+    "hidden": NumberRange(1, integer=True, optional=True),
+    "n_layers": NumberRange(1, integer=True),
+    "dropout": NumberRange(0, 1, high_open=True),
+    "lr": NumberRange(0, low_open=True, optional=True),
+    "weight_decay": NumberRange(0),
+    "batch_size": NumberRange(1, integer=True, optional=True),
+    "seed": NumberRange(0, _SEED_MAX, integer=True),
+    "omega": NumberRange(0),
+    "focal_k": NumberRange(0, low_open=True),
+    "focal_min": NumberRange(0),
+    "label_smoothing": NumberRange(0, 0.5, high_open=True),
+    "schedule_k": NumberRange(0, low_open=True),
+    "mixed_lambda": NumberRange(0, 1, optional=True),
+    "lpros": NumberRange(0, 1, low_open=True, optional=True),
+    "cb_beta": NumberRange(0, 1, high_open=True),
+    "asl_gamma_pos": NumberRange(0),
+    "asl_gamma_neg": NumberRange(0),
+    "asl_clip": NumberRange(0, 1, high_open=True),
+    "logit_adjust": NumberRange(0, optional=True),
+    "patience": NumberRange(1, integer=True, optional=True),
+    "threads": NumberRange(1, integer=True),
+    "eval_batch_size": NumberRange(1, integer=True),
+    "decision_threshold": NumberRange(0, 1),
+    "decision_shrinkage": NumberRange(0, optional=True),
+}
+"""Allowed values of every numeric :class:`TrainConfig` field (NaN and infinities are never allowed).
+
+The ranges are those the training code needs (docs/method.md explains each option); an upper bound is set
+only where the option is a fraction or probability. How large a job may grow (heads, hidden width) is
+bounded separately, by the job memory budget of :mod:`hmlc_core.limits`."""
 
 
 @dataclass
@@ -245,12 +340,13 @@ class TrainConfig:
         Raises
         ------
         ValueError
-            On an unknown profile.
+            On an unknown profile, or a ``batch_size`` that is not a whole number >= 1 (it picks the kernel).
         """
         if self.profile not in PROFILES:
             raise ValueError(f"config field 'profile' must be one of {list(PROFILES)}, got {self.profile!r}")
         preset, profile = preset_for(self.dataset), PROFILES[self.profile]
         batch_size = profile.batch_size if self.batch_size is None else self.batch_size
+        NUMBER_RANGES["batch_size"].check("batch_size", self.batch_size)
         kernel = self.kernel
         if kernel == "auto":
             kernel = "numba" if int(batch_size) <= FUSED_MAX_BATCH else "torch"
@@ -279,51 +375,34 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config field {name!r} must be one of {list(allowed)}, got {getattr(self, name)!r}")
-        for name in ("heads", "n_layers", "threads", "eval_batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"config field {name!r} must be >= 1, got {getattr(self, name)}")
-        for name in ("epochs", "hidden", "batch_size"):
-            value = getattr(self, name)
-            if value is not None and int(value) < 1:
-                raise ValueError(f"config field {name!r} must be >= 1, got {value}")
-        if self.lr is not None and self.lr <= 0:
-            raise ValueError(f"config field 'lr' must be > 0, got {self.lr}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"config field 'dropout' must be in [0, 1), got {self.dropout}")
+        self.check_numbers()
         if self.ensemble == "mc-dropout" and (self.dropout == 0 or self.n_layers < 2):
             raise ValueError("config field 'ensemble' = 'mc-dropout' needs dropout > 0 and n_layers >= 2")
-        if self.weight_decay < 0 or self.omega < 0 or self.focal_min < 0 or self.focal_k <= 0:
-            raise ValueError("config fields weight_decay, omega and focal_min must be >= 0 and focal_k > 0")
-        if not 0 <= self.label_smoothing < 0.5 or (self.label_smoothing and self.loss != "zlpr"):
-            raise ValueError("config field 'label_smoothing' must be in [0, 0.5) and needs loss='zlpr'")
-        if self.schedule != "none" and (self.weighting == "none" or self.schedule_k <= 0):
-            raise ValueError("config field 'schedule' needs weighting other than 'none' (and schedule_k > 0)")
-        if self.mixed_lambda is not None and (not 0 <= self.mixed_lambda <= 1 or self.loss != "mcloss"):
-            raise ValueError("config field 'mixed_lambda' must be in [0, 1] and needs loss='mcloss'")
-        if self.lpros is not None and not 0 < self.lpros <= 1:
-            raise ValueError(f"config field 'lpros' must be in (0, 1], got {self.lpros}")
-        # Written as "not (in range)", so NaN fails every check; math.isfinite refuses infinities.
-        if not 0 <= self.cb_beta < 1:
-            raise ValueError(f"config field 'cb_beta' must be in [0, 1), got {self.cb_beta}")
-        for name in ("asl_gamma_pos", "asl_gamma_neg"):
-            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
-                raise ValueError(f"config field {name!r} must be a finite number >= 0, got {getattr(self, name)}")
-        if not 0 <= self.asl_clip < 1:
-            raise ValueError(f"config field 'asl_clip' must be in [0, 1), got {self.asl_clip}")
-        if self.logit_adjust is not None and not (self.logit_adjust >= 0 and math.isfinite(self.logit_adjust)):
-            raise ValueError(f"config field 'logit_adjust' (tau) must be a finite number >= 0 or None (off), "
-                             f"got {self.logit_adjust}")
-        if self.patience is not None and (int(self.patience) < 1 or self.fit_on != "train"):
-            raise ValueError("config field 'patience' must be >= 1 and needs fit_on='train' (a validation split)")
-        if not 0 <= self.decision_threshold <= 1:
-            raise ValueError(f"config field 'decision_threshold' must be in [0, 1], got {self.decision_threshold}")
-        if self.decision_shrinkage is not None and not self.decision_shrinkage >= 0:
-            raise ValueError(f"config field 'decision_shrinkage' must be >= 0, got {self.decision_shrinkage}")
+        if self.label_smoothing and self.loss != "zlpr":
+            raise ValueError("config field 'label_smoothing' must be 0 unless loss='zlpr'")
+        if self.schedule != "none" and self.weighting == "none":
+            raise ValueError("config field 'schedule' needs weighting other than 'none'")
+        if self.mixed_lambda is not None and self.loss != "mcloss":
+            raise ValueError("config field 'mixed_lambda' needs loss='mcloss'")
+        if self.patience is not None and self.fit_on != "train":
+            raise ValueError("config field 'patience' needs fit_on='train' (a validation split)")
         if self.decision != "fixed" and self.fit_on != "train":
             raise ValueError(f"the decision rule {self.decision!r} is tuned on the valid split, which "
                              "fit_on='train+valid' trains on: use fit_on='train' (--fit-on train) or decision='fixed'")
         if self.focal in ("epistemic", "epistemic_kl") and self.heads < 2:
             raise ValueError(f"focal mode {self.focal!r} measures disagreement between members: it needs heads >= 2")
+
+    def check_numbers(self) -> None:
+        """Check every numeric field against :data:`NUMBER_RANGES`, alone (no cross-field rules).
+
+        Raises
+        ------
+        ValueError
+            Naming the first field whose value is not a number, is NaN or infinite, is a float where a whole
+            number is needed, or lies outside its range.
+        """
+        for name, allowed in NUMBER_RANGES.items():
+            allowed.check(name, getattr(self, name))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields (JSON-serialisable)."""

@@ -50,7 +50,9 @@ from typing import TYPE_CHECKING, Any
 
 from hmlc_core.catalog import SYNTHETIC, open_dataset
 from hmlc_core.config import TrainConfig
-from hmlc_core.data import DatasetNotFoundError, find_dataset_files
+from hmlc_core.data import DatasetNotFoundError, HMCDataset, find_dataset_files
+from hmlc_core.limits import (DEFAULT_MAX_CONCURRENT_JOBS, DatasetShape, JobLimits, LimitError, check_job_memory,
+                              check_output_dir, estimate_run_size)
 from hmlc_core.registry import Registry, RegistryError, RunRecord, headline_metrics
 from hmlc_core.runs import Run, load_run, save_run
 
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CANCEL_POLL_S", "START_GRACE_S", "train_and_save", "process_token", "process_alive", "reconcile",
     "dispatch", "startup", "cancel", "run_worker", "worker_command", "retrain_config", "has_valid_split",
-    "check_launchable",
+    "check_launchable", "dataset_shape", "load_dataset_shape", "check_capacity", "submit", "set_concurrency",
 ]
 
 log = logging.getLogger(__name__)
@@ -86,8 +88,14 @@ def train_and_save(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     save_empty: bool = True,
+    max_memory_mb: int | None = None,
 ) -> Run | None:
-    """Load the dataset, train, save the run directory and load it back: the CLI ``train`` and the worker.
+    """Load the dataset, check the output folder, train, save the run directory and load it back.
+
+    The CLI ``train`` and the worker both run this. Before training, ``out``'s parent must be writable
+    with room for the run (:func:`hmlc_core.limits.check_output_dir` against
+    :func:`hmlc_core.limits.estimate_run_size`), and with ``max_memory_mb`` the job's estimated memory
+    must fit (:func:`hmlc_core.limits.check_job_memory`).
 
     Parameters
     ----------
@@ -100,6 +108,9 @@ def train_and_save(
         Passed to :func:`hmlc_core.train.train`.
     save_empty : bool, default True
         With False, a run stopped before its first finished epoch is not saved.
+    max_memory_mb : int, optional
+        Refuse the job if its estimated memory exceeds this many MiB (the worker passes
+        ``HMLC_MAX_JOB_MEMORY_MB``; the CLI sets no limit).
 
     Returns
     -------
@@ -110,15 +121,25 @@ def train_and_save(
     ------
     FileExistsError
         If ``out`` exists, is not empty and ``overwrite`` is False.
+    LimitError
+        If the output folder is not writable or too full, or the job is over ``max_memory_mb``.
     DatasetNotFoundError, ValueError
         From :func:`hmlc_core.catalog.open_dataset` and :func:`hmlc_core.train.train`.
+    TrainingDiverged
+        From :func:`hmlc_core.train.train`; nothing is saved.
     """
     from hmlc_core.train import train  # imports torch: only the CLI and the worker train
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"run directory {out} already exists; choose another --out or pass --overwrite")
+    resolved = config.resolved()
+    resolved.validate()
     dataset = open_dataset(config.dataset, config.data_dir)
+    shape = dataset_shape(dataset)
+    if max_memory_mb is not None:
+        check_job_memory(resolved, shape, max_memory_mb)
+    check_output_dir(Path(os.path.abspath(out)).parent, estimate_run_size(resolved, shape))
     result = train(config, dataset, progress=progress, should_stop=should_stop)
     if result.epochs_completed == 0 and result.interrupted and not save_empty:
         log.info("stopped before the first epoch finished; nothing saved")
@@ -231,12 +252,24 @@ def dispatch(registry: Registry) -> list[subprocess.Popen]:
     Safe to call from several threads and processes at once: claiming is one
     ``BEGIN IMMEDIATE`` transaction (:meth:`Registry.claim_next`).
 
+    A concurrency setting above ``HMLC_MAX_CONCURRENT_JOBS`` (one stored before the limit was set or
+    lowered) is first lowered to it.
+
     Returns
     -------
     list of subprocess.Popen
         The workers started by this call (detached; they outlive the caller).
     """
     reconcile(registry)
+    try:
+        cap = JobLimits.from_env().max_concurrent
+    except LimitError as exc:  # the Retrain page reports it; the queue keeps to the default meanwhile
+        log.error("%s; using the default limit of %d concurrent runs", exc, DEFAULT_MAX_CONCURRENT_JOBS)
+        cap = DEFAULT_MAX_CONCURRENT_JOBS
+    if registry.max_concurrent > cap:
+        log.warning("lowering the concurrency setting of %s from %d to %d (HMLC_MAX_CONCURRENT_JOBS)",
+                    registry.runs_dir, registry.max_concurrent, cap)
+        registry.set_max_concurrent(cap)
     started = []
     while (record := registry.claim_next()) is not None:
         proc = _spawn(registry, record)
@@ -246,13 +279,17 @@ def dispatch(registry: Registry) -> list[subprocess.Popen]:
 
 
 def startup(registry: Registry) -> list[RunRecord]:
-    """What the dashboard does once when it starts: import unregistered run folders, reconcile, dispatch.
+    """What the dashboard does once when it starts: recover, import unregistered run folders, reconcile, dispatch.
+
+    Recovery (:meth:`Registry.recover`) finishes or undoes deletes and
+    overwrites that a killed process left half done.
 
     Returns
     -------
     list of RunRecord
         The imported rows (:meth:`Registry.sync`).
     """
+    registry.recover()
     imported = registry.sync()
     dispatch(registry)
     return imported
@@ -368,7 +405,8 @@ def _work(registry: Registry, record: RunRecord, watch: _CancelWatch) -> int:
         log.info("epoch %d/%d loss %.4f (%.1f s)%s", event["epoch"], event["epochs"], event["loss"],
                  event["seconds"], extra)
 
-    run = train_and_save(config, record.path, progress=progress, should_stop=watch, save_empty=False)
+    run = train_and_save(config, record.path, progress=progress, should_stop=watch, save_empty=False,
+                         max_memory_mb=JobLimits.from_env().max_job_memory_mb)
     if run is None:
         registry.complete(record.id, "cancelled", error="cancelled before the first epoch finished; nothing saved")
         return 0
@@ -449,3 +487,93 @@ def retrain_config(base: TrainConfig | None, dataset: str, **overrides: Any) -> 
                            fit_on="train" if has_valid_split(dataset) else "train+valid")
     hidden = base.hidden if base.dataset == dataset else None
     return replace(base, dataset=dataset, lr=None, batch_size=None, hidden=hidden, **overrides)
+
+
+def dataset_shape(dataset: HMCDataset) -> DatasetShape:
+    """The sizes of a loaded dataset that the memory and disk estimates need."""
+    return DatasetShape(n_features=int(dataset.train.X.shape[1]), n_nodes=int(dataset.hierarchy.n_nodes),
+                        n_train=int(dataset.train.X.shape[0]),
+                        n_valid=0 if dataset.valid is None else int(dataset.valid.X.shape[0]),
+                        n_test=int(dataset.test.X.shape[0]))
+
+
+def load_dataset_shape(name: str, data_dir: str | Path | None = None) -> DatasetShape:
+    """Open a dataset (:func:`hmlc_core.catalog.open_dataset`, 1-2 s for a GO dataset) and return its sizes.
+
+    Raises
+    ------
+    DatasetNotFoundError, ValueError
+        From :func:`hmlc_core.catalog.open_dataset`.
+    """
+    return dataset_shape(open_dataset(name, data_dir))
+
+
+def check_capacity(registry: Registry, config: TrainConfig, shape: DatasetShape | None = None,
+                   limits: JobLimits | None = None) -> None:
+    """Check the job limits before queueing ``config`` in ``registry``: queue length, memory, disk.
+
+    Parameters
+    ----------
+    registry : Registry
+    config : TrainConfig
+        Valid (:func:`check_launchable`).
+    shape : DatasetShape, optional
+        The dataset's sizes (:func:`load_dataset_shape`); without them only the queue is checked, and the
+        worker checks memory and disk once it has loaded the data.
+    limits : JobLimits, optional
+        Default :meth:`JobLimits.from_env`.
+
+    Raises
+    ------
+    LimitError
+        When the queue is full (``HMLC_MAX_QUEUED_JOBS``), the estimated memory is over
+        ``HMLC_MAX_JOB_MEMORY_MB`` (naming the fields), or the runs folder is not writable or too full.
+    """
+    limits = JobLimits.from_env() if limits is None else limits
+    queued = len(registry.runs(["queued"]))
+    if queued >= limits.max_queued:
+        raise LimitError(f"the queue is full: {queued} jobs are waiting, the limit is {limits.max_queued} "
+                         f"(HMLC_MAX_QUEUED_JOBS); cancel one or wait for a job to start")
+    if shape is not None:
+        resolved = config.resolved()
+        check_job_memory(resolved, shape, limits.max_job_memory_mb)
+        check_output_dir(registry.runs_dir, estimate_run_size(resolved, shape))
+
+
+def submit(registry: Registry, config: TrainConfig, name: str | None = None,
+           shape: DatasetShape | None = None, limits: JobLimits | None = None) -> RunRecord:
+    """Queue ``config`` after :func:`check_launchable` and :func:`check_capacity` (the Retrain page's Launch).
+
+    Two sessions submitting at the same moment may each pass the queue check, so the queue can
+    briefly hold one job per session more than ``HMLC_MAX_QUEUED_JOBS``.
+
+    Returns
+    -------
+    RunRecord
+        The new ``queued`` row (:meth:`Registry.submit`).
+
+    Raises
+    ------
+    ValueError
+        From :func:`check_launchable`, or a :class:`~hmlc_core.limits.LimitError` from :func:`check_capacity`.
+    """
+    check_launchable(config)
+    check_capacity(registry, config, shape, limits)
+    return registry.submit(config, name)
+
+
+def set_concurrency(registry: Registry, value: int, limits: JobLimits | None = None) -> None:
+    """Set how many jobs of ``registry`` may run at once, within ``HMLC_MAX_CONCURRENT_JOBS``.
+
+    Raises
+    ------
+    LimitError
+        If ``value`` is above the limit.
+    ValueError
+        If ``value`` < 1 (:meth:`Registry.set_max_concurrent`).
+    """
+    limits = JobLimits.from_env() if limits is None else limits
+    if int(value) > limits.max_concurrent:
+        raise LimitError(f"'Concurrent runs' must be at most {limits.max_concurrent} (HMLC_MAX_CONCURRENT_JOBS), "
+                         f"got {value}")
+    registry.set_max_concurrent(int(value))

@@ -14,6 +14,7 @@ re-exported here.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,12 +32,42 @@ from hmlc_core.model import MCM, HMCEnsemble
 from hmlc_core.resample import lpros
 from hmlc_core.weighting import log_prior_odds
 
-__all__ = ["TrainConfig", "TrainResult", "train", "predict_members", "training_outputs", "Progress"]
+__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "DIVERGENCE_FACTOR", "DIVERGENCE_WEIGHT", "train",
+           "predict_members", "training_outputs", "Progress"]
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[dict[str, Any]], None]
 """Callback type: receives one dict per finished epoch (see :func:`train`)."""
+
+DIVERGENCE_FACTOR = 3.0
+"""An epoch whose mean training loss exceeds this many times the untrained model's loss counts as diverged.
+
+The untrained model predicts about 0.5 everywhere, the loss of knowing nothing, and training lowers the
+loss from there. Measured on the synthetic data, cellcycle_FUN and Diatoms (quick and paper profiles,
+MCLoss, ZLPR, ASL and the weighting options): sound runs
+stay at 0.02-0.72 times the untrained loss after their first epoch (ZLPR highest); ``lr=1e10`` gives
+10-86 times, ``lr=1`` at batch 4 7.6 times. A loss explosion relative to the first epoch (say 1000x) would
+miss these: MCLoss and ASL are bounded (torch clamps the log of the binary cross-entropy at -100), and a
+run diverges within its first epoch, so the loss stays finite and flat at a high level."""
+
+DIVERGENCE_WEIGHT = 1e4
+"""Largest absolute weight or bias a sound run may hold after an epoch.
+
+Weights start within ``1/sqrt(fan_in)`` and Adam moves each by about ``lr`` per step; measured, sound runs
+stay below 1 and ``lr=1e10`` reaches about 1e9 after one epoch."""
+
+DIVERGENCE_ROWS = 512
+"""Training rows (the first ones) on which the untrained model's reference loss is measured."""
+
+
+class TrainingDiverged(RuntimeError):
+    """Training stopped because it diverged: a non-finite loss, or a loss or weights that ran away.
+
+    Raised by :func:`train` after the epoch where it happened (:data:`DIVERGENCE_FACTOR`,
+    :data:`DIVERGENCE_WEIGHT`); nothing is saved. The message names the epoch, what was seen and the
+    learning rate.
+    """
 
 
 @dataclass
@@ -155,6 +186,39 @@ def _adam(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Adam:
         return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
 
 
+@torch.no_grad()
+def _reference_loss(criterion: WeightedMCLoss, outputs: Callable[[torch.Tensor], torch.Tensor],
+                    model: HMCEnsemble, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+    """Mean loss of the untrained model over the first :data:`DIVERGENCE_ROWS` rows, batched as in training.
+
+    Evaluated without dropout (except an ``mc-dropout`` ensemble's) and with torch's random state restored
+    afterwards, so the training that follows is the same as without this measurement.
+    """
+    rows = min(x.shape[0], DIVERGENCE_ROWS)
+    total = 0.0
+    with torch.random.fork_rng(devices=[]):
+        model.eval()
+        for first in range(0, rows, batch_size):
+            last = min(first + batch_size, rows)
+            total += float(criterion(outputs(x[first:last]), y[first:last])) * (last - first)
+        model.train()
+    return total / max(rows, 1)
+
+
+def _divergence(loss: float, reference: float, model: HMCEnsemble) -> str | None:
+    """Why an epoch with mean training loss ``loss`` counts as diverged, or None if it does not."""
+    if not math.isfinite(loss):
+        return f"the mean training loss is {loss} (not finite)"
+    with torch.no_grad():
+        largest = max(float(p.abs().max()) for p in model.parameters())
+    if not largest <= DIVERGENCE_WEIGHT:  # also NaN
+        return f"a weight reached {largest:.3g} (the limit is {DIVERGENCE_WEIGHT:g}; sound runs stay below 1)"
+    if math.isfinite(reference) and reference > 0 and loss > DIVERGENCE_FACTOR * reference:
+        return (f"the mean training loss {loss:.4g} is more than {DIVERGENCE_FACTOR:g} times that of the "
+                f"untrained model ({reference:.4g})")
+    return None
+
+
 def train(
     config: TrainConfig,
     dataset: HMCDataset,
@@ -184,6 +248,10 @@ def train(
     ------
     ValueError
         On an invalid config, or ``fit_on="train"`` for a dataset without a valid split.
+    TrainingDiverged
+        After an epoch whose mean training loss is not finite or above :data:`DIVERGENCE_FACTOR` times
+        the untrained model's loss, or after which a weight is not finite or above
+        :data:`DIVERGENCE_WEIGHT` in absolute value (checked after every epoch).
     """
     config = config.resolved()
     config.validate()
@@ -245,6 +313,7 @@ def train(
     log.info("training %s: %d samples, %d features, %d nodes, %d members, %d epochs",
              dataset.name, n, x_all.shape[1], hierarchy.n_nodes, config.heads, config.epochs)
 
+    reference = _reference_loss(criterion, outputs, model, x_all, y_all, config.batch_size)
     best_auprc, best_state = float("-inf"), None
     start = time.perf_counter()
     stop = False
@@ -276,6 +345,10 @@ def train(
             break
         entry: dict[str, Any] = {"epoch": epoch, "loss": float(running) / n,
                                  "seconds": time.perf_counter() - epoch_start}
+        reason = _divergence(entry["loss"], reference, model)
+        if reason is not None:
+            raise TrainingDiverged(f"training diverged in epoch {epoch}: {reason}; lower the learning rate "
+                                   f"(lr = {config.lr:g})")
         if config.fit_on == "train":
             probs = predict_members(model, criterion.mcm, dataset.valid.X, config.eval_batch_size).mean(0).numpy()
             entry["valid_auprc"] = auprc_micro(dataset.valid.Y, probs, hierarchy.eval_mask)
