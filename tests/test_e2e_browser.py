@@ -14,6 +14,7 @@ fails the run. Elsewhere, without them, the test skips and says why.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
@@ -53,15 +54,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """A Streamlit server on a free port; new runs go to a temporary ``HMLC_RUNS_DIR``. Yields (url, runs_dir)."""
-    runs_dir = tmp_path_factory.mktemp("e2e_runs")
+@contextlib.contextmanager
+def streamlit_app(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """``streamlit run app.py`` on 127.0.0.1 and a free port with ``env``, until healthy; yields its URL.
+
+    Raises
+    ------
+    RuntimeError
+        If the server exits or is not healthy within 60 s (the message names the log file).
+    """
     port = _free_port()
-    env = {**os.environ, "HMLC_RUNS_DIR": str(runs_dir), "OMP_NUM_THREADS": "1",
-           "HMLC_LOCAL_RUNS_DIR": str(tmp_path_factory.mktemp("e2e_no_user_runs"))}  # not the user's ./runs
-    env.pop("HMLC_DATA_DIR", None)  # the Retrain page then offers the synthetic demo dataset only
-    log = (tmp_path_factory.mktemp("e2e_log") / "streamlit.log").open("w")
+    log = log_path.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
@@ -80,7 +83,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"streamlit did not start (exit code {proc.poll()}); log: {log.name}")
             time.sleep(0.5)
-        yield url, runs_dir
+        yield url
     finally:
         proc.terminate()
         try:
@@ -88,6 +91,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A Streamlit server on a free port; new runs go to a temporary ``HMLC_RUNS_DIR``. Yields (url, runs_dir)."""
+    runs_dir = tmp_path_factory.mktemp("e2e_runs")
+    env = {**os.environ, "HMLC_RUNS_DIR": str(runs_dir), "OMP_NUM_THREADS": "1",
+           "HMLC_LOCAL_RUNS_DIR": str(tmp_path_factory.mktemp("e2e_no_user_runs"))}  # not the user's ./runs
+    env.pop("HMLC_DATA_DIR", None)  # the Retrain page then offers the synthetic demo dataset only
+    with streamlit_app(env, tmp_path_factory.mktemp("e2e_log") / "streamlit.log") as url:
+        yield url, runs_dir
 
 
 @pytest.fixture(scope="module")

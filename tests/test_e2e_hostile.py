@@ -13,20 +13,15 @@ but the Streamlit server. Skips like tests/test_e2e_browser.py without Chromium 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
-from test_e2e_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _no_exception, _settle, sync_api
+from test_e2e_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _no_exception, _settle, streamlit_app, sync_api
 from test_hostile_names import build_hostile_runs, hostile_nodes
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -34,36 +29,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int,
     """Streamlit on a free port serving the hostile runs. Yields (url, beacon port, run folders)."""
     beacon = _free_port()  # nothing listens there: a request to it is only seen by the browser's request log
     runs = build_hostile_runs(tmp_path_factory.mktemp("hostile_e2e_runs"), beacon)
-    port = _free_port()
     env = {**os.environ, "HMLC_RUNS_DIR": str(runs[0].parent), "OMP_NUM_THREADS": "1",
            "HMLC_LOCAL_RUNS_DIR": str(tmp_path_factory.mktemp("hostile_e2e_no_user_runs"))}
-    log = (tmp_path_factory.mktemp("hostile_e2e_log") / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start (exit code {proc.poll()}); log: {log.name}")
-            time.sleep(0.5)
+    with streamlit_app(env, tmp_path_factory.mktemp("hostile_e2e_log") / "streamlit.log") as url:
         yield url, beacon, runs
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 _NODE_POSITIONS = """() => Object.entries(network.getPositions()).map(([id, p]) => {
