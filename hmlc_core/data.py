@@ -726,12 +726,19 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     return folder
 
 
-_DOTTED = re.compile(r"^(?P<name>.+)\.(?P<split>train|valid|test)\.arff$", re.IGNORECASE)
-_FLAT = re.compile(r"^(?P<name>.+)[._](?P<split>train|valid|test)\.arff$", re.IGNORECASE)
+_DOTTED = re.compile(r"^(?P<name>.+)\.(?P<split>trainvalid|train|valid|test)\.arff$", re.IGNORECASE)
+_FLAT = re.compile(r"^(?P<name>.+)[._](?P<split>trainvalid|train|valid|test)\.arff$", re.IGNORECASE)
+
+#: The folder of the C-HMCNN repository that holds the datasets (github.com/EGiunchiglia/C-HMCNN, ``HMC_data/``).
+_CHMCNN_FOLDER = "HMC_data"
 
 
 def _scan(folder: Path) -> dict[str, dict[str, Path]]:
-    """Map every dataset name below ``folder`` to its split files (complete or not)."""
+    """Map every dataset name below ``folder`` (and ``folder/HMC_data``) to its split files, complete or not.
+
+    The keys of a dataset's dict are the split words of its file names in lower case:
+    ``train``, ``valid``, ``test`` and ``trainvalid`` (see :func:`_choose_splits`).
+    """
     found: dict[str, dict[str, Path]] = {}
 
     def add(name: str, split: str, path: Path) -> None:
@@ -753,25 +760,60 @@ def _scan(folder: Path) -> dict[str, dict[str, Path]]:
         except OSError:
             return []
 
-    # <group>/<name>/<name>.<split>.arff for the CLUS groups, then the user's <name>/<name>.<split>.arff
-    nested_parents = [folder / "datasets_FUN", folder / "datasets_GO", folder]
-    for parent in nested_parents:
-        for sub in subdirs(parent):
-            for f in files(sub):
-                m = _DOTTED.match(f.name)
-                if m and m.group("name") == sub.name:
-                    add(sub.name, m.group("split").lower(), f)
-    # flat folders: others/<Name>_{Train,Test}.arff and <name>.<split>.arff directly in the folder
-    for flat in (folder / "others", folder):
-        for f in files(flat):
-            m = _FLAT.match(f.name)
-            if m:
-                add(m.group("name"), m.group("split").lower(), f)
+    # the folder itself, and a clone of C-HMCNN: the repository root holding HMC_data/
+    roots = [folder] + [sub for sub in subdirs(folder) if sub.name == _CHMCNN_FOLDER]
+    for root in roots:
+        # <group>/<name>/<name>.<split>.arff for the CLUS groups, then the user's <name>/<name>.<split>.arff
+        for parent in (root / "datasets_FUN", root / "datasets_GO", root):
+            for sub in subdirs(parent):
+                for f in files(sub):
+                    m = _DOTTED.match(f.name)
+                    if m and m.group("name") == sub.name:
+                        add(sub.name, m.group("split").lower(), f)
+        # flat folders: others/<Name>_{Train,Test}.arff and <name>.<split>.arff directly in the folder
+        for flat in (root / "others", root):
+            for f in files(flat):
+                m = _FLAT.match(f.name)
+                if m:
+                    add(m.group("name"), m.group("split").lower(), f)
     return found
 
 
+def _choose_splits(name: str, files: dict[str, Path], log: bool = False) -> dict[str, Path]:
+    """The train / valid / test files of one dataset from the split files :func:`_scan` found.
+
+    A ``trainvalid`` file (C-HMCNN's ``others/Enron_corr_trainvalid.arff``) holds the train and valid
+    rows together; C-HMCNN trains its final models on exactly that union. So:
+
+    * with a ``train`` file, ``train`` and ``valid`` are used and ``trainvalid`` is ignored: fitting
+      on train+valid (``fit_on="train+valid"``) reads the same rows, and the separate valid split
+      stays available to ``fit_on="train"`` and the tuned decision rules;
+    * without one, ``trainvalid`` is the train split and the dataset has no valid split; a ``valid``
+      file beside it is ignored too, as its rows are inside ``trainvalid`` (tuning on it would tune
+      on training data). Such a dataset trains with ``fit_on="train+valid"`` only, and the tuned
+      decision rules refuse it, as for every dataset without a valid split.
+
+    With ``log``, each ignored file is logged (``trainvalid`` at INFO, ``valid`` at WARNING).
+    """
+    chosen = {s: files[s] for s in _SPLITS if s in files}
+    if "trainvalid" not in files:
+        return chosen
+    if "train" in files:
+        if log:
+            logger.info("dataset %r: using its train and valid files; ignoring %s (their union)", name,
+                        files["trainvalid"])
+        return chosen
+    if "valid" in chosen and log:
+        logger.warning("dataset %r: ignoring %s, whose rows are part of the train split %s; the dataset has "
+                       "no valid split", name, chosen["valid"], files["trainvalid"])
+    chosen.pop("valid", None)
+    chosen["train"] = files["trainvalid"]
+    return {s: chosen[s] for s in _SPLITS if s in chosen}
+
+
 def _complete(found: dict[str, dict[str, Path]]) -> dict[str, dict[str, Path]]:
-    return {k: v for k, v in found.items() if "train" in v and "test" in v}
+    chosen = {k: _choose_splits(k, v) for k, v in found.items()}
+    return {k: v for k, v in chosen.items() if "train" in v and "test" in v}
 
 
 def _sort_names(names: Iterable[str]) -> list[str]:
@@ -786,9 +828,15 @@ def list_datasets(data_dir: str | Path | None = None) -> list[str]:
     * ``datasets_FUN/<name>/<name>.{train,valid,test}.arff`` and the same under
       ``datasets_GO/`` (docs/method.md, *Data and hierarchy*);
     * ``others/<Name>_{train,test}.arff`` (Diatoms, ImCLEF07A/D; ``Train``/``Test``
-      capitalised as in the CLUS files);
+      capitalised as in the CLUS files) and ``others/Enron_corr_{trainvalid,test}.arff``;
     * the user's own data: ``<name>/<name>.{train,valid,test}.arff`` or
       ``<name>.{train,valid,test}.arff`` directly in the folder.
+
+    These are the file names of C-HMCNN's ``HMC_data/`` folder (github.com/EGiunchiglia/C-HMCNN,
+    commit 06d35fe; its ``utils/__init__.py`` maps each dataset to its files), which the data
+    folder may also hold: a clone of C-HMCNN can be given as it is. A split may also be a
+    ``trainvalid`` file (``.trainvalid.arff`` or ``_trainvalid.arff``): see
+    :func:`find_dataset_files` for which files become which split.
 
     Parameters
     ----------
@@ -799,7 +847,7 @@ def list_datasets(data_dir: str | Path | None = None) -> list[str]:
     -------
     list of str
         Dataset names sorted case-insensitively. A ``valid`` split is optional;
-        folders with only some splits (no train or no test) are left out.
+        folders with only some splits (no train or trainvalid, or no test) are left out.
 
     Raises
     ------
@@ -815,6 +863,16 @@ def find_dataset_files(name: str, data_dir: str | Path | None = None) -> dict[st
     The name is matched exactly first, then case-insensitively (so
     ``"diatoms"`` finds ``others/Diatoms_train.arff``).
 
+    A ``trainvalid`` file holds the train and valid rows together (C-HMCNN's
+    ``others/Enron_corr_trainvalid.arff``; C-HMCNN trains its final models on train+valid).
+    When a ``train`` file exists, the ``train`` and ``valid`` files are returned and the
+    ``trainvalid`` file is ignored (logged at INFO): ``fit_on="train+valid"`` reads the
+    same rows, and the valid split stays available for ``fit_on="train"`` and the tuned
+    decision rules. Without a ``train`` file, the ``trainvalid`` file is the ``"train"``
+    split and there is no ``"valid"`` split, even when a ``valid`` file exists (its rows
+    are inside ``trainvalid``; ignored with a WARNING): the dataset trains with
+    ``fit_on="train+valid"`` only, and the tuned decision rules refuse it.
+
     Parameters
     ----------
     name : str
@@ -825,14 +883,15 @@ def find_dataset_files(name: str, data_dir: str | Path | None = None) -> dict[st
     Returns
     -------
     dict of str to pathlib.Path
-        Keys ``"train"`` and ``"test"``, plus ``"valid"`` when present.
+        Keys ``"train"`` (possibly a ``trainvalid`` file, see above) and ``"test"``,
+        plus ``"valid"`` when present.
 
     Raises
     ------
     DatasetNotFoundError
         If the folder cannot be resolved, the name is unknown (the message lists
         the folder searched and the datasets found), the case-insensitive match
-        is ambiguous, or the dataset lacks its train or test file.
+        is ambiguous, or the dataset lacks its test file or both its train and trainvalid files.
     """
     folder = resolve_data_dir(data_dir)
     found = _scan(folder)
@@ -849,14 +908,14 @@ def find_dataset_files(name: str, data_dir: str | Path | None = None) -> dict[st
         complete = _sort_names(_complete(found))
         listing = ", ".join(complete) if complete else "(none)"
         raise DatasetNotFoundError(f"dataset {name!r} not found in {folder}; datasets found: {listing}")
-    splits = found[key]
-    missing = [s for s in ("train", "test") if s not in splits]
+    splits = _choose_splits(key, found[key], log=True)
+    missing = [("train (or trainvalid)" if s == "train" else s) for s in ("train", "test") if s not in splits]
     if missing:
         raise DatasetNotFoundError(
             f"dataset {key!r} in {folder} lacks its {' and '.join(missing)} file(s); "
-            f"found only: {', '.join(f'{s}={p}' for s, p in splits.items())}"
+            f"found only: {', '.join(f'{s}={p}' for s, p in found[key].items())}"
         )
-    return {s: splits[s] for s in _SPLITS if s in splits}
+    return splits
 
 
 # =====================================================================
@@ -915,7 +974,7 @@ def load_arff_files(
         Validation file.
     name : str, optional
         Dataset name; defaults to the training file's stem without the split
-        suffix.
+        suffix (``train`` or ``trainvalid``).
     hierarchy_style : {"auto", "tree", "dag"}, default "auto"
         Passed to :func:`parse_arff` for every file.
 
@@ -992,7 +1051,7 @@ def load_arff_files(
     )
 
     if name is None:
-        name = re.sub(r"[._]train$", "", paths["train"].stem, flags=re.IGNORECASE)
+        name = re.sub(r"[._]train(valid)?$", "", paths["train"].stem, flags=re.IGNORECASE)
     dataset = HMCDataset(
         name=name,
         hierarchy=hierarchy,
