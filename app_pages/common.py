@@ -110,6 +110,19 @@ def cached_run(path: str | Path) -> Run:
     return _load_run(str(path), run_stamp(path))
 
 
+@st.cache_resource(max_entries=4, show_spinner="Loading the test predictions…")
+def _predictions(path: str, stamp: int) -> dict[str, np.ndarray]:
+    """:meth:`hmlc_core.runs.Run.predictions` of the run at ``path``, read once per (path, :func:`run_stamp`).
+
+    Shared by all sessions, the arrays read-only; at most 4 runs' predictions are held (about 110 MB each for
+    a cellcycle_GO run of two members). Raises :class:`RunError` as ``Run.predictions`` (not cached).
+    """
+    preds = _load_run(path, stamp).predictions()
+    for array in preds.values():
+        array.flags.writeable = False  # shared by every session: a write would change them all
+    return preds
+
+
 def _view_run(path: str, stamp: int, decision: Decision | None) -> Run:
     """The run at ``path`` under ``decision`` (:func:`decided_run`); its saved metrics when None or unreadable."""
     if decision is not None:
@@ -120,11 +133,13 @@ def _view_run(path: str, stamp: int, decision: Decision | None) -> Run:
     return _load_run(path, stamp)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+# Figures are cached with st.cache_resource: one object shared by every session (st.plotly_chart only reads
+# it), where st.cache_data would unpickle and re-validate a copy of a GO-sized figure on every page view.
+@st.cache_resource(max_entries=32, show_spinner=False)
 def sunburst(path: str, stamp: int, color_by: str, centre: str | None = None,
              decision: Decision | None = None) -> go.Figure:
     """Cached :func:`hmlc_core.views.explore.sunburst_figure` of the run at ``path`` (under ``decision``),
-    centred on ``centre``."""
+    centred on ``centre``. Shared by all sessions: never mutate it."""
     return explore.sunburst_figure(_view_run(path, stamp, decision), color_by, root=centre)
 
 
@@ -134,9 +149,12 @@ def neighbourhood_html(path: str, stamp: int, node: str, color_by: str, decision
     return explore.pyvis_html(_view_run(path, stamp, decision), node, color_by)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_resource(max_entries=16, show_spinner=False)
 def recall_by_depth(path: str, stamp: int, decision: Decision | None = None) -> go.Figure:
-    """Cached :func:`hmlc_core.views.explore.recall_by_depth_figure` of the run at ``path`` (under ``decision``)."""
+    """Cached :func:`hmlc_core.views.explore.recall_by_depth_figure` of the run at ``path`` (under ``decision``).
+
+    Shared by all sessions: never mutate it.
+    """
     return explore.recall_by_depth_figure(_view_run(path, stamp, decision))
 
 
@@ -556,7 +574,7 @@ def rule_text(run: Run) -> str:
 @st.cache_resource(max_entries=16, show_spinner="Applying the decision rule…")
 def _decided_run(path: str, stamp: int, decision: Decision) -> Run:
     run = _load_run(path, stamp)
-    preds = run.predictions()
+    preds = _predictions(path, stamp)
     return decision_views.run_under_rule(run, fit_rule(run, decision), preds["y_true"], preds["mean_probs"])
 
 
@@ -583,7 +601,7 @@ def rule_recalls(path: str, stamp: int, threshold: float, shrinkage: float | Non
     decisions: list[Decision] = [("fixed", threshold, None)]
     if has_held_out(path, stamp):
         decisions += [("global", threshold, None), ("per-node", threshold, shrinkage)]
-    preds = run.predictions()
+    preds = _predictions(path, stamp)
     result = {}
     for decision in decisions:
         rule = fit_rule(run, decision)
@@ -605,13 +623,15 @@ def miss_kinds(path: str, stamp: int, decision: Decision) -> pd.DataFrame:
     recalls = rule_recalls(path, stamp, decision[1], decision[2] if decision[2] is not None else DEFAULT_SHRINKAGE)
     current = fit_rule(run, decision).label()
     others = {label: r for label, r in recalls.items() if label != current}
-    return diagnose.miss_kinds(run.node_metrics, int(run.summary.get("n_test") or len(run.predictions()["y_true"])),
-                               others)
+    return diagnose.miss_kinds(run.node_metrics,
+                               int(run.summary.get("n_test") or len(_predictions(path, stamp)["y_true"])), others)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_resource(max_entries=64, show_spinner=False)
 def pr_curve(path: str, stamp: int, node: str, decision: Decision) -> go.Figure:
     """Cached :func:`hmlc_core.views.decision.pr_curve_figure` of a node, with the points of every usable rule.
+
+    Shared by all sessions: never mutate it.
 
     Raises
     ------
@@ -619,7 +639,7 @@ def pr_curve(path: str, stamp: int, node: str, decision: Decision) -> go.Figure:
         If ``predictions.npz`` cannot be read.
     """
     run = _load_run(path, stamp)
-    preds = run.predictions()
+    preds = _predictions(path, stamp)
     j = run.hierarchy.index[node]
     shrinkage = decision[2] if decision[2] is not None else DEFAULT_SHRINKAGE
     decisions: list[Decision] = [("fixed", decision[1], None)]
@@ -644,7 +664,7 @@ def shrinkage_tradeoff(path: str, stamp: int) -> pd.DataFrame | None:
     held = run.held_out()
     if held is None:
         return None
-    preds = run.predictions()
+    preds = _predictions(path, stamp)
     freq = run.node_metrics["train_frequency"].to_numpy(dtype=np.int64)
     known = bool((freq[run.hierarchy.eval_mask] >= 0).all())
     try:
@@ -652,6 +672,20 @@ def shrinkage_tradeoff(path: str, stamp: int) -> pd.DataFrame | None:
                         freq if known else None, n_train=int(run.summary.get("n_train") or 0) or None)
     except ValueError as exc:
         raise RunError(f"run {path}: cannot tune the decision rules ({exc})") from exc
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def tradeoff_chart(path: str, stamp: int) -> go.Figure | None:
+    """Cached :func:`hmlc_core.views.decision.tradeoff_figure` of :func:`shrinkage_tradeoff`; None without
+    held-out predictions. Shared by all sessions: never mutate it.
+
+    Raises
+    ------
+    RunError
+        As :func:`shrinkage_tradeoff` (the failure is not cached).
+    """
+    table = shrinkage_tradeoff(path, stamp)
+    return None if table is None else decision_views.tradeoff_figure(table)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -668,24 +702,27 @@ def prediction_scores(path: str, stamp: int, decision: Decision = DEFAULT_DECISI
         held-out predictions (the failure is not cached).
     """
     run = _load_run(path, stamp)
-    preds = run.predictions()
+    preds = _predictions(path, stamp)
     rule = fit_rule(run, decision)
     return diagnose.score_predictions(run.hierarchy, preds["y_true"], preds["mean_probs"], rule.thresholds,
                                       predictions=rule.predict(preds["mean_probs"]))
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_resource(max_entries=16, show_spinner=False)
 def deepest_level(path: str, stamp: int, decision: Decision = DEFAULT_DECISION) -> go.Figure:
     """Cached :func:`hmlc_core.views.diagnose.deepest_level_figure` of the run at ``path`` under ``decision``.
 
-    Raises as :func:`prediction_scores`.
+    Shared by all sessions: never mutate it. Raises as :func:`prediction_scores`.
     """
     return diagnose.deepest_level_figure(diagnose.deepest_level_counts(prediction_scores(path, stamp, decision)))
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_resource(max_entries=16, show_spinner=False)
 def training_curve(path: str, stamp: int) -> go.Figure:
-    """Cached :func:`hmlc_core.views.diagnose.training_curve_figure` of the run's history."""
+    """Cached :func:`hmlc_core.views.diagnose.training_curve_figure` of the run's history.
+
+    Shared by all sessions: never mutate it.
+    """
     return diagnose.training_curve_figure(_load_run(path, stamp).history)
 
 
@@ -699,10 +736,22 @@ def missed_table(path: str, stamp: int, threshold: float, zero_only: bool, depth
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
+def missed_csv(path: str, stamp: int, threshold: float, zero_only: bool, depth: tuple[int, int],
+               train_frequency: tuple[int, int], support: tuple[int, int],
+               decision: Decision | None = None) -> bytes:
+    """Cached :func:`hmlc_core.views.diagnose.table_csv` of :func:`missed_table` (the page's download)."""
+    return diagnose.table_csv(missed_table(path, stamp, threshold, zero_only, depth, train_frequency, support,
+                                           decision))
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
 def missed_figures(path: str, stamp: int, threshold: float, zero_only: bool, depth: tuple[int, int],
                    train_frequency: tuple[int, int], support: tuple[int, int],
                    decision: Decision | None = None) -> tuple[go.Figure, go.Figure]:
-    """Cached recall-vs-frequency and recall-vs-depth figures outlining the nodes of :func:`missed_table`."""
+    """Cached recall-vs-frequency and recall-vs-depth figures outlining the nodes of :func:`missed_table`.
+
+    Shared by all sessions: never mutate them.
+    """
     run = _view_run(path, stamp, decision)
     shown = missed_table(path, stamp, threshold, zero_only, depth, train_frequency, support, decision).index
     line = 0.0 if zero_only else threshold
@@ -759,23 +808,17 @@ def run_display_names() -> dict[Path, str]:
 # ------------------------------------------------------------------------------------------------------------
 # Explorer node card and Compare page: cached wrappers of hmlc_core.views.explore / hmlc_core.views.compare
 # ------------------------------------------------------------------------------------------------------------
-@st.cache_resource(max_entries=2, show_spinner="Loading the test predictions…")
-def _member_predictions(path: str, stamp: int) -> dict[str, np.ndarray]:
-    preds = _load_run(path, stamp).predictions()
-    return {"y_true": preds["y_true"], "member_probs": preds["member_probs"]}
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_resource(max_entries=64, show_spinner=False)
 def member_probs(path: str, stamp: int, node: str, threshold: float = explore.THRESHOLD) -> go.Figure:
     """Cached :func:`hmlc_core.views.explore.member_probs_figure` of a node of the run at ``path``, its
-    decision threshold ``threshold`` drawn.
+    decision threshold ``threshold`` drawn. Shared by all sessions: never mutate it.
 
     Raises
     ------
     RunError
         If ``predictions.npz`` cannot be read (the failure is not cached).
     """
-    return explore.member_probs_figure(_member_predictions(path, stamp), _load_run(path, stamp).hierarchy, node,
+    return explore.member_probs_figure(_predictions(path, stamp), _load_run(path, stamp).hierarchy, node,
                                        threshold=threshold)
 
 
@@ -924,4 +967,4 @@ def member_spread(path: str, stamp: int) -> dict[str, float | int]:
         If ``predictions.npz`` cannot be read (the failure is not cached).
     """
     run = _load_run(path, stamp)
-    return teaching.member_spread(_member_predictions(path, stamp)["member_probs"], run.hierarchy.eval_mask)
+    return teaching.member_spread(_predictions(path, stamp)["member_probs"], run.hierarchy.eval_mask)

@@ -24,7 +24,6 @@ import hashlib
 import streamlit as st
 
 from app_pages import common as app_common
-from hmlc_core.views import decision as decision_views
 from hmlc_core.views import diagnose, explore
 from hmlc_core.runs import RunError
 
@@ -139,7 +138,9 @@ st.dataframe(
 )
 c_download, c_node = st.columns([1, 3])
 c_download.download_button(
-    "Download table (CSV)", diagnose.table_csv(table), file_name=f"{run.name}_missed_nodes.csv", mime="text/csv",
+    "Download table (CSV)",
+    app_common.missed_csv(path, stamp, float(threshold), bool(zero_only), depth, freq, support, decision),
+    file_name=f"{run.name}_missed_nodes.csv", mime="text/csv",
     key="download_missed", icon="⬇️", on_click="ignore",
 )
 
@@ -216,7 +217,7 @@ if kinds is not None:
 # ---------------------------------------------------------- the trade-off
 st.subheader("Why one threshold cannot serve rare and frequent nodes")
 try:
-    tradeoff = app_common.shrinkage_tradeoff(path, stamp)
+    tradeoff = app_common.tradeoff_chart(path, stamp)
 except RunError as exc:
     tradeoff = None
     st.warning(f"The test predictions cannot be read: {app_common.md_text(exc)}")
@@ -225,5 +226,5 @@ if tradeoff is None:
                "on it; retrain with `--fit-on train` to see the trade-off of the tuned rules.")
 else:
     left, right = st.columns([3, 2], gap="large")
-    left.plotly_chart(decision_views.tradeoff_figure(tradeoff), key="tradeoff", config={"displaylogo": False})
+    left.plotly_chart(tradeoff, key="tradeoff", config={"displaylogo": False})
     right.caption(TRADEOFF_TEXT)
