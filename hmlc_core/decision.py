@@ -270,16 +270,29 @@ def per_node_thresholds(
     if not shrinkage >= 0:
         raise ValueError(f"shrinkage m must be >= 0, got {shrinkage}")
     y, p = _check(y_heldout, probs_heldout, hierarchy.n_nodes)
+    floor = None if prevalence is None else prevalence_floor(p, prevalence)
+    return _shrunk(hierarchy, *_node_optima(hierarchy, y, p), shrinkage, t_global, floor)
+
+
+def _node_optima(hierarchy: Hierarchy, y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out positives per node, and the F1-optimal threshold of each evaluated node that has some (else NaN)."""
+    n_pos = y.sum(axis=0)
+    t_star = np.full(hierarchy.n_nodes, np.nan)
+    for j in np.flatnonzero(hierarchy.eval_mask & (n_pos > 0)):
+        t_star[j] = best_f1_threshold(y[:, j], p[:, j])[0]
+    return n_pos, t_star
+
+
+def _shrunk(hierarchy: Hierarchy, n_pos: np.ndarray, t_star: np.ndarray, shrinkage: float, t_global: float,
+            floor: np.ndarray | None) -> np.ndarray:
+    """:func:`per_node_thresholds` from the per-node optima of :func:`_node_optima` (shared across ``m``)."""
     t = np.full(hierarchy.n_nodes, -np.inf)
     t[hierarchy.eval_mask] = t_global
-    n_pos = y.sum(axis=0)
-    tuned = np.flatnonzero(hierarchy.eval_mask & (n_pos > 0))
+    tuned = np.flatnonzero(~np.isnan(t_star))
     if not math.isinf(shrinkage):
-        for j in tuned:
-            t_node = best_f1_threshold(y[:, j], p[:, j])[0]
-            t[j] = (n_pos[j] * t_node + shrinkage * t_global) / (n_pos[j] + shrinkage)
-    if prevalence is not None:
-        t[tuned] = np.minimum(t[tuned], prevalence_floor(p, prevalence)[tuned])
+        t[tuned] = (n_pos[tuned] * t_star[tuned] + shrinkage * t_global) / (n_pos[tuned] + shrinkage)
+    if floor is not None:
+        t[tuned] = np.minimum(t[tuned], floor[tuned])
     return t
 
 
@@ -492,12 +505,17 @@ def shrinkage_tradeoff(
         As :func:`fit_decision_rule`.
     """
     mask = hierarchy.eval_mask
-    rules = [fit_decision_rule("fixed", hierarchy, threshold=threshold),
-             fit_decision_rule("global", hierarchy, y_heldout, probs_heldout)]
-    prevalence = (np.asarray(train_frequency, dtype=np.float64) / n_train
-                  if train_frequency is not None and n_train else None)
-    rules += [fit_decision_rule("per-node", hierarchy, y_heldout, probs_heldout, shrinkage=m, prevalence=prevalence)
-              for m in ms]
+    y, p = _check(y_heldout, probs_heldout, hierarchy.n_nodes)
+    glob = fit_decision_rule("global", hierarchy, y, p)
+    rules = [fit_decision_rule("fixed", hierarchy, threshold=threshold), glob]
+    floor = (prevalence_floor(p, np.asarray(train_frequency, dtype=np.float64) / n_train)
+             if train_frequency is not None and n_train else None)
+    optima = _node_optima(hierarchy, y, p)  # the global threshold and the per-node scans are shared by every m
+    for m in ms:
+        if not m >= 0:
+            raise ValueError(f"shrinkage m must be >= 0, got {m}")
+        rules.append(DecisionRule("per-node", _shrunk(hierarchy, *optima, float(m), glob.threshold, floor),
+                                  glob.threshold, hierarchy, float(m)))
     rows = []
     for r in rules:
         pred = r.predict(probs_test)

@@ -291,6 +291,17 @@ def test_shrinkage_tradeoff_table():
                                                               average="micro"))
     assert table.loc[4, "micro_f1"] == pytest.approx(table.loc[1, "micro_f1"])  # m -> inf is global
     assert np.isnan(table.loc[0, "m"]) and table.loc[3, "m"] == 2
+    # with the floor: each per-node row is fit_decision_rule's rule at that m (the table shares the scans)
+    freq = y[held].sum(0)
+    floored = shrinkage_tradeoff(h, y[held], p[held], y[test], p[test], ms=(0, 2), train_frequency=freq, n_train=60)
+    for row, m in zip((2, 3), (0, 2)):
+        rule = fit_decision_rule("per-node", h, y[held], p[held], shrinkage=m, prevalence=freq / 60)
+        pred = rule.predict(p[test])
+        assert floored.loc[row, "micro_f1"] == pytest.approx(f1_score(y[test][:, mask], pred[:, mask], average="micro"))
+        assert floored.loc[row, "macro_f1"] == pytest.approx(
+            f1_score(y[test][:, mask], pred[:, mask], average="macro", zero_division=0))
+    with pytest.raises(ValueError, match="shrinkage"):
+        shrinkage_tradeoff(h, y[held], p[held], y[test], p[test], ms=(-1,))
 
 
 # ------------------------------------------------------------------ runs and the command line
