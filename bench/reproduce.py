@@ -64,7 +64,7 @@ from hmlc_core.decision import DEFAULT_SHRINKAGE  # noqa: E402
 from hmlc_core.experiments import SEED_METRICS, paired_wilcoxon, seed_table  # noqa: E402
 from hmlc_core.runs import Run, evaluate_run, load_run, save_run  # noqa: E402
 from hmlc_core.train import TrainConfig, train  # noqa: E402
-from hmlc_core.uncertainty import UNCERTAINTY_LABELS, UNCERTAINTY_MODES  # noqa: E402
+from hmlc_core.sweeps.configs import CHMCNN, CONFIGS, PAPER, PLAIN  # noqa: E402
 
 log = logging.getLogger("reproduce")
 
@@ -75,39 +75,6 @@ PUBLISHED_AUPRC = {
     "gasch2_GO": 0.414, "seq_GO": 0.446, "spo_GO": 0.382,
 }
 """C-HMCNN's published micro AUPRC, mean of 10 seeds (from the C-HMCNN README; docs/method.md, *Metrics*)."""
-
-PLAIN = "plain"
-CHMCNN = "chmcnn"
-PAPER = "weighting-focal"
-"""The paper's method: class-wise node weights + the bBMA focal factor (the TrainConfig default)."""
-CLASS_BALANCED, ASL, LOGIT_ADJUST = "class-balanced", "asl", "logit-adjust"
-BASELINES = (CLASS_BALANCED, ASL, LOGIT_ADJUST)
-"""The tail-aware baselines (docs/method.md, *Tail-aware baselines*), each on the plain 2-member backbone."""
-_OFF = {"weighting": "none", "focal": "none"}
-_WEIGHTED = {"weighting": "class-wise", "focal": "mean"}
-CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
-    CHMCNN: ("C-HMCNN, one network (the published setting)", {**_OFF, "heads": 1}),
-    PLAIN: ("plain MCLoss, 2-head ensemble", dict(_OFF)),
-    "weighting": ("class-wise node weights", {"weighting": "class-wise", "focal": "none"}),
-    **{f"focal-{m}": (f"focal only, {UNCERTAINTY_LABELS[m]}", {"weighting": "none", "focal": m})
-       for m in UNCERTAINTY_MODES},
-    "weighting-focal": ("class-wise weights + bBMA focal (the default)", dict(_WEIGHTED)),
-    "weighting-focal-intended": ("as weighting-focal, intended weight indexing (docs/method.md, *Node weights*)",
-                                 {**_WEIGHTED, "weight_indexing": "intended"}),
-    "weighting-focal-propagated": ("as weighting-focal, propagated frequency counting (docs/method.md, *Node weights*)",
-                                   {**_WEIGHTED, "counting": "propagated"}),
-    "lpros": ("LPROS (S = 0.1), plain loss", {**_OFF, "lpros": 0.1}),
-    "lpros-weighting": ("LPROS (S = 0.1) + class-wise weights + bBMA focal", {**_WEIGHTED, "lpros": 0.1}),
-    "weighting-focal-mcdropout": ("class-wise weights + bBMA focal, MC-dropout (2 passes)",
-                                  {**_WEIGHTED, "ensemble": "mc-dropout"}),
-    CLASS_BALANCED: ("tail-aware baseline: class-balanced weights by effective number (Cui et al. 2019, beta 0.999)",
-                     {"weighting": "class-balanced", "focal": "none"}),
-    ASL: ("tail-aware baseline: asymmetric loss (Ridnik et al. 2021; gamma+ 0, gamma- 4, clip 0.05)",
-          {**_OFF, "loss": "asl"}),
-    LOGIT_ADJUST: ("tail-aware baseline: logit adjustment by the log prior (Menon et al. 2021, tau 1)",
-                   {**_OFF, "logit_adjust": 1.0}),
-}
-"""Name -> (description, TrainConfig overrides). Anything not overridden is TrainConfig's default (2 heads)."""
 
 FINDINGS = ROOT / "bench" / "reproduction_findings.md"
 """Hand-written reading of the figures, inserted into the report after its budgets (when the file exists)."""

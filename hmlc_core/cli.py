@@ -1,10 +1,11 @@
-"""Command line: ``python -m hmlc_core {train,evaluate,demo,datasets,seeds,wilcoxon,worker}``.
+"""Command line: ``python -m hmlc_core {train,evaluate,demo,datasets,seeds,wilcoxon,worker,sweep}``.
 
 ``train`` fits an ensemble and writes a run directory; ``evaluate`` prints a
 run's headline metrics; ``demo`` regenerates the dashboard's bundled demo pair;
 ``datasets`` lists what the data directory holds; ``worker`` runs one job of a
 runs folder's registry (the dashboard's Retrain page starts it; see
-:mod:`hmlc_core.jobs`), through the same function as ``train``.
+:mod:`hmlc_core.jobs`), through the same function as ``train``; ``sweep`` trains a grid of runs as Dask
+tasks (:mod:`hmlc_core.sweeps`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from hmlc_core.losses import FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, SCHEDULES
 from hmlc_core.model import ENSEMBLE_KINDS
 from hmlc_core.registry import Registry, RegistryError, default_folder_name, imported_run_name
 from hmlc_core.runs import RunError, env_runs_dirs, evaluate_run, load_run
+from hmlc_core.sweeps.command import SWEEP_HELP, add_sweep_options, run_sweep_command
 from hmlc_core.train import TrainConfig, TrainingDiverged
 
 __all__ = ["main", "build_parser", "DEMO_RUN_DIR", "DEMO_WEIGHTED_RUN_DIR", "DEMO_RUNS"]
@@ -273,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "dashboard's Retrain page; logs to RUNS_DIR/.logs/RUN_ID.log there)")
     p_work.add_argument("run_id", help="the job's id in RUNS_DIR/registry.sqlite")
     p_work.add_argument("--runs-dir", required=True, help="the runs folder holding registry.sqlite")
+    add_sweep_options(sub.add_parser("sweep", help=SWEEP_HELP))
     for name, command in sub.choices.items():
         command.description, command.epilog = _COMMAND_TEXTS.get(name, (command.description, command.epilog))
         command.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -449,6 +452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(describe([paired_wilcoxon(a, b, m) for m in (args.metric or SEED_METRICS)]))
         elif args.command == "worker":
             return run_worker(args.runs_dir, args.run_id)
+        elif args.command == "sweep":
+            return run_sweep_command(args)
         elif args.command == "datasets":
             for name in available_datasets(args.data_dir):
                 print(name)
