@@ -17,12 +17,21 @@ tests against plain and the paper's method at 0.5, and the issue's targets
 C-HMCNN's protocol) have no held-out predictions, are reported at 0.5 only, and
 live in their own budget folder (:func:`budget_name`), so the two are never mixed.
 
-Every trained run is an ordinary run directory (``WORK/BUDGET/DATASET/CONFIG/seed-S``),
-so finished runs are reused when the command is repeated, the report can be
-rebuilt from them alone (``--report-only``), and any of them opens in the
-dashboard. Each run also records its wall time and the peak resident memory of
-the process that trained it (``resources.json``), since every run trains in a
-fresh worker process.
+Training runs on the sweep engine (:mod:`hmlc_core.sweeps`, Dask distributed): each budget folder
+``WORK/BUDGET`` is a sweep's output folder, each run one Dask task on an embedded ``LocalCluster``
+(``--jobs N`` single-threaded worker processes, default one per core) or on an existing cluster
+(``--scheduler tcp://HOST:PORT`` or ``$HMLC_DASK_SCHEDULER``; README, *Running on a cluster*). Every trained
+run is an ordinary run directory with the sweep's flat name, ``WORK/BUDGET/DATASET__CONFIG__seed-S``, so
+finished runs are reused when the command is repeated, the report can be rebuilt from them alone
+(``--report-only``), the budget's ``registry.sqlite`` lists them and any of them opens in the dashboard
+(``HMLC_RUNS_DIR=WORK/BUDGET``). Each run also records its wall time and the peak resident memory of the
+worker process while it trained (``resources.json``, :func:`hmlc_core.sweeps.task.train_cell`), and each
+training command is recorded in the budget's ``invocations.json`` (command, workers, cores and CPU model,
+wall time, runs trained).
+
+Budgets trained before the sweep engine used nested folders ``WORK/BUDGET/DATASET/CONFIG/seed-S``;
+``--migrate-layout`` renames each to its flat name within its budget folder and removes the emptied
+dataset and configuration folders (:func:`migrate_layout`; idempotent, a second call moves nothing).
 
 Run by hand (it is not part of the test suite)::
 
@@ -32,23 +41,24 @@ Run by hand (it is not part of the test suite)::
         --configs plain weighting-focal class-balanced asl logit-adjust           # issue 12's targets, ~10 min
     HMLC_DATA_DIR=../shared/data/hmc python bench/reproduce.py --configs chmcnn --seeds 3 \
         --datasets cellcycle_FUN derisi_FUN eisen_FUN                            # paper budget, full epochs
+    python bench/reproduce.py --configs chmcnn --seeds 1 --go --scheduler tcp://HOST:8786    # on a Dask cluster
+    python bench/reproduce.py --migrate-layout --work runs/reproduce             # nested run folders -> flat
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import json
 import logging
-import multiprocessing
 import os
-import resource
+import re
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -58,23 +68,90 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from hmlc_core.catalog import open_dataset  # noqa: E402
 from hmlc_core.data import list_datasets, resolve_data_dir  # noqa: E402
 from hmlc_core.decision import DEFAULT_SHRINKAGE  # noqa: E402
-from hmlc_core.experiments import SEED_METRICS, paired_wilcoxon, seed_table  # noqa: E402
-from hmlc_core.runs import Run, evaluate_run, load_run, save_run  # noqa: E402
-from hmlc_core.train import TrainConfig, train  # noqa: E402
+from hmlc_core.experiments import SEED_METRICS, paired_wilcoxon  # noqa: E402
+from hmlc_core.runs import Run, evaluate_run, load_run  # noqa: E402
 from hmlc_core.sweeps.configs import CHMCNN, CONFIGS, PAPER, PLAIN  # noqa: E402
+from hmlc_core.sweeps.grid import FOLDER_SEPARATOR, Cell, build_spec, split_folder  # noqa: E402
+from hmlc_core.sweeps.store import read_resources  # noqa: E402
+
+if TYPE_CHECKING:  # the engine imports Dask, which --report-only and --migrate-layout do not need
+    from distributed import Client
+
+    from hmlc_core.sweeps.engine import SweepReport
 
 log = logging.getLogger("reproduce")
 
-PUBLISHED_AUPRC = {
+CHMCNN_SOURCE = "C-HMCNN README"
+"""C-HMCNN's published micro AUPRC, mean of 10 seeds: the results table of github.com/EGiunchiglia/C-HMCNN's
+README (commit 150ca4631e2eceef5b0b5b144b926036650f53ff; Giunchiglia & Lukasiewicz, NeurIPS 2020)."""
+HMCN_F_SOURCE = "HMCN-F (Wehrmann et al. 2018)"
+"""HMCN-F's published micro AUPRC (Wehrmann, Cerri & Barros, ICML 2018), as quoted in issue 14."""
+
+PUBLISHED_AUPRC: dict[str, float] = {
     "cellcycle_FUN": 0.255, "derisi_FUN": 0.195, "eisen_FUN": 0.306, "expr_FUN": 0.302, "gasch1_FUN": 0.286,
     "gasch2_FUN": 0.258, "seq_FUN": 0.292, "spo_FUN": 0.215,
     "cellcycle_GO": 0.413, "derisi_GO": 0.370, "eisen_GO": 0.455, "expr_GO": 0.447, "gasch1_GO": 0.436,
     "gasch2_GO": 0.414, "seq_GO": 0.446, "spo_GO": 0.382,
+    "Diatoms": 0.758, "Enron_corr": 0.756, "ImCLEF07A": 0.956, "ImCLEF07D": 0.927,
 }
-"""C-HMCNN's published micro AUPRC, mean of 10 seeds (from the C-HMCNN README; docs/method.md, *Metrics*)."""
+"""Dataset (as :func:`hmlc_core.data.list_datasets` names it) -> C-HMCNN's published micro AUPRC
+(:data:`CHMCNN_SOURCE`; docs/method.md, *Metrics*). C-HMCNN's README names the ``others`` sets
+``Diatoms_others``, ``Enron_others``, ``Imclef07a_others`` and ``Imclef07d_others``; church_FUN, pheno_FUN and
+pheno_GO are in its ``HMC_data`` folder but not in its table."""
+HMCN_F_AUPRC: dict[str, float] = {"expr_GO": 0.452, "gasch2_GO": 0.465, "seq_GO": 0.447}
+"""HMCN-F's published micro AUPRC (:data:`HMCN_F_SOURCE`) on the datasets where it is higher than C-HMCNN's."""
+_PUBLISHED_ALIASES = {"enron": "Enron_corr"}  # C-HMCNN's command-line name of others/Enron_corr_*.arff
+
+
+@dataclass(frozen=True)
+class Published:
+    """The best published micro AUPRC of a dataset.
+
+    Attributes
+    ----------
+    value : float
+        The highest published figure, in [0, 1]: HMCN-F's where it is higher than C-HMCNN's, else C-HMCNN's.
+    source : str
+        Who published ``value``: :data:`CHMCNN_SOURCE` or :data:`HMCN_F_SOURCE`.
+    chmcnn : float
+        C-HMCNN's own figure, the one its reproduction is held to.
+    """
+
+    value: float
+    source: str
+    chmcnn: float
+
+
+def published_auprc(dataset: str) -> Published | None:
+    """The published micro AUPRC of ``dataset`` (:data:`PUBLISHED_AUPRC`, :data:`HMCN_F_AUPRC`), or None.
+
+    Names are matched case-insensitively, with C-HMCNN's ``_others`` suffix accepted (``Imclef07a_others``,
+    ``enron_others``). None for a dataset C-HMCNN does not report (church_FUN, pheno_FUN, pheno_GO, a user's
+    own, synthetic).
+    """
+    key = dataset.lower().removesuffix("_others")
+    names = {name.lower(): name for name in PUBLISHED_AUPRC}
+    name = names.get(key) or _PUBLISHED_ALIASES.get(key)
+    if name is None:
+        return None
+    chmcnn = PUBLISHED_AUPRC[name]
+    hmcn_f = HMCN_F_AUPRC.get(name)
+    if hmcn_f is not None and hmcn_f > chmcnn:
+        return Published(hmcn_f, HMCN_F_SOURCE, chmcnn)
+    return Published(chmcnn, CHMCNN_SOURCE, chmcnn)
+
+
+def dataset_family(dataset: str) -> str:
+    """``FUN``, ``GO`` or ``others`` (every dataset whose name ends in neither ``_FUN`` nor ``_GO``)."""
+    for family in ("FUN", "GO"):
+        if dataset.endswith(f"_{family}"):
+            return family
+    return "others"
+
+
+FAMILIES = ("FUN", "GO", "others")
 
 FINDINGS = ROOT / "bench" / "reproduction_findings.md"
 """Hand-written reading of the figures, inserted into the report after its budgets (when the file exists)."""
@@ -104,15 +181,6 @@ METRIC_NAMES = {"auprc_micro": "AUPRC", "macro_precision": "macro P", "macro_rec
                 "macro_f1": "macro F1", "rare_node_recall": "rare-node R"}
 
 
-@dataclass(frozen=True)
-class Task:
-    """One training run: a configuration on a dataset with a seed, saved to ``out``."""
-
-    config_name: str
-    config: TrainConfig
-    out: str
-
-
 FIT_ON_SUFFIX = {"train+valid": "", "train": "-fit-train"}
 """Budget-folder suffix per ``fit_on``: runs trained on train+valid (no held-out predictions) and runs that kept
 the valid split aside are never mixed in one table."""
@@ -132,86 +200,236 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _train_one(task: Task) -> str:
-    """Worker: train and save one run (in its own process, so its peak RSS is its own)."""
-    logging.basicConfig(level=logging.WARNING)
+def budget_cells(datasets: Sequence[str], configs: Sequence[str], seeds: Sequence[int], profile: str,
+                 epochs: int | None, data_dir: str | None, fit_on: str = "train+valid") -> list[Cell]:
+    """The sweep cells of a budget: every dataset x configuration of :data:`CONFIGS` x seed, seed-major.
+
+    Raises
+    ------
+    ValueError
+        On an unknown configuration or a cell whose TrainConfig is invalid
+        (:meth:`hmlc_core.sweeps.grid.GridSpec.cells`).
+    """
+    return build_spec(datasets=list(datasets), configs=list(configs), seeds=list(seeds), profile=profile,
+                      epochs=epochs, fit_on=fit_on, data_dir=data_dir).cells()
+
+
+def _machine() -> str:
+    """``N cores, CPU model`` of this machine (``/proc/cpuinfo``)."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}"
+
+
+def _cluster_machines(client: Client, local: bool) -> str:
+    """The machines of the cluster's workers: this one for a LocalCluster; else each distinct
+    ``N cores, CPU model`` reported by the workers (their hosts when they cannot run this module's code)."""
+    if local:
+        return _machine()
+    try:
+        found = client.run(_machine)
+    except Exception as exc:  # a worker that cannot import bench/ still trains; only the record is poorer
+        log.warning("cannot ask the workers for their CPU model: %s", exc)
+        hosts = sorted({w.get("host", "?") for w in client.scheduler_info()["workers"].values()})
+        return "hosts " + ", ".join(hosts)
+    return "; ".join(sorted(set(found.values())))
+
+
+def train_budget(cells: Sequence[Cell], budget_dir: str | Path, client: Client, command: str,
+                 scheduler: str | None = None, progress: bool | None = None) -> SweepReport:
+    """Train the cells not yet in ``budget_dir`` as one sweep (:func:`hmlc_core.sweeps.engine.run_sweep`) and
+    append the invocation to ``budget_dir/invocations.json`` when anything was submitted.
+
+    Parameters
+    ----------
+    cells : sequence of Cell
+        From :func:`budget_cells`.
+    budget_dir : path
+        ``WORK/BUDGET`` (:func:`budget_name`): the sweep's output folder, created.
+    client : distributed.Client
+        From :func:`hmlc_core.sweeps.engine.dask_client`.
+    command : str
+        The command line, recorded.
+    scheduler : str, optional
+        The scheduler's address, recorded; None: the client's embedded LocalCluster.
+    progress : bool, optional
+        As :func:`~hmlc_core.sweeps.engine.run_sweep`.
+
+    Returns
+    -------
+    hmlc_core.sweeps.engine.SweepReport
+
+    Raises
+    ------
+    ValueError
+        If ``budget_dir`` still holds run folders of the nested layout (run :func:`migrate_layout`), or a run
+        folder there was trained with other settings (:func:`hmlc_core.sweeps.store.plan`).
+    """
+    from hmlc_core.sweeps.engine import run_sweep
+
+    budget_dir = Path(budget_dir)
+    nested = nested_runs(budget_dir)
+    if nested:
+        raise ValueError(f"{budget_dir} holds {len(nested)} run folder(s) of the old nested layout "
+                         f"(e.g. {nested[0][3]}); run `python bench/reproduce.py --migrate-layout --work "
+                         f"{budget_dir.parent}` first")
+    workers = len(client.scheduler_info()["workers"])
+    machine = _cluster_machines(client, scheduler is None)
     start = time.perf_counter()
-    dataset = open_dataset(task.config.dataset, task.config.data_dir)
-    result = train(task.config, dataset)
-    path = save_run(task.out, result, dataset, overwrite=True)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    _write_text_atomic(path / "resources.json", json.dumps({
-        "wall_seconds": time.perf_counter() - start,
-        "train_seconds": result.train_seconds,
-        "cpu_seconds": usage.ru_utime + usage.ru_stime,
-        "peak_rss_mb": usage.ru_maxrss / 1024,
-    }))
-    return str(path)
+    report = run_sweep(cells, budget_dir, client, progress=progress)
+    if report.trained or report.failed:
+        record = _invocations(budget_dir) + [{
+            "date": time.strftime("%Y-%m-%d"), "machine": machine, "jobs": workers,
+            "scheduler": scheduler or "LocalCluster", "runs_trained": len(report.trained),
+            "runs_failed": len(report.failed), "wall_minutes": (time.perf_counter() - start) / 60,
+            "command": command,
+        }]
+        _write_text_atomic(budget_dir / "invocations.json", json.dumps(record, indent=1))
+    return report
 
 
-def plan(work: Path, datasets: list[str], configs: list[str], seeds: list[int], profile: str,
-         epochs: int | None, data_dir: str | None, fit_on: str = "train+valid") -> list[Task]:
-    """The runs still to train (those without a ``summary.json``), seed-major so early seeds finish first."""
-    budget = work / budget_name(profile, epochs, fit_on)
-    tasks = []
-    for seed in seeds:
-        for dataset in datasets:
-            for name in configs:
-                out = budget / dataset / name / f"seed-{seed}"
-                if (out / "summary.json").exists():
-                    continue
-                config = TrainConfig(dataset=dataset, data_dir=data_dir, profile=profile, epochs=epochs, seed=seed,
-                                     fit_on=fit_on, **CONFIGS[name][1])
-                config.resolved().validate()
-                tasks.append(Task(name, config, str(out)))
-    return tasks
+# ----------------------------------------------------------------------------- layout
 
 
-def run_tasks(tasks: list[Task], jobs: int) -> list[str]:
-    """Train ``tasks`` in ``jobs`` worker processes (one task per fresh process); returns failures."""
-    failures = []
-    ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
-        futures = {pool.submit(_train_one, t): t for t in tasks}
-        for i, future in enumerate(cf.as_completed(futures), 1):
-            task = futures[future]
-            label = f"{task.config.dataset} {task.config_name} seed {task.config.seed}"
-            try:
-                future.result()
-                log.info("[%d/%d] %s done", i, len(tasks), label)
-            except Exception as exc:  # a failed run is reported and the others go on
-                log.error("[%d/%d] %s failed: %s", i, len(tasks), label, exc)
-                failures.append(f"{label}: {exc}")
-    return failures
+_SEED_DIR = re.compile(r"seed-(\d+)")
+
+
+def nested_runs(budget_dir: str | Path) -> list[tuple[str, str, int, Path]]:
+    """Run folders of the nested layout below ``budget_dir``: ``DATASET/CONFIG/seed-S`` holding ``summary.json``.
+
+    Returns
+    -------
+    list of (dataset, config, seed, path)
+        Sorted by path. Folders with flat names (:func:`hmlc_core.sweeps.grid.split_folder`) and hidden ones
+        (temporary saves) are never looked into.
+    """
+    budget_dir = Path(budget_dir)
+    found: list[tuple[str, str, int, Path]] = []
+    if not budget_dir.is_dir():
+        return found
+    for dataset_dir in sorted(budget_dir.iterdir()):
+        if not dataset_dir.is_dir() or dataset_dir.name.startswith(".") or split_folder(dataset_dir.name):
+            continue
+        for config_dir in sorted(p for p in dataset_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for seed_dir in sorted(p for p in config_dir.iterdir() if p.is_dir()):
+                match = _SEED_DIR.fullmatch(seed_dir.name)
+                if match and (seed_dir / "summary.json").is_file():
+                    found.append((dataset_dir.name, config_dir.name, int(match.group(1)), seed_dir))
+    return found
+
+
+@dataclass
+class Migration:
+    """What :func:`migrate_layout` did.
+
+    Attributes
+    ----------
+    moved : list of (str, str)
+        (old path, new path) of each run folder renamed.
+    kept : dict of str to str
+        Old path -> why it was left in place (its flat name is taken, or unusable in a flat name).
+    removed : list of str
+        Emptied dataset and configuration folders removed.
+    """
+
+    moved: list[tuple[str, str]] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+
+
+def _remove_if_empty(folder: Path, removed: list[str]) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty (or gone): left as it is
+        return
+    removed.append(str(folder))
+
+
+def migrate_layout(work: str | Path) -> Migration:
+    """Rename every nested run folder ``WORK/BUDGET/DATASET/CONFIG/seed-S`` to the sweep's flat name
+    ``WORK/BUDGET/DATASET__CONFIG__seed-S`` (:attr:`hmlc_core.sweeps.grid.Cell.folder`).
+
+    Each rename is one :func:`os.rename` within the budget folder (atomic on one file system); dataset and
+    configuration folders left empty are removed, and nothing else is touched: flat run folders, hidden
+    temporary folders, files and other budgets' contents stay as they are. Idempotent: a second call finds
+    no nested run and moves nothing.
+
+    Parameters
+    ----------
+    work : path
+        The folder of the budget folders (``--work``, default ``runs/reproduce``); missing: nothing to do.
+
+    Returns
+    -------
+    Migration
+        A run whose flat name is already taken is kept in place (and named in ``kept``), never overwritten.
+    """
+    work = Path(work)
+    result = Migration()
+    budgets = sorted(p for p in work.iterdir() if p.is_dir() and not p.name.startswith(".")) if work.is_dir() else []
+    for budget in budgets:
+        parents: set[Path] = set()
+        for dataset, config, seed, path in nested_runs(budget):
+            name = FOLDER_SEPARATOR.join((dataset, config, f"seed-{seed}"))
+            target = budget / name
+            parents.add(path.parent)
+            if split_folder(name) != (dataset, config, seed):
+                result.kept[str(path)] = f"{dataset!r} or {config!r} is not usable in a flat run folder name"
+            elif target.exists():
+                result.kept[str(path)] = f"{target} exists already"
+            else:
+                os.rename(path, target)
+                result.moved.append((str(path), str(target)))
+        for config_dir in sorted(parents):
+            _remove_if_empty(config_dir, result.removed)
+        for dataset_dir in sorted({p.parent for p in parents}):
+            _remove_if_empty(dataset_dir, result.removed)
+    for old, why in result.kept.items():
+        log.warning("left %s in place: %s", old, why)
+    return result
 
 
 # ----------------------------------------------------------------------------- report
 
 
 def collect(budget_dir: Path) -> pd.DataFrame:
-    """One row per finished run below ``budget_dir``: dataset, config, seed, headline metrics, depths, resources."""
-    frames = []
-    for dataset_dir in sorted(p for p in budget_dir.iterdir() if p.is_dir()):
-        for config_dir in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
-            if config_dir.name not in CONFIGS:
-                continue
-            table = seed_table(config_dir)
-            if table.empty:
-                continue
-            table["config"] = config_dir.name
-            extra = []
-            for run_path in table["run"]:
-                run = load_run(run_path)
-                depths = run.summary["recall_by_depth"]  # macro recall per depth, computed when the run was saved
-                res_path = Path(run_path) / "resources.json"
-                res = json.loads(res_path.read_text()) if res_path.exists() else {}
-                extra.append({**{f"depth_{d}": r for d, r in depths.items()},
-                              "epochs": run.summary["epochs_completed"],
-                              "train_seconds": res.get("train_seconds", run.summary.get("train_seconds")),
-                              "peak_rss_mb": res.get("peak_rss_mb", np.nan),
-                              **decision_metrics(run)})
-            frames.append(pd.concat([table.reset_index(drop=True), pd.DataFrame(extra)], axis=1))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    """One row per finished run in ``budget_dir`` (run folders ``DATASET__CONFIG__seed-S`` of a configuration
+    of :data:`CONFIGS`): dataset, seed, run, headline metrics, config, recall by depth, epochs, resources
+    (``train_seconds``, ``wall_seconds``, ``peak_rss_mb``; NaN without ``resources.json``) and the metrics of
+    :func:`decision_metrics`; sorted by dataset, configuration and seed. Run folders of the old nested layout
+    are not read (a warning names :func:`migrate_layout`)."""
+    nested = nested_runs(budget_dir)
+    if nested:
+        log.warning("%s: %d run folder(s) of the old nested layout are left out of the report; run "
+                    "`python bench/reproduce.py --migrate-layout --work %s`", budget_dir, len(nested),
+                    budget_dir.parent)
+    found = []
+    for path in budget_dir.iterdir():
+        parts = split_folder(path.name)
+        if parts is None or parts[1] not in CONFIGS or not (path / "summary.json").is_file():
+            continue
+        found.append((parts, path))
+    rows = []
+    for (_, config, _), path in sorted(found, key=lambda item: item[0]):
+        run = load_run(path)
+        res = read_resources(path)
+        depths = run.summary["recall_by_depth"]  # macro recall per depth, computed when the run was saved
+        rows.append({"dataset": run.summary["dataset"], "seed": run.config.seed, "run": str(path.resolve()),
+                     **{k: run.summary[k] for k in SEED_METRICS if k in run.summary},
+                     "rare_node_recall": run.rare_node_recall(), "config": config,
+                     **{f"depth_{d}": r for d, r in depths.items()},
+                     "epochs": run.summary["epochs_completed"],
+                     "train_seconds": res.get("train_seconds", run.summary.get("train_seconds")),
+                     "wall_seconds": res.get("wall_seconds", np.nan),
+                     "peak_rss_mb": res.get("peak_rss_mb", np.nan),
+                     **decision_metrics(run)})
+    return pd.DataFrame(rows)
 
 
 def decision_metrics(run: Run) -> dict[str, float]:
@@ -302,8 +520,10 @@ def _config_order(names: list[str]) -> list[str]:
 
 def _dataset_section(df: pd.DataFrame, dataset: str) -> list[str]:
     sub = df[df["dataset"] == dataset]
-    published = PUBLISHED_AUPRC.get(dataset)
-    pub = f"{published:.3f}" if published is not None else "not published"
+    published = published_auprc(dataset)
+    pub = "not published" if published is None else f"{published.chmcnn:.3f}"
+    if published is not None and published.source != CHMCNN_SOURCE:
+        pub += f"; {published.source}: {published.value:.3f}"
     lines = [f"#### {dataset} (C-HMCNN published AUPRC: {pub})", "",
              "| config | seeds | epochs | AUPRC | macro P | macro R | macro F1 | rare-node R | train s | peak RSS MB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -324,21 +544,114 @@ def _dataset_section(df: pd.DataFrame, dataset: str) -> list[str]:
     return lines + _dataset_decision_lines(sub) + [""]
 
 
+def _reference_config(configs: Sequence[str]) -> str:
+    """The configuration compared with the published figure: chmcnn (the published setting), else plain (the
+    same network and loss, 2 members), else the first of :data:`CONFIGS` present."""
+    for name in (CHMCNN, PLAIN, *CONFIGS):
+        if name in configs:
+            return name
+    raise ValueError("no configuration of CONFIGS among " + ", ".join(configs))
+
+
+def published_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset of ``df`` (from :func:`collect`): its published AUPRC beside ours.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Sorted by family (:data:`FAMILIES`) and dataset; columns ``dataset``, ``family``, ``config`` (chmcnn
+        where the dataset has it, else plain: :func:`_reference_config`), ``seeds``, ``epochs`` (median),
+        ``auprc`` (list of the seeds' micro AUPRC), ``published`` and ``source`` (:func:`published_auprc`;
+        NaN and "not published" for a dataset C-HMCNN does not report), ``chmcnn`` (C-HMCNN's own figure or
+        NaN), ``difference`` (our mean minus C-HMCNN's figure), ``within`` (``|difference| <= 0.01`` for
+        chmcnn, None for another configuration or without a figure), ``wall_seconds`` and ``peak_rss_mb``
+        (means over the seeds' ``resources.json``, NaN without any).
+    """
+    rows = []
+    for dataset, sub in df.groupby("dataset"):
+        config = _reference_config(list(sub["config"].unique()))
+        runs = sub[sub["config"] == config]
+        published = published_auprc(str(dataset))
+        mean = float(runs["auprc_micro"].mean())
+        chmcnn = np.nan if published is None else published.chmcnn
+        difference = mean - chmcnn
+        rows.append({"dataset": dataset, "family": dataset_family(str(dataset)), "config": config,
+                     "seeds": len(runs), "epochs": int(runs["epochs"].median()),
+                     "auprc": runs["auprc_micro"].tolist(),
+                     "published": np.nan if published is None else published.value,
+                     "source": "not published" if published is None else published.source, "chmcnn": chmcnn,
+                     "difference": difference,
+                     "within": bool(abs(difference) <= 0.01) if config == CHMCNN and published else None,
+                     "wall_seconds": float(runs["wall_seconds"].mean()),
+                     "peak_rss_mb": float(runs["peak_rss_mb"].mean())})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["order"] = table["family"].map(FAMILIES.index)
+    return table.sort_values(["order", "dataset"]).drop(columns="order").reset_index(drop=True)
+
+
 def _published_section(df: pd.DataFrame) -> list[str]:
-    rows = df[df["config"] == CHMCNN]
-    if rows.empty:
-        return []
-    lines = ["### C-HMCNN against its published AUPRC", "",
-             "| dataset | seeds | epochs | AUPRC (ours) | published | difference | within 0.01 |",
-             "|---|---|---|---|---|---|---|"]
-    for dataset, sub in rows.groupby("dataset"):
-        published = PUBLISHED_AUPRC.get(dataset)
-        mean = sub["auprc_micro"].mean()
-        diff = "n/a" if published is None else f"{mean - published:+.4f}"
-        ok = "n/a" if published is None else ("yes" if abs(mean - published) <= 0.01 else "**no**")
-        pub = "n/a" if published is None else f"{published:.3f}"
-        lines.append(f"| {dataset} | {len(sub)} | {int(sub['epochs'].median())} | {_pm(sub['auprc_micro'])} | {pub} "
-                     f"| {diff} | {ok} |")
+    table = published_rows(df)
+    lines = ["### Every dataset against its published AUPRC", "",
+             f"Published: the highest published micro AUPRC ({CHMCNN_SOURCE}, mean of 10 seeds; "
+             f"{HMCN_F_SOURCE} where it is higher); Δ and *within 0.01* are against C-HMCNN's own figure. The "
+             "configuration is `chmcnn` (the published setting) where the dataset has its runs, else `plain`. "
+             "Wall time and peak RSS: means over the seeds' runs (`resources.json`: the run's wall time, and the "
+             "peak resident memory of the process that trained it).", "",
+             "| dataset | family | config | seeds | epochs | AUPRC (ours) | published | source | Δ C-HMCNN "
+             "| within 0.01 | wall s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in table.itertuples():
+        if np.isnan(row.published):
+            published, difference = "n/a", "n/a"
+        else:
+            published, difference = f"{row.published:.3f}", f"{row.difference:+.4f}"
+        source = row.source if row.source != HMCN_F_SOURCE else f"{row.source}; C-HMCNN {row.chmcnn:.3f}"
+        within = "—" if row.within is None else ("yes" if row.within else "**no**")
+        lines.append(f"| {row.dataset} | {row.family} | {row.config} | {row.seeds} | {row.epochs} "
+                     f"| {_pm(pd.Series(row.auprc))} | {published} | {source} | {difference} | {within} "
+                     f"| {_num(pd.Series([row.wall_seconds]), 1)} | {_num(pd.Series([row.peak_rss_mb]), 0)} |")
+    return lines + [""]
+
+
+def family_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Wall time and peak memory per dataset family (:data:`FAMILIES`), over every run of ``df``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per family present: ``family``, ``datasets``, ``runs``, ``timed`` (runs with a
+        ``resources.json`` wall time), ``wall_minutes`` (sum over the timed runs), ``mean_wall_seconds``,
+        ``max_wall_seconds``, ``mean_peak_rss_mb`` and ``max_peak_rss_mb`` (NaN when no run is timed).
+    """
+    rows = []
+    families = df["dataset"].map(dataset_family)
+    for family in FAMILIES:
+        sub = df[families == family]
+        if sub.empty:
+            continue
+        wall = sub["wall_seconds"].dropna()
+        rows.append({"family": family, "datasets": sub["dataset"].nunique(), "runs": len(sub), "timed": len(wall),
+                     "wall_minutes": wall.sum() / 60 if len(wall) else np.nan,
+                     "mean_wall_seconds": wall.mean(), "max_wall_seconds": wall.max(),
+                     "mean_peak_rss_mb": sub["peak_rss_mb"].mean(), "max_peak_rss_mb": sub["peak_rss_mb"].max()})
+    return pd.DataFrame(rows)
+
+
+def _family_section(df: pd.DataFrame) -> list[str]:
+    table = family_rows(df)
+    lines = ["### Wall time per dataset family", "",
+             "Every run of the budget, from its `resources.json` (the run's wall time on one torch thread, and "
+             "the peak resident memory of the process that trained it). The total is the sum over runs, not the "
+             "wall time of the sweeps, which the budget's invocations record.", "",
+             "| family | datasets | runs | wall min (sum) | wall s per run (mean / max) | peak RSS MB (mean / max) |",
+             "|---|---|---|---|---|---|"]
+    for row in table.itertuples():
+        untimed = f" ({row.runs - row.timed} untimed)" if row.timed < row.runs else ""
+        wall_sum = "n/a" if np.isnan(row.wall_minutes) else f"{row.wall_minutes:.1f}"
+        lines.append(f"| {row.family} | {row.datasets} | {row.runs}{untimed} | {wall_sum} "
+                     f"| {_num(pd.Series([row.mean_wall_seconds]), 1)} / {_num(pd.Series([row.max_wall_seconds]), 1)} "
+                     f"| {_num(pd.Series([row.mean_peak_rss_mb]), 0)} / {_num(pd.Series([row.max_peak_rss_mb]), 0)} |")
     return lines + [""]
 
 
@@ -615,8 +928,15 @@ def _budget_lines(name: str, df: pd.DataFrame, budget_dir: Path) -> list[str]:
              f"{', '.join(str(s) for s in sorted(df['seed'].unique()))}; "
              f"{df['train_seconds'].sum() / 60:.1f} CPU-minutes of training (sum over runs, one thread each)."]
     for inv in _invocations(budget_dir):
-        lines.append(f"  - {inv['date']}: {inv['runs_trained']} runs in {inv['wall_minutes']:.1f} min wall with "
-                     f"{inv['jobs']} worker process(es) on {inv['machine']}: `{inv['command']}`")
+        if "scheduler" in inv:  # trained on the sweep engine
+            failed = f" ({inv['runs_failed']} failed)" if inv.get("runs_failed") else ""
+            engine = (f"{inv['jobs']} Dask worker(s) of a LocalCluster" if inv["scheduler"] == "LocalCluster"
+                      else f"{inv['jobs']} Dask worker(s) of the scheduler at {inv['scheduler']}")
+            lines.append(f"  - {inv['date']}: {inv['runs_trained']} runs{failed} in {inv['wall_minutes']:.1f} min "
+                         f"wall with {engine} on {inv['machine']}: `{inv['command']}`")
+        else:  # recorded by the process pool this script had before the sweep engine
+            lines.append(f"  - {inv['date']}: {inv['runs_trained']} runs in {inv['wall_minutes']:.1f} min wall with "
+                         f"{inv['jobs']} worker process(es) on {inv['machine']}: `{inv['command']}`")
     return lines
 
 
@@ -632,7 +952,8 @@ def render_report(work: Path, findings: str | None = None) -> str:
              "named (budgets trained with `--fit-on train` are also reported under the tuned rules, fitted on "
              "the valid split that those runs held out); rare nodes are the evaluated "
              "nodes in the bottom quartile of training frequency (docs/method.md, *Rare nodes*). Published AUPRC: "
-             "C-HMCNN's README (docs/method.md, *Metrics*).", "",
+             "C-HMCNN's README (docs/method.md, *Metrics*), or HMCN-F's (Wehrmann et al. 2018) where it is "
+             "higher.", "",
              "## Budgets", ""]
     for budget, df in frames.items():
         lines += _budget_lines(budget.name, df, budget)
@@ -646,6 +967,7 @@ def render_report(work: Path, findings: str | None = None) -> str:
     for budget, df in frames.items():
         lines += [f"## Budget `{budget.name}`", ""]
         lines += _published_section(df)
+        lines += _family_section(df)
         lines += _done_when_section(df)
         lines += _decision_section(df)
         lines += _comparison_section(df)
@@ -656,23 +978,14 @@ def render_report(work: Path, findings: str | None = None) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {cpu}"
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets", nargs="+", help="default: every *_FUN dataset in the data dir (and *_GO with --go)")
+    p.add_argument("--datasets", nargs="+",
+                   help="default: every *_FUN dataset in the data dir (and *_GO with --go, the others with --others)")
     p.add_argument("--go", action="store_true", help="also the GO datasets")
+    p.add_argument("--others", action="store_true",
+                   help="also the datasets that are neither FUN nor GO (Diatoms, Enron_corr, ImCLEF07A, ImCLEF07D)")
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS),
                    help="default: all but chmcnn (with --quick also without " + " and ".join(INDEXING_STUDY) + ")")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
@@ -680,10 +993,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["paper", "quick"], default="paper")
     p.add_argument("--quick", action="store_true",
                    help=f"the 30-minute budget: --profile quick on {', '.join(QUICK_DATASETS)}")
-    p.add_argument("--jobs", type=int, default=2, help="worker processes, one torch thread each (default 2)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="worker processes of the embedded Dask LocalCluster, one torch thread each (default: one "
+                        "per core); not with --scheduler")
+    p.add_argument("--scheduler", default=None,
+                   help="tcp://HOST:PORT of a running Dask scheduler to train on (default: $HMLC_DASK_SCHEDULER, "
+                        "else a LocalCluster); its workers need this checkout, the data and --work at the same path")
     p.add_argument("--work", default=str(ROOT / "runs" / "reproduce"), help="run folders (default runs/reproduce)")
     p.add_argument("--report", default=str(ROOT / "docs" / "reproduction.md"))
     p.add_argument("--report-only", action="store_true", help="rebuild the report from the run folders")
+    p.add_argument("--migrate-layout", action="store_true",
+                   help="rename the run folders of every budget in --work from the old nested layout "
+                        "BUDGET/DATASET/CONFIG/seed-S to the flat BUDGET/DATASET__CONFIG__seed-S, remove the "
+                        "emptied folders, and stop (idempotent; writes no report)")
     p.add_argument("--fit-on", choices=list(FIT_ON_SUFFIX), default="train",
                    help="train: keep the valid split aside to tune the global and per-node decision rules (default); "
                         "train+valid: C-HMCNN's protocol, reported at fixed 0.5 only (separate budget folders)")
@@ -692,35 +1014,48 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     work = Path(args.work)
+    if args.migrate_layout:
+        done = migrate_layout(work)
+        log.info("%s: %d run folder(s) renamed to the flat layout, %d left in place, %d emptied folder(s) removed",
+                 work, len(done.moved), len(done.kept), len(done.removed))
+        return 1 if done.kept else 0
     if not args.report_only:
+        from hmlc_core.sweeps.engine import dask_client, scheduler_address
+
+        scheduler = scheduler_address(args.scheduler)
+        if scheduler is not None and args.jobs is not None:
+            parser.error("--jobs sets the size of the embedded LocalCluster; with --scheduler (or "
+                         "$HMLC_DASK_SCHEDULER) the cluster's own workers train")
+        if args.jobs is not None and args.jobs < 1:
+            parser.error(f"--jobs must be at least 1, got {args.jobs}")
         profile = "quick" if args.quick else args.profile
         if args.datasets:
             datasets = args.datasets
         elif args.quick:
             datasets = list(QUICK_DATASETS)
         else:
+            wanted = {"FUN"} | ({"GO"} if args.go else set()) | ({"others"} if args.others else set())
             found = list_datasets(resolve_data_dir(args.data_dir))
-            datasets = [d for d in found if d.endswith("_FUN") or (args.go and d.endswith("_GO"))]
+            datasets = [d for d in found if dataset_family(d) in wanted]
         left_out = (CHMCNN, *INDEXING_STUDY) if args.quick else (CHMCNN,)
         configs = args.configs or [c for c in CONFIGS if c not in left_out]
-        tasks = plan(work, datasets, configs, list(range(args.seeds)), profile, args.epochs, args.data_dir,
-                     args.fit_on)
+        try:
+            cells = budget_cells(datasets, configs, range(args.seeds), profile, args.epochs, args.data_dir,
+                                 args.fit_on)
+        except ValueError as exc:
+            parser.error(str(exc))
         budget_dir = work / budget_name(profile, args.epochs, args.fit_on)
-        log.info("%d runs to train (%s) with %d workers", len(tasks), budget_dir.name, args.jobs)
-        start = time.perf_counter()
-        failures = run_tasks(tasks, args.jobs) if tasks else []
-        if tasks:
-            record = _invocations(budget_dir) + [{
-                "date": time.strftime("%Y-%m-%d"), "machine": _machine(), "jobs": args.jobs,
-                "runs_trained": len(tasks) - len(failures), "wall_minutes": (time.perf_counter() - start) / 60,
-                "command": "python bench/reproduce.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            }]
-            _write_text_atomic(budget_dir / "invocations.json", json.dumps(record, indent=1))
-        for failure in failures:
-            log.error("failed: %s", failure)
+        command = "python bench/reproduce.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        with dask_client(scheduler, args.jobs) as client:
+            result = train_budget(cells, budget_dir, client, command, scheduler)
+        log.info("%s: %d run(s) trained, %d already there, %d failed, in %.1f min", budget_dir.name,
+                 len(result.trained), len(result.skipped), len(result.failed), result.wall_seconds / 60)
+        for label, error in result.failed.items():
+            log.error("failed: %s: %s", label, error)
     report = Path(args.report)
     report.parent.mkdir(parents=True, exist_ok=True)
     findings = FINDINGS.read_text() if FINDINGS.exists() else None

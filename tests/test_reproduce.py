@@ -1,13 +1,20 @@
-"""bench/reproduce.py: planning, the choice of the best configuration, and the report built from real runs.
+"""bench/reproduce.py: training on the sweep engine, the flat run layout and its migration, the choice of the best
+configuration, the published AUPRC beside every dataset, and the report built from real runs.
 
-The runs are 1-epoch synthetic runs trained in-process (the script itself trains each in a fresh worker).
+The runs are 1- and 3-epoch synthetic runs trained on one Dask LocalCluster of 2 single-threaded workers, as the
+script trains them (the first budget through the script's command line, given the cluster's ``--scheduler``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,31 +28,52 @@ if str(REPO) not in sys.path:
 
 from bench import reproduce  # noqa: E402
 from helpers import closure_reference, train_prevalence_reference  # noqa: E402
+from hmlc_core.config import TrainConfig  # noqa: E402
 from hmlc_core.decision import DEFAULT_SHRINKAGE, fit_decision_rule  # noqa: E402
+from hmlc_core.registry import Registry  # noqa: E402
 from hmlc_core.runs import load_run  # noqa: E402
+from hmlc_core.sweeps import plan  # noqa: E402
+from hmlc_core.sweeps.grid import split_folder  # noqa: E402
+from test_dataset_layout import CHMCNN_LAYOUT, UNTUNED  # noqa: E402
+
+WORK_CONFIGS = ["chmcnn", "plain", "weighting-focal"]
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """WORK/paper-e1/synthetic/{chmcnn,plain,weighting-focal}/seed-{0,1,2}, trained for one epoch."""
+def client() -> Iterator[Any]:
+    """A LocalCluster of 2 single-threaded workers, shared by this module's budgets."""
+    from hmlc_core.sweeps.engine import dask_client
+
+    with dask_client(workers=2) as dask:
+        yield dask
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory, client: Any) -> Path:
+    """WORK/paper-e1/synthetic__{chmcnn,plain,weighting-focal}__seed-{0,1,2}, trained for one epoch on
+    train+valid by the script's command line, submitted to the shared cluster's scheduler (``--scheduler``)."""
     root = tmp_path_factory.mktemp("reproduce")
-    tasks = reproduce.plan(root, ["synthetic"], ["chmcnn", "plain", "weighting-focal"], [0, 1, 2], "paper", 1, None)
-    assert len(tasks) == 9
-    for task in tasks:
-        reproduce._train_one(task)
+    assert reproduce.main(["--datasets", "synthetic", "--configs", *WORK_CONFIGS, "--seeds", "3", "--epochs", "1",
+                           "--fit-on", "train+valid", "--scheduler", client.scheduler.address, "--work", str(root),
+                           "--report", str(root / "report.md")]) == 0
     return root
 
 
-def test_plan_skips_finished_runs(work: Path) -> None:
-    assert reproduce.plan(work, ["synthetic"], ["plain", "weighting-focal"], [0, 1, 2], "paper", 1, None) == []
-    todo = reproduce.plan(work, ["synthetic"], ["plain", "lpros"], [0, 3], "paper", 1, None)
-    assert sorted((t.config_name, t.config.seed) for t in todo) == [("lpros", 0), ("lpros", 3), ("plain", 3)]
-    assert all(Path(t.out).parent.name == t.config_name for t in todo)
+def test_runs_are_flat_sweep_folders_and_a_second_call_trains_nothing(work: Path) -> None:
+    budget = work / "paper-e1"
+    names = sorted(p.name for p in budget.iterdir() if not p.name.startswith("."))
+    expected = sorted(f"synthetic__{c}__seed-{s}" for c in WORK_CONFIGS for s in range(3))
+    assert names == sorted([*expected, "invocations.json", "registry.sqlite"])
+    assert sorted(r.folder for r in Registry(budget, create=False).runs()) == expected  # the dashboard's list
+    cells = reproduce.budget_cells(["synthetic"], ["plain", "weighting-focal"], [0, 1, 2], "paper", 1, None)
+    assert plan(cells, budget).todo == [] and len(plan(cells, budget).done) == 6
+    todo = plan(reproduce.budget_cells(["synthetic"], ["plain", "lpros"], [0, 3], "paper", 1, None), budget).todo
+    assert sorted((c.config_name, c.seed) for c in todo) == [("lpros", 0), ("lpros", 3), ("plain", 3)]
 
 
 def test_every_config_is_valid() -> None:
     for name, (_, overrides) in reproduce.CONFIGS.items():
-        config = reproduce.TrainConfig(dataset="cellcycle_FUN", **overrides)
+        config = TrainConfig(dataset="cellcycle_FUN", **overrides)
         config.resolved().validate()
         assert (config.heads == 1) == (name == reproduce.CHMCNN)
 
@@ -59,16 +87,21 @@ def test_best_config_prefers_macro_recall_at_comparable_f1() -> None:
     assert reproduce.best_config(df[df["config"] != "plain"]) is None
 
 
+def _summaries(budget: Path) -> dict[str, list[dict[str, Any]]]:
+    """Config -> the summaries of its runs in ``budget``, in seed order, read from the run folders."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for run_dir in sorted(budget.glob("synthetic__*__seed-*")):
+        out.setdefault(split_folder(run_dir.name)[1], []).append(load_run(run_dir).summary)
+    return out
+
+
 def test_report_numbers_match_the_runs(work: Path) -> None:
     df = reproduce.collect(work / "paper-e1")
-    assert sorted(df["config"].unique()) == ["chmcnn", "plain", "weighting-focal"]
+    assert sorted(df["config"].unique()) == WORK_CONFIGS
     assert len(df) == 9 and (df["epochs"] == 1).all()
-    assert (df["peak_rss_mb"] > 0).all()
+    assert (df["peak_rss_mb"] > 0).all() and (df["wall_seconds"] >= df["train_seconds"]).all()
 
-    summaries = {}
-    for run_dir in sorted((work / "paper-e1" / "synthetic").glob("*/seed-*")):
-        run = load_run(run_dir)
-        summaries.setdefault(run_dir.parent.name, []).append(run.summary)
+    summaries = _summaries(work / "paper-e1")
     plain_auprc = np.array([s["auprc_micro"] for s in summaries["plain"]])
     weighted_auprc = np.array([s["auprc_micro"] for s in summaries["weighting-focal"]])
 
@@ -81,8 +114,10 @@ def test_report_numbers_match_the_runs(work: Path) -> None:
     p = wilcoxon(plain_auprc, weighted_auprc).pvalue
     row = next(line for line in report.splitlines() if line.startswith("| weighting-focal | 3 |"))
     assert f"{diff:+.4f} ({p:.2g})" in row
-    assert "### C-HMCNN against its published AUPRC" in report
-    assert "| synthetic | 3 | 1 |" in report  # chmcnn row; synthetic has no published figure
+    assert "### Every dataset against its published AUPRC" in report
+    chmcnn = np.array([s["auprc_micro"] for s in summaries["chmcnn"]])
+    row = next(line for line in report.splitlines() if line.startswith("| synthetic | others | chmcnn | 3 | 1 |"))
+    assert f"| {chmcnn.mean():.4f} ± {chmcnn.std(ddof=1):.4f} | n/a | not published | n/a | — |" in row
     assert "Best configuration at fixed 0.5: `weighting-focal`" in report
     assert "### Decision rules" not in report  # runs trained on train+valid have no held-out predictions
     assert ("- `paper-e1` (C-HMCNN's recipe: batch 4, the dataset's learning rate, 1 epochs, trained on "
@@ -90,29 +125,193 @@ def test_report_numbers_match_the_runs(work: Path) -> None:
 
 
 def test_budget_record_and_report_only(work: Path, tmp_path: Path) -> None:
+    budget = work / "paper-e1"
+    records = json.loads((budget / "invocations.json").read_text())
+    assert len(records) == 1
+    record = records[0]
+    address = record["scheduler"]
+    assert address.startswith("tcp://127.0.0.1:") and record["jobs"] == 2
+    assert record["runs_trained"] == 9 and record["runs_failed"] == 0 and record["wall_minutes"] > 0
+    assert record["machine"] == reproduce._machine()  # what each worker reported: they run on this machine
+    assert record["machine"].startswith(f"{os.cpu_count()} cores, ") and f"--scheduler {address}" in record["command"]
     report = tmp_path / "reproduction.md"
     assert reproduce.main(["--report-only", "--work", str(work), "--report", str(report)]) == 0
     text = report.read_text()
     assert text == reproduce.render_report(work, reproduce.FINDINGS.read_text())
     assert "## Findings" in text and text.index("## Budgets") < text.index("## Findings") < text.index("## Budget `")
-    assert not (work / "paper-e1" / "invocations.json").exists()  # --report-only trains nothing, records nothing
-    resources = json.loads((work / "paper-e1" / "synthetic" / "plain" / "seed-0" / "resources.json").read_text())
-    assert resources["wall_seconds"] >= resources["train_seconds"] > 0
+    assert (f"9 runs in {record['wall_minutes']:.1f} min wall with 2 Dask worker(s) of the scheduler at {address} on "
+            f"{record['machine']}: `python bench/reproduce.py --datasets synthetic") in text
+    assert json.loads((budget / "invocations.json").read_text()) == records  # --report-only records nothing
+    resources = json.loads((budget / "synthetic__plain__seed-0" / "resources.json").read_text())
+    assert resources["wall_seconds"] >= resources["train_seconds"] > 0 and resources["peak_rss_mb"] > 0
+
+
+def test_jobs_and_a_scheduler_are_refused_together(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        reproduce.main(["--datasets", "synthetic", "--scheduler", "tcp://127.0.0.1:9", "--jobs", "2",
+                        "--work", str(tmp_path), "--report", str(tmp_path / "r.md")])
+    assert exc.value.code == 2 and "--jobs sets the size of the embedded LocalCluster" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------- the old nested layout
+def _nest(work: Path, root: Path) -> Path:
+    """A copy of ``work``'s budget in the old layout: ROOT/paper-e1/DATASET/CONFIG/seed-S."""
+    for run_dir in sorted((work / "paper-e1").glob("synthetic__*__seed-*")):
+        dataset, config, seed = split_folder(run_dir.name)
+        shutil.copytree(run_dir, root / "paper-e1" / dataset / config / f"seed-{seed}")
+    return root
+
+
+def test_migration_renames_nested_runs_to_flat_once(work: Path, tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    root = _nest(work, tmp_path / "work")
+    nested = root / "paper-e1"
+    (nested / "synthetic" / "plain" / ".seed-7.tmp-x").mkdir()  # a killed save: left with its folder
+    shutil.copytree(work / "paper-e1" / "synthetic__chmcnn__seed-0", nested / "synthetic__chmcnn__seed-0")
+    shutil.copytree(work / "paper-e1" / "synthetic__plain__seed-0", tmp_path / "other" / "synthetic__plain__seed-0")
+    other_before = sorted(p.name for p in (tmp_path / "other").iterdir())
+    with caplog.at_level(logging.WARNING, logger="reproduce"):
+        assert len(reproduce.collect(nested)) == 1  # only the one flat run is read ...
+    assert "old nested layout" in caplog.text  # ... and the nested ones are named
+
+    done = reproduce.migrate_layout(root)
+    assert len(done.moved) == 8  # 9 nested runs, one whose flat name was taken
+    assert list(done.kept) == [str(nested / "synthetic" / "chmcnn" / "seed-0")]
+    # chmcnn keeps its unmoved run, plain the killed save, and so synthetic/ is not empty either
+    assert [Path(r).relative_to(nested).as_posix() for r in done.removed] == ["synthetic/weighting-focal"]
+    flat = sorted(p.name for p in nested.iterdir() if split_folder(p.name))
+    assert flat == sorted(p.name for p in (work / "paper-e1").glob("synthetic__*__seed-*"))
+    assert reproduce.nested_runs(nested) == [("synthetic", "chmcnn", 0, nested / "synthetic" / "chmcnn" / "seed-0")]
+    assert (nested / "synthetic" / "plain" / ".seed-7.tmp-x").is_dir()
+
+    before = reproduce.collect(work / "paper-e1").drop(columns="run")
+    after = reproduce.collect(nested).drop(columns="run")
+    pd.testing.assert_frame_equal(after, before)  # the same runs, read from their new names
+
+    again = reproduce.migrate_layout(root)  # idempotent: nothing more to move
+    assert again.moved == [] and again.removed == [] and list(again.kept) == list(done.kept)
+    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == other_before
+
+
+def test_migrate_layout_command_empties_the_nested_folders(work: Path, tmp_path: Path) -> None:
+    root = _nest(work, tmp_path / "work")
+    (root / "notes.log").write_text("kept")
+    report = tmp_path / "report.md"
+    args = ["--migrate-layout", "--work", str(root), "--report", str(report)]
+    assert reproduce.main(args) == 0
+    assert sorted(p.name for p in (root / "paper-e1").iterdir()) == sorted(
+        p.name for p in (work / "paper-e1").glob("synthetic__*__seed-*"))
+    assert not report.exists() and (root / "notes.log").read_text() == "kept"
+    assert reproduce.main(args) == 0 and not report.exists()
+
+
+def test_training_refuses_a_budget_in_the_nested_layout(work: Path, tmp_path: Path) -> None:
+    root = _nest(work, tmp_path / "work")
+    cells = reproduce.budget_cells(["synthetic"], ["plain"], [0], "paper", 1, None)
+    with pytest.raises(ValueError, match="--migrate-layout"):
+        reproduce.train_budget(cells, root / "paper-e1", None, "test")  # refused before the client is used
+    assert not (root / "paper-e1" / "invocations.json").exists()
+
+
+# ------------------------------------------------------------------------------- published AUPRC
+# C-HMCNN's README results table (github.com/EGiunchiglia/C-HMCNN, README.md at commit
+# 150ca4631e2eceef5b0b5b144b926036650f53ff, "average over the 10 runs"), names as it spells them.
+CHMCNN_README = {
+    "Cellcycle_FUN": 0.255, "Derisi_FUN": 0.195, "Eisen_FUN": 0.306, "Expr_FUN": 0.302, "Gasch1_FUN": 0.286,
+    "Gasch2_FUN": 0.258, "Seq_FUN": 0.292, "Spo_FUN": 0.215, "Cellcycle_GO": 0.413, "Derisi_GO": 0.370,
+    "Eisen_GO": 0.455, "Expr_GO": 0.447, "Gasch1_GO": 0.436, "Gasch2_GO": 0.414, "Seq_GO": 0.446, "Spo_GO": 0.382,
+    "Diatoms_others": 0.758, "Enron_others": 0.756, "Imclef07a_others": 0.956, "Imclef07d_others": 0.927,
+}
+# HMCN-F (Wehrmann et al. 2018) where it is higher than C-HMCNN (issue 14).
+HMCN_F_HIGHER = {"gasch2_GO": 0.465, "expr_GO": 0.452, "seq_GO": 0.447}
+
+
+def test_every_layout_dataset_chmcnn_reports_has_its_published_auprc() -> None:
+    for name, value in CHMCNN_README.items():
+        published = reproduce.published_auprc(name)
+        assert published is not None and published.chmcnn == value, name
+    layout = {name: reproduce.published_auprc(name) for name in CHMCNN_LAYOUT}
+    assert sorted(name for name, pub in layout.items() if pub is None) == sorted(UNTUNED)  # not in its table
+    readme = {name.lower().removesuffix("_others"): v for name, v in CHMCNN_README.items()}
+    for name, published in layout.items():
+        if published is not None:
+            assert published.chmcnn == readme[name.lower().replace("_corr", "")], name
+    assert len([p for p in layout.values() if p is not None]) == len(CHMCNN_README)
+
+
+def test_hmcn_f_is_used_only_where_higher(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, published in {n: reproduce.published_auprc(n) for n in CHMCNN_LAYOUT}.items():
+        if published is None:
+            continue
+        hmcn_f = HMCN_F_HIGHER.get(name)
+        assert published.value == max(published.chmcnn, hmcn_f or 0.0), name
+        assert published.source == (reproduce.HMCN_F_SOURCE if hmcn_f else reproduce.CHMCNN_SOURCE), name
+    monkeypatch.setitem(reproduce.HMCN_F_AUPRC, "cellcycle_FUN", 0.200)  # a lower HMCN-F figure is not used
+    assert reproduce.published_auprc("cellcycle_FUN") == reproduce.Published(0.255, reproduce.CHMCNN_SOURCE, 0.255)
+
+
+def test_published_table_has_a_row_per_dataset_with_its_source_and_resources(work: Path) -> None:
+    df = reproduce.collect(work / "paper-e1")
+    relabelled = pd.concat([df.assign(dataset="gasch2_GO"), df.assign(dataset="church_FUN"),
+                            df[df["config"] == "plain"].assign(dataset="Diatoms"),
+                            df[df["config"] == "chmcnn"].assign(dataset="cellcycle_FUN")], ignore_index=True)
+    lines = [line for line in reproduce._published_section(relabelled) if line.startswith("| ")][1:]  # no header
+    assert [line.split(" | ")[0][2:] for line in lines] == ["cellcycle_FUN", "church_FUN", "gasch2_GO", "Diatoms"]
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in lines}
+
+    resources = {p.name: json.loads((p / "resources.json").read_text())
+                 for p in (work / "paper-e1").glob("synthetic__*__seed-*")}
+    summaries = _summaries(work / "paper-e1")
+    chmcnn = np.array([s["auprc_micro"] for s in summaries["chmcnn"]])
+    plain = np.array([s["auprc_micro"] for s in summaries["plain"]])
+    wall = {c: np.mean([r["wall_seconds"] for n, r in resources.items() if f"__{c}__" in n]) for c in WORK_CONFIGS}
+    rss = {c: np.mean([r["peak_rss_mb"] for n, r in resources.items() if f"__{c}__" in n]) for c in WORK_CONFIGS}
+
+    def expect(config: str, auprc: np.ndarray, published: str, source: str, chmcnn_value: float | None) -> list[str]:
+        diff = "n/a" if chmcnn_value is None else f"{auprc.mean() - chmcnn_value:+.4f}"
+        within = "—" if config != "chmcnn" or chmcnn_value is None else (
+            "yes" if abs(auprc.mean() - chmcnn_value) <= 0.01 else "**no**")
+        return [config, "3", "1", f"{auprc.mean():.4f} ± {auprc.std(ddof=1):.4f}", published, source, diff, within,
+                f"{wall[config]:.1f}", f"{rss[config]:.0f} |"]
+
+    assert rows["gasch2_GO"][1:] == ["GO", *expect("chmcnn", chmcnn, "0.465",
+                                                   "HMCN-F (Wehrmann et al. 2018); C-HMCNN 0.414", 0.414)]
+    assert rows["cellcycle_FUN"][1:] == ["FUN", *expect("chmcnn", chmcnn, "0.255", "C-HMCNN README", 0.255)]
+    assert rows["church_FUN"][1:] == ["FUN", *expect("chmcnn", chmcnn, "n/a", "not published", None)]
+    assert rows["Diatoms"][1:] == ["others", *expect("plain", plain, "0.758", "C-HMCNN README", 0.758)]
+
+
+def test_wall_time_per_family(work: Path) -> None:
+    df = reproduce.collect(work / "paper-e1")
+    mixed = pd.concat([df.assign(dataset="eisen_FUN"), df.assign(dataset="seq_GO"), df.assign(dataset="seq_FUN"),
+                       df.assign(dataset="ImCLEF07A")], ignore_index=True)
+    lines = [line for line in reproduce._family_section(mixed) if line.startswith("| ")][1:]  # no header
+    walls = np.array([json.loads((p / "resources.json").read_text())["wall_seconds"]
+                      for p in (work / "paper-e1").glob("synthetic__*__seed-*")])
+    rss = np.array([json.loads((p / "resources.json").read_text())["peak_rss_mb"]
+                    for p in (work / "paper-e1").glob("synthetic__*__seed-*")])
+    assert [line.split(" | ")[:3] for line in lines] == [["| FUN", "2", "18"], ["| GO", "1", "9"],
+                                                         ["| others", "1", "9"]]
+    fun = lines[0].split(" | ")
+    assert fun[3] == f"{2 * walls.sum() / 60:.1f}"
+    assert fun[4] == f"{walls.mean():.1f} / {walls.max():.1f}" and fun[5] == f"{rss.mean():.0f} / {rss.max():.0f} |"
+    assert "### Wall time per dataset family" in reproduce.render_report(work)
 
 
 HELD_OUT_CONFIGS = ["plain", "weighting-focal", "asl"]
 
 
 @pytest.fixture(scope="module")
-def held_out_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """WORK/paper-e3-fit-train/synthetic/{plain,weighting-focal,asl}/seed-{0,1,2} (valid held out), and
-    WORK/paper-e3/synthetic/plain/seed-{0,1} trained on train+valid: 3-epoch synthetic runs."""
+def held_out_work(tmp_path_factory: pytest.TempPathFactory, client: Any) -> Path:
+    """WORK/paper-e3-fit-train/synthetic__{plain,weighting-focal,asl}__seed-{0,1,2} (valid held out), and
+    WORK/paper-e3/synthetic__plain__seed-{0,1} trained on train+valid: 3-epoch synthetic runs."""
     root = tmp_path_factory.mktemp("reproduce-held-out")
-    tasks = reproduce.plan(root, ["synthetic"], HELD_OUT_CONFIGS, [0, 1, 2], "paper", 3, None, "train")
-    tasks += reproduce.plan(root, ["synthetic"], ["plain"], [0, 1], "paper", 3, None, "train+valid")
-    assert len(tasks) == 11
-    for task in tasks:
-        reproduce._train_one(task)
+    held_out = reproduce.budget_cells(["synthetic"], HELD_OUT_CONFIGS, [0, 1, 2], "paper", 3, None, "train")
+    both = reproduce.budget_cells(["synthetic"], ["plain"], [0, 1], "paper", 3, None, "train+valid")
+    for cells, budget in ((held_out, "paper-e3-fit-train"), (both, "paper-e3")):
+        report = reproduce.train_budget(cells, root / budget, client, "test", progress=False)
+        assert len(report.trained) == len(cells) and not report.failed
     return root
 
 
@@ -148,12 +347,15 @@ def test_fit_on_keeps_budgets_apart(held_out_work: Path) -> None:
     assert reproduce.budget_name("quick", None, "train") == "quick-fit-train"
     assert reproduce.budget_name("quick", None) == "quick"
     assert sorted(p.name for p in held_out_work.iterdir()) == ["paper-e3", "paper-e3-fit-train"]
-    for run_dir in (held_out_work / "paper-e3-fit-train").glob("*/*/seed-*"):
-        assert load_run(run_dir).config.fit_on == "train"
-    assert load_run(held_out_work / "paper-e3" / "synthetic" / "plain" / "seed-0").config.fit_on == "train+valid"
+    runs = list((held_out_work / "paper-e3-fit-train").glob("synthetic__*__seed-*"))
+    assert len(runs) == 9 and all(load_run(run_dir).config.fit_on == "train" for run_dir in runs)
+    assert load_run(held_out_work / "paper-e3" / "synthetic__plain__seed-0").config.fit_on == "train+valid"
+    record = json.loads((held_out_work / "paper-e3" / "invocations.json").read_text())
+    assert [(r["runs_trained"], r["jobs"], r["scheduler"]) for r in record] == [(2, 2, "LocalCluster")]
     # the second call finds every run finished, in its own budget only
-    assert reproduce.plan(held_out_work, ["synthetic"], ["plain"], [0, 1, 2], "paper", 3, None, "train") == []
-    assert len(reproduce.plan(held_out_work, ["synthetic"], ["plain"], [0, 1, 2], "paper", 3, None)) == 1
+    for fit_on, budget, todo in (("train", "paper-e3-fit-train", 0), ("train+valid", "paper-e3", 1)):
+        cells = reproduce.budget_cells(["synthetic"], ["plain"], [0, 1, 2], "paper", 3, None, fit_on)
+        assert len(plan(cells, held_out_work / budget).todo) == todo
 
 
 def test_decision_columns_match_sklearn(held_out_work: Path) -> None:
@@ -172,7 +374,7 @@ def test_decision_columns_match_sklearn(held_out_work: Path) -> None:
 
 
 def _by_seed(held_out_work: Path, config: str, rule: str, shrinkage: float | None, metric: str) -> np.ndarray:
-    runs = sorted((held_out_work / "paper-e3-fit-train" / "synthetic" / config).glob("seed-*"))
+    runs = sorted((held_out_work / "paper-e3-fit-train").glob(f"synthetic__{config}__seed-*"))
     return np.array([_recompute(r, rule, shrinkage)[metric] for r in runs])
 
 
