@@ -39,7 +39,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from hmlc_core.views import compare, diagnose, explore, teaching
 from hmlc_core.views import decision as decision_views
-from hmlc_core import jobs, registry
+from hmlc_core import exports, jobs, registry
 from hmlc_core.decision import DEFAULT_SHRINKAGE, DEFAULT_TRADEOFF_MS, DecisionRule
 from hmlc_core.decision import shrinkage_tradeoff as tradeoff
 from hmlc_core.metrics import precision_recall_f1
@@ -756,6 +756,37 @@ def missed_figures(path: str, stamp: int, threshold: float, zero_only: bool, dep
     shown = missed_table(path, stamp, threshold, zero_only, depth, train_frequency, support, decision).index
     line = 0.0 if zero_only else threshold
     return (diagnose.recall_frequency_figure(run, shown, line), diagnose.recall_depth_figure(run, shown, line))
+
+
+FIGURE_FORMATS = {"svg": "SVG (vector)", "png": "PNG"}
+"""Formats of the charts' download button (the camera of Plotly's modebar), for :func:`chart_config`."""
+
+
+def chart_config(image_format: str = "svg") -> dict[str, Any]:
+    """The ``config`` of ``st.plotly_chart``: no Plotly logo; the modebar's download button saves ``image_format``.
+
+    Plotly's modebar has one download button, in one format (``toImageButtonOptions``); SVG by default,
+    since a vector figure scales for a paper. Unknown formats fall back to SVG.
+    """
+    fmt = image_format if image_format in FIGURE_FORMATS else "svg"
+    return {"displaylogo": False, "toImageButtonOptions": {"format": fmt, "scale": 2 if fmt == "png" else 1}}
+
+
+@st.cache_data(max_entries=2, show_spinner=False)
+def predictions_csv(path: str, stamp: int, decision: Decision) -> bytes:
+    """Cached :func:`hmlc_core.exports.predictions_csv` of the run at ``path`` under ``decision``.
+
+    Large for GO-sized runs: pages pass it to ``st.download_button`` as a deferred callable, so it runs on click.
+    """
+    run = _load_run(path, stamp)
+    return exports.predictions_csv(run, fit_rule(run, decision))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def node_table_csv(path: str, stamp: int, decision: Decision) -> bytes:
+    """Every node's metrics under ``decision`` as CSV: :func:`hmlc_core.views.diagnose.table_csv` of
+    :func:`hmlc_core.views.explore.node_table` (all nodes, roots included) of :func:`decided_run`."""
+    return diagnose.table_csv(explore.node_table(_decided_run(path, stamp, decision), evaluated_only=False))
 
 
 # ------------------------------------------------------------------------------------------------------------

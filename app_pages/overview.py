@@ -8,13 +8,20 @@ pages. Every precision, recall and F1 is under the sidebar's decision rule. All 
 :mod:`hmlc_core.views.explore` and
 :mod:`hmlc_core.views.diagnose` through the cached wrappers of ``app_pages/common.py``.
 URL state: only the sidebar's (``run``, ``decision``, ``threshold``, ``shrinkage``).
+
+Exports: the test predictions (:func:`hmlc_core.exports.predictions_csv`, built on click) and every
+node's metrics as CSV under the sidebar's rule, and the charts' download format (the modebar's camera:
+SVG or PNG, :func:`app_pages.common.chart_config`; widget ``figure_format``, read before the charts).
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import streamlit as st
 
 from app_pages import common as app_common
+from hmlc_core.exports import DEFAULT_MIN_PROBABILITY
 from hmlc_core.views import compare, diagnose, explore, teaching
 from hmlc_core.runs import RunError
 
@@ -22,6 +29,7 @@ run = app_common.current_run()
 path = str(run.path)
 stamp = app_common.run_stamp(path)
 decision = app_common.current_decision()
+chart_config = app_common.chart_config(st.session_state.get("figure_format", "svg"))
 
 st.title(f"Overview · {app_common.run_heading(run)}")
 st.caption(diagnose.config_headline(run))
@@ -69,18 +77,43 @@ st.caption(
 # ------------------------------------------------------------------- charts
 left, right = st.columns(2, gap="large")
 with left:
-    st.plotly_chart(app_common.training_curve(path, stamp), key="training_curve", config={"displaylogo": False})
+    st.plotly_chart(app_common.training_curve(path, stamp), key="training_curve", config=chart_config)
     if "valid_auprc" not in run.history.columns:
         st.caption("No validation AUPRC: this run was trained on train+valid (C-HMCNN's final protocol).")
 with right:
     st.plotly_chart(app_common.recall_by_depth(path, stamp, decision), key="overview_recall_by_depth",
-                    config={"displaylogo": False})
+                    config=chart_config)
     st.caption("Macro recall of the evaluated nodes at each depth (shortest path from the root).")
 
 # ------------------------------------------------------------------- config
 st.subheader("Training configuration")
 with st.expander("All settings", expanded=False):
     st.dataframe(diagnose.config_table(run), height=420)
+
+# ------------------------------------------------------------------ exports
+st.subheader("Exports")
+c_pred, c_nodes, c_format = st.columns(3)
+if scores is None:
+    c_pred.caption("The predictions and per-node metrics cannot be exported: the test predictions are unreadable.")
+else:
+    c_pred.download_button(
+        "Predictions (CSV)", partial(app_common.predictions_csv, path, stamp, decision),
+        file_name="predictions.csv", mime="text/csv", key="download_predictions", icon="⬇️", on_click="ignore",
+        help="One row per test sample and node: sample (row of the test split), node, probability, decision (0/1 "
+             "under the sidebar's rule); rows with probability below "
+             f"{DEFAULT_MIN_PROBABILITY:g} are left out unless decided 1. "
+             "The command line also writes the CAFA format: python -m hmlc_core export RUN_DIR --format cafa",
+    )
+    c_nodes.download_button(
+        "Per-node metrics (CSV)", app_common.node_table_csv(path, stamp, decision),
+        file_name="node_metrics.csv", mime="text/csv", key="download_node_table", icon="⬇️", on_click="ignore",
+        help="Every node's depth, frequencies, counts, precision, recall, F1, AP and uncertainty under the "
+             "sidebar's rule.",
+    )
+c_format.radio("Chart download format", list(app_common.FIGURE_FORMATS), key="figure_format", horizontal=True,
+               format_func=app_common.FIGURE_FORMATS.get,
+               help="What the camera button in each chart's toolbar saves.")
+st.caption(f"Decisions and metrics under {app_common.md_text(app_common.rule_text(run))} (sidebar).")
 
 # ------------------------------------------------------------------ pointers
 st.subheader("Where next")

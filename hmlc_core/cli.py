@@ -1,7 +1,8 @@
-"""Command line: ``python -m hmlc_core {train,evaluate,demo,datasets,seeds,wilcoxon,worker,sweep}``.
+"""Command line: ``python -m hmlc_core {train,evaluate,export,demo,datasets,seeds,wilcoxon,worker,sweep}``.
 
 ``train`` fits an ensemble and writes a run directory; ``evaluate`` prints a
-run's headline metrics; ``demo`` regenerates the dashboard's bundled demo pair;
+run's headline metrics; ``export`` writes a run's test predictions as CSV or a CAFA submission
+(:mod:`hmlc_core.exports`); ``demo`` regenerates the dashboard's bundled demo pair;
 ``datasets`` lists what the data directory holds; ``worker`` runs one job of a
 runs folder's registry (the dashboard's Retrain page starts it; see
 :mod:`hmlc_core.jobs`), through the same function as ``train``; ``sweep`` trains a grid of runs as Dask
@@ -27,8 +28,9 @@ from typing import Any
 
 from hmlc_core.catalog import SYNTHETIC, available_datasets, open_dataset
 from hmlc_core.config import KERNELS
-from hmlc_core.data import DatasetNotFoundError
+from hmlc_core.data import DatasetNotFoundError, HMCDataset
 from hmlc_core.decision import DECISION_RULES, DEFAULT_SHRINKAGE
+from hmlc_core.exports import DEFAULT_MIN_PROBABILITY, cafa_submission, predictions_csv
 from hmlc_core.experiments import SEED_METRICS, describe, paired_wilcoxon, seed_table, train_seeds
 from hmlc_core.jobs import run_worker, train_and_save
 from hmlc_core.losses import FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, SCHEDULES, WEIGHT_INDEXINGS, WEIGHTING_MODES
@@ -36,6 +38,7 @@ from hmlc_core.model import ENSEMBLE_KINDS
 from hmlc_core.registry import Registry, RegistryError, default_folder_name, imported_run_name
 from hmlc_core.runs import RunError, env_runs_dirs, evaluate_run, load_run
 from hmlc_core.sweeps.command import SWEEP_HELP, add_sweep_options, run_sweep_command
+from hmlc_core.tables import LABEL_COLUMN, TEST_FRACTION, load_table_dataset
 from hmlc_core.train import TrainConfig, TrainingDiverged
 
 __all__ = ["main", "build_parser", "DEMO_RUN_DIR", "DEMO_WEIGHTED_RUN_DIR", "DEMO_RUNS"]
@@ -144,9 +147,9 @@ _COMMAND_TEXTS: dict[str, tuple[str, str | None]] = {
 """Subcommand -> (description, epilog) shown by ``python -m hmlc_core COMMAND --help``."""
 
 
-def _add_train_options(p: argparse.ArgumentParser) -> None:
+def _add_train_options(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
     d = TrainConfig(dataset="")
-    p.add_argument("--dataset", required=True,
+    p.add_argument("--dataset", required=dataset_required,
                    help=f"dataset name: '{SYNTHETIC}', a CLUS HMC name such as cellcycle_FUN / cellcycle_GO / "
                         "Diatoms, or your own folder in the data dir (see 'datasets')")
     p.add_argument("--data-dir", default=None, help="folder with the ARFF files (default: $HMLC_DATA_DIR)")
@@ -229,6 +232,39 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                         "(default %(default)s)")
 
 
+def _add_table_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("your own table (instead of --dataset; hmlc_core.tables)")
+    g.add_argument("--table", default=None, metavar="FILE",
+                   help="CSV or Parquet table: numeric feature columns and a label column of '@'-separated node ids")
+    g.add_argument("--hierarchy", default=None, metavar="FILE",
+                   help="edge-list CSV with the header 'parent,child', or an OBO ontology (.obo; is_a relations, "
+                        "obsolete terms dropped)")
+    g.add_argument("--label-column", default=LABEL_COLUMN, metavar="NAME", help="default %(default)s")
+    g.add_argument("--part-of", action="store_true", help="OBO only: part_of relations become edges too")
+    g.add_argument("--test-table", default=None, metavar="FILE",
+                   help="test table with the same columns (default: hold out --test-fraction of --table, seed 0)")
+    g.add_argument("--test-fraction", type=float, default=TEST_FRACTION, help="default %(default)s")
+    g.add_argument("--valid-fraction", type=float, default=0.0,
+                   help="share of the training rows held out as the valid split (seed 0; needed by --fit-on train; "
+                        "default %(default)s)")
+
+
+def _table_dataset(args: argparse.Namespace) -> HMCDataset | None:
+    """The dataset of ``train --table`` (setting ``args.dataset`` to its name), or None for ``--dataset``."""
+    if args.table is None:
+        if args.dataset is None:
+            raise ValueError("train needs --dataset NAME, or --table FILE with --hierarchy FILE")
+        return None
+    if args.dataset is not None or args.hierarchy is None:
+        raise ValueError("--table needs --hierarchy FILE and no --dataset")
+    dataset = load_table_dataset(args.table, args.hierarchy, label_column=args.label_column,
+                                 test_table=args.test_table, test_fraction=args.test_fraction,
+                                 valid_fraction=args.valid_fraction,
+                                 relations=("is_a", "part_of") if args.part_of else ("is_a",))
+    args.dataset = dataset.name
+    return dataset
+
+
 def _add_decision_options(p: argparse.ArgumentParser, default: str | None, what: str) -> None:
     p.add_argument("--decision", choices=DECISION_RULES, default=default,
                    help=f"{what}: fixed threshold; one global threshold tuned for micro F1; per-node thresholds "
@@ -247,12 +283,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     p_train = sub.add_parser("train", help="train an ensemble and save a run directory")
-    _add_train_options(p_train)
+    _add_train_options(p_train, dataset_required=False)
+    _add_table_options(p_train)
     p_train.add_argument("--quiet", action="store_true", help="no progress bar")
     p_eval = sub.add_parser("evaluate", help="print a run's test metrics")
     p_eval.add_argument("run_dir", help="a run directory written by 'train'")
     p_eval.add_argument("--json", action="store_true", help="print one JSON object")
     _add_decision_options(p_eval, None, "decision rule (default: the run's own, 'fixed' for older runs)")
+    p_export = sub.add_parser("export", help="write a run's test predictions as CSV or a CAFA submission file")
+    p_export.add_argument("run_dir", help="a run directory written by 'train'")
+    p_export.add_argument("--format", choices=("csv", "cafa"), default="csv",
+                          help="csv: sample,node,probability,decision rows (probability >= "
+                               f"{DEFAULT_MIN_PROBABILITY:g} or decided 1); cafa: the CAFA 2/3 prediction format, "
+                               "targets named T + test row (default %(default)s)")
+    p_export.add_argument("--out", default=None, help="file to write (default: standard output)")
+    _add_decision_options(p_export, None, "decision rule of the csv format's decision column (default: the run's "
+                                          "own)")
     p_demo = sub.add_parser("demo", help="regenerate the bundled demo pair (plain and weighted, synthetic data)")
     p_demo.add_argument("--out", default=str(ASSETS_DIR),
                         help=f"folder that receives the pair as {DEMO_RUN_DIR.name}/ (plain C-HMCNN) and "
@@ -361,9 +407,10 @@ def _progress_printer(quiet: bool, epochs: int) -> tuple[Any, Any]:
     return progress, bar
 
 
-def _run_training(config: TrainConfig, out: Path, overwrite: bool, quiet: bool) -> Path:
+def _run_training(config: TrainConfig, out: Path, overwrite: bool, quiet: bool,
+                  dataset: HMCDataset | None = None) -> Path:
     with _interactive(quiet, config.resolved().epochs) as (progress, flag):
-        run = train_and_save(config, out, overwrite=overwrite, progress=progress, should_stop=flag)
+        run = train_and_save(config, out, overwrite=overwrite, progress=progress, should_stop=flag, dataset=dataset)
     summary = run.summary
     log.info("saved %s run to %s: auprc_micro %.4f, macro recall %.4f, %.1f s/epoch", summary["status"], run.path,
              summary["auprc_micro"], summary["macro_recall"], summary["seconds_per_epoch"])
@@ -420,11 +467,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
         if args.command == "train":
+            dataset = _table_dataset(args)
             config = _config_from_args(args)
             config.resolved().validate()
             out = Path(args.out) if args.out else _default_out(config)
             _warn_if_name_taken(config, out)
-            print(_run_training(config, out, args.overwrite, args.quiet))
+            print(_run_training(config, out, args.overwrite, args.quiet, dataset))
         elif args.command == "demo":
             for folder, config in DEMO_RUNS.values():
                 config = dataclasses.replace(config, epochs=args.epochs)
@@ -438,6 +486,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps(_json_safe(result)))
             else:
                 print(_format_metrics(result))
+        elif args.command == "export":
+            run = load_run(args.run_dir)
+            if args.format == "csv":
+                data = predictions_csv(run, run.decision_rule(args.decision, args.threshold, args.shrinkage))
+            else:
+                data = cafa_submission(run).encode("utf-8")
+            if args.out:
+                try:
+                    Path(args.out).write_bytes(data)
+                except OSError as exc:
+                    raise ValueError(f"cannot write {args.out}: {exc.strerror or exc}") from exc
+            else:
+                sys.stdout.buffer.write(data)
         elif args.command == "seeds":
             config = _config_from_args(args)
             config.resolved().validate()

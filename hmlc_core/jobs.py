@@ -89,6 +89,7 @@ def train_and_save(
     should_stop: Callable[[], bool] | None = None,
     save_empty: bool = True,
     max_memory_mb: int | None = None,
+    dataset: HMCDataset | None = None,
 ) -> Run | None:
     """Load the dataset, check the output folder, train, save the run directory and load it back.
 
@@ -111,6 +112,9 @@ def train_and_save(
     max_memory_mb : int, optional
         Refuse the job if its estimated memory exceeds this many MiB (the worker passes
         ``HMLC_MAX_JOB_MEMORY_MB``; the CLI sets no limit).
+    dataset : HMCDataset, optional
+        The data to train on (the CLI's ``train --table``, :func:`hmlc_core.tables.load_table_dataset`);
+        None opens ``config.dataset`` (:func:`hmlc_core.catalog.open_dataset`).
 
     Returns
     -------
@@ -135,7 +139,8 @@ def train_and_save(
         raise FileExistsError(f"run directory {out} already exists; choose another --out or pass --overwrite")
     resolved = config.resolved()
     resolved.validate()
-    dataset = open_dataset(config.dataset, config.data_dir)
+    if dataset is None:
+        dataset = open_dataset(config.dataset, config.data_dir)
     shape = dataset_shape(dataset)
     if max_memory_mb is not None:
         check_job_memory(resolved, shape, max_memory_mb)
