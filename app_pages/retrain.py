@@ -23,7 +23,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common as app_common
-from hmlc_core import jobs
+from hmlc_core import jobs, uploads
 from hmlc_core.catalog import SYNTHETIC, available_datasets
 from hmlc_core.config import (ENSEMBLE_KINDS, FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, SCHEDULES,
                               UNCERTAINTY_LABELS, WEIGHT_INDEXINGS, WEIGHTING_MODES, TrainConfig)
@@ -227,6 +227,42 @@ def _cached_datasets(data_dir: str) -> list[str]:
 def _datasets() -> list[str]:
     """:func:`hmlc_core.catalog.available_datasets` of ``$HMLC_DATA_DIR``, cached for 30 s per value."""
     return _cached_datasets(os.environ.get("HMLC_DATA_DIR", ""))
+
+
+def _upload_panel() -> None:
+    """Upload a table and a hierarchy, show :func:`hmlc_core.uploads.validate_upload`'s summary, save it."""
+    limit_mb = int(st.get_option("server.maxUploadSize"))
+    st.caption(f"A table (CSV or Parquet: feature columns and a `labels` column of `@`-separated node ids) and "
+               f"its hierarchy (an OBO file or a `parent,child` edge-list CSV); at most {limit_mb} MB each "
+               "(`server.maxUploadSize` in `.streamlit/config.toml`).")
+    table = st.file_uploader("Table", type=list(uploads.TABLE_TYPES), key="rt_upload_table")
+    hierarchy = st.file_uploader("Hierarchy", type=list(uploads.HIERARCHY_TYPES), key="rt_upload_hierarchy")
+    if table is None or hierarchy is None:
+        return
+    args = (table.getvalue(), table.name, hierarchy.getvalue(), hierarchy.name)
+    summary = uploads.validate_upload(*args, max_bytes=limit_mb * 2**20)
+    if summary.n_samples is not None:
+        st.text(f"{summary.n_samples} samples, {summary.n_features} features; "
+                f"{summary.label_coverage:.0%} of the samples have a label")
+    if summary.n_nodes is not None:
+        st.text(f"{summary.n_nodes} nodes, depth {summary.depth}")
+    if summary.nodes_without_positives:
+        st.text(f"{len(summary.nodes_without_positives)} nodes without training positives: "
+                + ", ".join(summary.nodes_without_positives[:20])
+                + (", ..." if len(summary.nodes_without_positives) > 20 else ""))
+    for problem in summary.problems:
+        st.error(app_common.md_text(problem))
+    data_dir = os.environ.get("HMLC_DATA_DIR", "")
+    if not data_dir:
+        st.info("Set `HMLC_DATA_DIR` to a data folder before starting the app to save uploads.")
+    if st.button("Save as dataset", key="rt_upload_save", disabled=not (summary.ok and data_dir)):
+        try:
+            folder = uploads.save_upload(data_dir, *args, max_bytes=limit_mb * 2**20)
+        except (OSError, ValueError) as exc:
+            st.error(app_common.md_text(f"Not saved: {exc}"))
+        else:
+            _cached_datasets.clear()
+            st.success(app_common.md_text(f"Saved as dataset {folder.name}: choose it under Dataset."))
 
 
 @st.cache_data(ttl=300, show_spinner=False)
@@ -513,6 +549,8 @@ with data_col:
         st.info("Only the synthetic demo dataset is available. To train on the CLUS HMC benchmarks or your own "
                 "ARFF files, set `HMLC_DATA_DIR` to their folder before starting the app, e.g. "
                 "`HMLC_DATA_DIR=/data/hmc streamlit run app.py` (checked again every 30 s).")
+    with st.expander("Upload your own data"):
+        _upload_panel()
     st.selectbox("Start from", [DEFAULTS, *other_starts, *startable], key="rt_start", on_change=_start_from,
                  format_func=_start_label,
                  help="Load the settings of an earlier run into the form (hidden width, dropout and the other "
