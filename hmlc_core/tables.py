@@ -35,6 +35,7 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -112,6 +113,21 @@ def _where(path: Path, row: int, column: str | None = None) -> str:
 # =====================================================================
 # Tables
 # =====================================================================
+def _read_csv(path: Path, expected: str, **options: Any) -> pd.DataFrame:
+    """``pandas.read_csv`` of a UTF-8 file (BOM allowed) as text cells; its failures as :class:`TableError`.
+
+    ``expected`` says what an empty file lacks (for the message); ``options`` go to ``pandas.read_csv``.
+    """
+    try:
+        return pd.read_csv(path, dtype=str, encoding="utf-8-sig", **options)
+    except pd.errors.EmptyDataError as exc:
+        raise TableError(path, "line 1", f"the file is empty (expected {expected})") from exc
+    except UnicodeDecodeError as exc:
+        raise TableError(path, "", f"not valid UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except pd.errors.ParserError as exc:
+        raise TableError(path, "", f"not a well-formed CSV file ({exc})") from exc
+
+
 def _read_frame(path: Path) -> pd.DataFrame:
     """The file as a DataFrame of text cells (NaN for missing) by its suffix."""
     if not path.is_file():
@@ -130,16 +146,9 @@ def _read_frame(path: Path) -> pd.DataFrame:
         return frame.astype(object).where(frame.notna(), np.nan)
     if suffix != ".csv":
         raise TableError(path, "", f"unsupported table type {path.suffix!r}: use .csv or .parquet")
-    try:
-        frame = pd.read_csv(path, dtype=str, encoding="utf-8-sig", skipinitialspace=True, index_col=False)
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            header = [c.strip() for c in next(csv.reader(handle))]
-    except pd.errors.EmptyDataError as exc:
-        raise TableError(path, "line 1", "the file is empty (expected a header line)") from exc
-    except UnicodeDecodeError as exc:
-        raise TableError(path, "", f"not valid UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except pd.errors.ParserError as exc:
-        raise TableError(path, "", f"not a well-formed CSV file ({exc})") from exc
+    frame = _read_csv(path, "a header line", skipinitialspace=True, index_col=False)
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        header = [c.strip() for c in next(csv.reader(handle))]
     repeated = [c for i, c in enumerate(header) if c in header[:i]]
     if repeated:
         raise TableError(path, "line 1", f"column {repeated[0]!r} appears more than once")
@@ -253,14 +262,7 @@ def read_edge_list(path: str | Path) -> list[tuple[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise DatasetNotFoundError(f"hierarchy file {path} does not exist")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except pd.errors.EmptyDataError as exc:
-        raise TableError(path, "line 1", "the file is empty (expected the header 'parent,child')") from exc
-    except UnicodeDecodeError as exc:
-        raise TableError(path, "", f"not valid UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except pd.errors.ParserError as exc:
-        raise TableError(path, "", f"not a well-formed CSV file ({exc})") from exc
+    frame = _read_csv(path, "the header 'parent,child'", keep_default_na=False)
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     for column in ("parent", "child"):
         if column not in frame.columns:
