@@ -129,10 +129,10 @@ else:
 left, right = st.columns(2, gap="large")
 with left:
     st.plotly_chart(app_common.compare_recall_by_depth(run_keys, decision), key="compare_depth",
-                    config={"displaylogo": False})
+                    config=app_common.chart_config())
 with right:
     st.plotly_chart(app_common.compare_recall_vs_frequency(run_keys, decision), key="compare_frequency",
-                    config={"displaylogo": False})
+                    config=app_common.chart_config())
 st.caption("Left: macro recall of the evaluated nodes at each depth. Right: one point per evaluated node with "
            "test positives, and the mean recall per frequency bin (log-spaced bins).")
 
@@ -154,7 +154,7 @@ with diff_left:
 
     st.plotly_chart(app_common.compare_difference_sunburst(base_key, other_key, metric, centre, decision),
                     key="difference",
-                    on_select=_zoom, selection_mode="points", config={"displaylogo": False}, theme=None)
+                    on_select=_zoom, selection_mode="points", config=app_common.chart_config(), theme=None)
     note = ("Blue: better in the compared run, red: worse, white: no change; grey: not evaluated or no "
             "positive test sample. Click a sector to zoom in, the centre to go back up.")
     if not hierarchy.is_tree:

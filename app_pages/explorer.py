@@ -86,7 +86,7 @@ with left:
         app_common.sunburst(path, stamp, color_by, explore.sunburst_centre(hierarchy, node), decision),
         key="sunburst",
         on_select=_select_from_sunburst,
-        selection_mode="points", config={"displaylogo": False}, theme=None,
+        selection_mode="points", config=app_common.chart_config(), theme=None,
     )
     legend = "Click a sector to zoom in and select it; click the centre to go back up."
     if color_by in ("recall", "precision", "F1", "average precision"):
@@ -126,7 +126,7 @@ with right:
     st.markdown("**Ensemble members on the positive test samples**")
     try:
         st.plotly_chart(app_common.member_probs(path, stamp, node, max(node_threshold, 0.0)), key="member_probs",
-                        config={"displaylogo": False})
+                        config=app_common.chart_config())
         st.caption(f"Each member's probability of {app_common.md_text(node)} on the test samples where it is a "
                    "true label, and the ensemble mean that the metrics threshold at the node's decision threshold "
                    f"({explore.threshold_text(node_threshold)}): points below the dashed line are misses. Hover a "
@@ -137,7 +137,7 @@ with right:
     st.markdown("**Precision-recall curve and the decision rules**")
     try:
         st.plotly_chart(app_common.pr_curve(path, stamp, node, decision), key="pr_curve",
-                        config={"displaylogo": False})
+                        config=app_common.chart_config())
         st.caption("The node's test precision and recall at every threshold, and where each decision rule puts it "
                    "(the sidebar's rule is the large circle). A point at recall 0 on a curve that starts high is a "
                    "threshold failure: the node's positives are ranked first, but no probability clears the rule's "
@@ -177,7 +177,7 @@ st.iframe(app_common.neighbourhood_html(path, stamp, node, color_by, decision), 
 tab_depth, tab_table = st.tabs(["Recall by depth", "Per-node table"])
 with tab_depth:
     st.plotly_chart(app_common.recall_by_depth(path, stamp, decision), key="recall_by_depth",
-                    config={"displaylogo": False})
+                    config=app_common.chart_config())
     st.caption("Macro recall over the evaluated nodes at each depth; nodes without a positive test sample count as 0.")
 
 with tab_table:

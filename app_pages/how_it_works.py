@@ -27,7 +27,7 @@ stamp = app_common.run_stamp(path)
 config = run.config
 nm = run.node_metrics
 hierarchy = run.hierarchy
-chart_config = {"displaylogo": False}
+chart_config = app_common.chart_config()  # no Plotly logo; the camera saves SVG
 
 
 def method_link(heading: str) -> None:

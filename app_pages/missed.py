@@ -155,8 +155,8 @@ st.subheader("Where the misses are")
 fig_freq, fig_depth = app_common.missed_figures(path, stamp, float(threshold), bool(zero_only), depth, freq, support,
                                                 decision)
 left, right = st.columns(2, gap="large")
-left.plotly_chart(fig_freq, key="recall_vs_frequency", config={"displaylogo": False})
-right.plotly_chart(fig_depth, key="recall_vs_depth", config={"displaylogo": False})
+left.plotly_chart(fig_freq, key="recall_vs_frequency", config=app_common.chart_config())
+right.plotly_chart(fig_depth, key="recall_vs_depth", config=app_common.chart_config())
 st.caption("One point per evaluated node with a positive test sample; outlined points are the table's nodes. "
            "Colour: mean test uncertainty. Frequency axis: 1 + training frequency, so unseen nodes sit at 1.")
 
@@ -169,7 +169,7 @@ except RunError as exc:
 left, right = st.columns([3, 2], gap="large")
 with left:
     st.plotly_chart(app_common.deepest_level(path, stamp, decision), key="deepest_level",
-                    config={"displaylogo": False})
+                    config=app_common.chart_config())
     stats = diagnose.deepest_level_stats(scores)
     if stats["n_examples"]:
         st.caption(
@@ -226,5 +226,5 @@ if tradeoff is None:
                "on it; retrain with `--fit-on train` to see the trade-off of the tuned rules.")
 else:
     left, right = st.columns([3, 2], gap="large")
-    left.plotly_chart(tradeoff, key="tradeoff", config={"displaylogo": False})
+    left.plotly_chart(tradeoff, key="tradeoff", config=app_common.chart_config())
     right.caption(TRADEOFF_TEXT)

@@ -207,6 +207,22 @@ def test_overview_offers_the_downloads_and_svg_charts(app_env, tmp_path):
                for c in at.get("plotly_chart"))
 
 
+def _svg_charts(at) -> bool:
+    configs = [json.loads(c.proto.config) for c in at.get("plotly_chart")]
+    return bool(configs) and all(c["toImageButtonOptions"]["format"] == "svg" and not c["displaylogo"] for c in configs)
+
+
+@pytest.mark.parametrize("page", ["app_pages/explorer.py", "app_pages/missed.py", "app_pages/how_it_works.py"])
+def test_every_page_saves_its_charts_as_svg(app_env, page):
+    at = open_app(page, run=app_env.name)
+    assert not at.exception and _svg_charts(at)
+
+
+def test_compare_saves_its_charts_as_svg():
+    at = open_app("app_pages/compare.py")  # the bundled demo pair
+    assert not at.exception and _svg_charts(at)
+
+
 def test_overview_download_data_comes_from_the_exports(app_env):
     from app_pages import common as app_common
     from hmlc_core.views import diagnose, explore
