@@ -255,14 +255,23 @@ def _upload_panel() -> None:
     data_dir = os.environ.get("HMLC_DATA_DIR", "")
     if not data_dir:
         st.info("Set `HMLC_DATA_DIR` to a data folder before starting the app to save uploads.")
-    if st.button("Save as dataset", key="rt_upload_save", disabled=not (summary.ok and data_dir)):
-        try:
-            folder = uploads.save_upload(data_dir, *args, max_bytes=limit_mb * 2**20)
-        except (OSError, ValueError) as exc:
-            st.error(app_common.md_text(f"Not saved: {exc}"))
-        else:
-            _cached_datasets.clear()
-            st.success(app_common.md_text(f"Saved as dataset {folder.name}: choose it under Dataset."))
+    st.button("Save as dataset", key="rt_upload_save", disabled=not (summary.ok and data_dir), on_click=_save_upload,
+              args=(data_dir, args, limit_mb * 2**20))
+    if "rt_upload_message" in st.session_state:
+        kind, text = st.session_state.pop("rt_upload_message")
+        (st.error if kind == "error" else st.success)(app_common.md_text(text))
+
+
+def _save_upload(data_dir: str, args: tuple[bytes, str, bytes, str], max_bytes: int) -> None:
+    """"Save as dataset" callback: :func:`hmlc_core.uploads.save_upload`, run before the Dataset list is drawn."""
+    try:
+        folder = uploads.save_upload(data_dir, *args, max_bytes=max_bytes)
+    except (OSError, ValueError) as exc:
+        st.session_state["rt_upload_message"] = ("error", f"Not saved: {exc}")
+    else:
+        _cached_datasets.clear()
+        st.session_state["rt_upload_message"] = ("success",
+                                                 f"Saved as dataset {folder.name}: choose it under Dataset.")
 
 
 @st.cache_data(ttl=300, show_spinner=False)
@@ -549,7 +558,7 @@ with data_col:
         st.info("Only the synthetic demo dataset is available. To train on the CLUS HMC benchmarks or your own "
                 "ARFF files, set `HMLC_DATA_DIR` to their folder before starting the app, e.g. "
                 "`HMLC_DATA_DIR=/data/hmc streamlit run app.py` (checked again every 30 s).")
-    with st.expander("Upload your own data"):
+    with st.expander("Upload your own data", key="rt_upload"):
         _upload_panel()
     st.selectbox("Start from", [DEFAULTS, *other_starts, *startable], key="rt_start", on_change=_start_from,
                  format_func=_start_label,

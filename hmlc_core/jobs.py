@@ -55,6 +55,7 @@ from hmlc_core.limits import (DEFAULT_MAX_CONCURRENT_JOBS, DatasetShape, JobLimi
                               check_output_dir, estimate_run_size)
 from hmlc_core.registry import Registry, RegistryError, RunRecord, headline_metrics
 from hmlc_core.runs import Run, load_run, save_run
+from hmlc_core.tables import find_table_dataset
 
 if TYPE_CHECKING:
     from hmlc_core.train import Progress
@@ -444,8 +445,8 @@ def check_launchable(config: TrainConfig) -> None:
     ------
     ValueError
         From :meth:`TrainConfig.validate` (naming the field), or when the
-        dataset is missing (:class:`~hmlc_core.data.DatasetNotFoundError`, which
-        lists the datasets found) or has no valid split while ``fit_on="train"``.
+        dataset is missing, neither ARFF nor a table dataset (:class:`~hmlc_core.data.DatasetNotFoundError`,
+        which lists the datasets found) or has no valid split while ``fit_on="train"`` (a table dataset has none).
     """
     config.resolved().validate()
     if config.dataset == SYNTHETIC:
@@ -453,7 +454,13 @@ def check_launchable(config: TrainConfig) -> None:
     try:
         files = find_dataset_files(config.dataset, config.data_dir)
     except DatasetNotFoundError as exc:
-        raise ValueError(str(exc)) from exc
+        try:
+            table = find_table_dataset(config.dataset, config.data_dir)
+        except DatasetNotFoundError:
+            table = None
+        if table is None:
+            raise ValueError(str(exc)) from exc
+        files = {}  # a table dataset (an upload): open_dataset gives it no valid split
     if config.fit_on == "train" and "valid" not in files:
         raise ValueError(f"dataset {config.dataset!r} has no valid split: set fit_on to 'train+valid'")
 
