@@ -101,6 +101,10 @@ class TableError(ValueError):
         return type(self), (self.path, self.location, self.reason)
 
 
+MAX_LISTED_CELLS = 20
+"""How many bad feature cells a :class:`TableError` locates (the first, then the others up to this count)."""
+
+
 def _where(path: Path, row: int, column: str | None = None) -> str:
     """The location of data row ``row`` (0-based) of a table: its line in a CSV, its row in a Parquet file.
 
@@ -212,10 +216,15 @@ def read_table(path: str | Path, label_column: str = LABEL_COLUMN,
     values = cells.apply(pd.to_numeric, errors="coerce").astype(np.float64)
     bad = (values.isna() & cells.notna()) | (values.notna() & ~(values.abs() <= MAX_ABS_VALUE))
     if bad.to_numpy().any():
-        row, col = np.argwhere(bad.to_numpy())[0]
+        cells_at = np.argwhere(bad.to_numpy())
+        row, col = cells_at[0]
+        others = [_where(path, int(r), names[c]) for r, c in cells_at[1:MAX_LISTED_CELLS]]
+        more = "" if len(cells_at) == 1 else (
+            f"; {len(cells_at) - 1} more such cell(s): {'; '.join(others)}"
+            f"{'; ...' if len(cells_at) > MAX_LISTED_CELLS else ''}")
         raise TableError(path, _where(path, int(row), names[col]),
                          f"{str(cells.iat[row, col])[:60]!r} is not a number (or its magnitude is over "
-                         f"{MAX_ABS_VALUE:g})")
+                         f"{MAX_ABS_VALUE:g}){more}")
     labels: list[list[str]] = []
     for cell in frame[label_column]:
         text = "" if pd.isna(cell) else str(cell)

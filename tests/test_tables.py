@@ -131,6 +131,20 @@ def test_bad_tables_get_located_errors(tmp_path: Path, content: str, pattern: st
         read_table(path)
 
 
+def test_every_bad_feature_cell_is_located(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("f1,f2,labels\n1,2,a\nx,2,a\n3,4,b\n5,y,b\n6,z,b\n")
+    with pytest.raises(TableError) as caught:
+        read_table(path)
+    message = str(caught.value)
+    assert "line 3, column 'f1': 'x' is not a number" in message
+    assert "2 more such cell(s): line 5, column 'f2'; line 6, column 'f2'" in message
+    rows = "f1,labels\n" + "x,a\n" * 30
+    path.write_text(rows)
+    with pytest.raises(TableError, match=r"29 more such cell\(s\): line 3, column 'f1'.*line 21, column 'f1'; \.\.\."):
+        read_table(path)
+
+
 def test_missing_values_are_imputed_and_test_table_columns_checked(tmp_path: Path) -> None:
     edges = tmp_path / "h.csv"
     edges.write_text(EDGES)
