@@ -54,6 +54,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_jobs(page: object, runs_dir: Path, timeout_s: float) -> list[tuple[str, str, str]]:
+    """Poll the runs folder's registry once a second until every job has ended; its (id, name, status) rows.
+
+    Fails the test when a job is still queued or running after ``timeout_s`` seconds.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = _registry_rows(runs_dir)
+        if rows and all(status in ("finished", "failed", "cancelled") for _, _, status in rows):
+            return rows
+        assert time.monotonic() < deadline, f"the retrain did not finish in time: {rows}"
+        page.wait_for_timeout(1000)
+
+
 @contextlib.contextmanager
 def streamlit_app(env: dict[str, str], log_path: Path) -> Iterator[str]:
     """``streamlit run app.py`` on 127.0.0.1 and a free port with ``env``, until healthy; yields its URL.
@@ -196,13 +210,7 @@ def test_pages_retrain_and_compare(server: tuple[str, Path], page: object) -> No
     dataset.click()
     page.locator("[role='listbox']").wait_for(state="visible", timeout=5000)
     page.keyboard.press("Escape")
-    deadline = time.monotonic() + 180
-    while True:
-        rows = _registry_rows(runs_dir)
-        if rows and all(status in ("finished", "failed", "cancelled") for _, _, status in rows):
-            break
-        assert time.monotonic() < deadline, f"the retrain did not finish in time: {rows}"
-        page.wait_for_timeout(1000)
+    rows = wait_for_jobs(page, runs_dir, 180)
     assert len(rows) == 1 and rows[0][2] == "finished", rows
     run_id, run_name, _ = rows[0]
     page.wait_for_timeout(2500)  # the progress fragment refreshes about every second

@@ -13,14 +13,13 @@ browser, and again nothing is written. Skips like tests/test_e2e_browser.py with
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from test_e2e_browser import CHROMIUM, CHROMIUM_ARGS, _no_exception, _registry_rows, _settle, streamlit_app, sync_api
+from test_e2e_browser import CHROMIUM, CHROMIUM_ARGS, _no_exception, _settle, streamlit_app, sync_api, wait_for_jobs
 
 EDGES = "parent,child\nr,a\nr,b\na,a1\na,a2\nb,b1\n"
 
@@ -135,13 +134,7 @@ def test_upload_trains_and_bad_uploads_write_nothing(tmp_path_factory: pytest.Te
             _settle(page)
             page.get_by_role("button", name="Launch").click()
             _settle(page)
-            deadline = time.monotonic() + 60
-            while True:
-                rows = _registry_rows(runs_dir)
-                if rows and all(status in ("finished", "failed", "cancelled") for _, _, status in rows):
-                    break
-                assert time.monotonic() < deadline, f"the retrain did not finish in time: {rows}"
-                page.wait_for_timeout(1000)
+            rows = wait_for_jobs(page, runs_dir, 60)
             assert len(rows) == 1 and rows[0][2] == "finished", rows
             run_id, run_name, _ = rows[0]
             assert folder.name in run_name, run_name  # the default run name starts with the dataset
