@@ -487,7 +487,8 @@ def has_held_out(path: str, stamp: int) -> bool:
     False when ``predictions.npz`` cannot be read (the pages report that themselves).
     """
     try:
-        return _load_run(path, stamp).held_out() is not None
+        preds = _predictions(path, stamp)
+        return "valid_y_true" in preds and "valid_mean_probs" in preds
     except RunError as exc:
         log.warning("cannot read the held-out predictions of %s: %s", path, exc)
         return False
@@ -661,10 +662,10 @@ def shrinkage_tradeoff(path: str, stamp: int) -> pd.DataFrame | None:
         If ``predictions.npz`` cannot be read, or the held-out data cannot tune the rules.
     """
     run = _load_run(path, stamp)
-    held = run.held_out()
-    if held is None:
+    preds = _predictions(path, stamp)  # the shared copy: held-out arrays included, read once
+    if "valid_y_true" not in preds or "valid_mean_probs" not in preds:
         return None
-    preds = _predictions(path, stamp)
+    held = preds["valid_y_true"], preds["valid_mean_probs"]
     freq = run.node_metrics["train_frequency"].to_numpy(dtype=np.int64)
     known = bool((freq[run.hierarchy.eval_mask] >= 0).all())
     try:
