@@ -28,11 +28,15 @@ from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import networkx as nx
 import numpy as np
 
 from hmlc_core.hierarchy import Hierarchy
+
+if TYPE_CHECKING:
+    from hmlc_core.images.sets import ImageSet
 
 __all__ = [
     "ArffError",
@@ -179,6 +183,10 @@ class HMCDataset:
     source : dict of str to str
         Split name -> path of the file it was read from ("synthetic" for
         generated data).
+    images : hmlc_core.images.sets.ImageSet or None
+        For image datasets: image shape, normalisation, display names and
+        thumbnails (``X`` then holds normalised pixels,
+        :func:`hmlc_core.images.sets.pixels_to_features`); None for tabular data.
     """
 
     name: str
@@ -188,6 +196,7 @@ class HMCDataset:
     valid: Split | None
     test: Split
     source: dict[str, str] = field(default_factory=dict)
+    images: ImageSet | None = None
 
     @property
     def n_features(self) -> int:

@@ -27,6 +27,10 @@ A run directory holds:
 ``decision.json``         the run's default decision rule with its fitted
                           thresholds (:meth:`DecisionRule.to_dict`); absent in
                           runs saved before decision rules existed
+``images.npz``            image datasets only: the test split's ``thumbnails``
+                          (N, H, W, 3) uint8 and ``names`` (N,) unicode, the
+                          display name of each test image (:meth:`Run.images`);
+                          the dashboard shows images from here only
 ========================  =====================================================
 
 The directory is written under a temporary name next to its destination and
@@ -69,7 +73,7 @@ if TYPE_CHECKING:
     from hmlc_core.model import HMCEnsemble
     from hmlc_core.train import TrainResult
 
-__all__ = ["Run", "RunError", "save_run", "load_run", "read_config", "read_summary", "find_runs", "evaluate_run",
+__all__ = ["Run", "RunError", "RunImages", "save_run", "load_run", "read_config", "read_summary", "find_runs", "evaluate_run",
            "display_uncertainty_mode", "RUNS_DIR_ENV", "env_runs_dirs"]
 
 log = logging.getLogger(__name__)
@@ -225,6 +229,10 @@ def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, over
         "dataset": {"name": dataset.name, "n_features": len(dataset.feature_names),
                     "source": {k: str(v) for k, v in dataset.source.items()}},
     }
+    if dataset.images is not None:
+        config_doc["dataset"]["images"] = {"shape": list(dataset.images.shape), "root": dataset.images.root,
+                                           "mean": list(dataset.images.mean), "std": list(dataset.images.std),
+                                           "n_skipped": len(dataset.images.skipped)}
 
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-{os.getpid()}-", dir=run_dir.parent))
@@ -246,6 +254,9 @@ def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, over
             **held_out,
         )
         _write_json(tmp / "decision.json", rule.to_dict())
+        if dataset.images is not None:
+            np.savez_compressed(tmp / "images.npz", thumbnails=dataset.images.thumbnails["test"],
+                                names=np.asarray(dataset.images.names["test"], dtype=str))
         old = None
         if run_dir.exists():
             old = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")
@@ -258,6 +269,31 @@ def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, over
         raise
     log.info("saved run to %s", run_dir)
     return run_dir
+
+
+MAX_THUMBNAIL_SIDE = 1024
+"""Largest thumbnail height or width :meth:`Run.images` accepts, in pixels."""
+MAX_IMAGE_NAME = 4096
+"""Longest display name :meth:`Run.images` accepts, in characters."""
+MAX_THUMBNAIL_BYTES = 1024 * 2**20
+"""Most bytes the thumbnails of :meth:`Run.images` may declare (they are stored compressed)."""
+
+
+@dataclass
+class RunImages:
+    """The test images of an image run, as stored in its ``images.npz``.
+
+    Attributes
+    ----------
+    thumbnails : numpy.ndarray of uint8, shape (N_test, H, W, 3)
+        The test images in test-row order (the rows of ``predictions.npz``), RGB.
+    names : list of str, length N_test
+        The display name of each (a path relative to the dataset's root, or a generated name): user
+        text, to be escaped wherever it is shown.
+    """
+
+    thumbnails: np.ndarray
+    names: list[str]
 
 
 @dataclass
@@ -406,6 +442,54 @@ class Run:
             except ValueError as exc:
                 raise RunError(f"run {self.path}: cannot fit the {rule!r} decision rule ({exc})") from exc
         return self._decision_rules[key]
+
+    def images(self) -> RunImages | None:
+        """The test images of an image run (``images.npz``), or None for a tabular run.
+
+        The file is checked before it is read: a regular file inside the run folder, two arrays,
+        ``thumbnails`` uint8 of shape (N_test, H, W, 3) with H, W <= :data:`MAX_THUMBNAIL_SIDE` (at most
+        :data:`MAX_THUMBNAIL_BYTES` in all) and ``names`` unicode of shape (N_test,) and at most :data:`MAX_IMAGE_NAME` characters; pickled data
+        is refused.
+
+        Raises
+        ------
+        RunError
+            If ``images.npz`` exists but is unreadable, a link out of the run folder, or does not match
+            the run (the message names the file and the array).
+        """
+        if not (self.path / "images.npz").exists() and not (self.path / "images.npz").is_symlink():
+            return None
+        path = _run_file(self.path, "images.npz")
+        n_test = self.summary.get("n_test")
+        try:
+            with zipfile.ZipFile(path) as zf:
+                declared = _declared_arrays(path, zf)
+                for key in ("thumbnails", "names"):
+                    if key not in declared:
+                        raise RunError(f"array {key!r} is missing", path)
+                _, shape, dtype = declared["thumbnails"]
+                n = n_test if isinstance(n_test, int) else shape[0] if shape else -1
+                if (dtype != np.uint8 or len(shape) != 4 or shape[0] != n or shape[3] != 3
+                        or not 0 < shape[1] <= MAX_THUMBNAIL_SIDE or not 0 < shape[2] <= MAX_THUMBNAIL_SIDE):
+                    raise RunError(f"array 'thumbnails' is {dtype} {shape}; the run needs uint8 ({n}, H, W, 3) "
+                                   f"with H, W <= {MAX_THUMBNAIL_SIDE}", path)
+                if math.prod(shape) > MAX_THUMBNAIL_BYTES:
+                    raise RunError(f"array 'thumbnails' declares {math.prod(shape) / 2**20:.0f} MiB, more than the "
+                                   f"{MAX_THUMBNAIL_BYTES / 2**20:.0f} MiB allowed", path)
+                _, name_shape, name_dtype = declared["names"]
+                if (name_dtype.kind != "U" or name_shape != (n,)
+                        or name_dtype.itemsize // 4 > MAX_IMAGE_NAME):
+                    raise RunError(f"array 'names' is {name_dtype} {name_shape}; the run needs ({n},) text of at "
+                                   f"most {MAX_IMAGE_NAME} characters", path)
+                arrays = {}
+                for key in ("thumbnails", "names"):
+                    with zf.open(declared[key][0]) as f:
+                        arrays[key] = np.lib.format.read_array(f, allow_pickle=False)
+        except RunError:
+            raise
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+            raise RunError(f"cannot read the images ({type(exc).__name__}: {exc})", path) from exc
+        return RunImages(thumbnails=arrays["thumbnails"], names=[str(v) for v in arrays["names"]])
 
     def load_model(self) -> HMCEnsemble:
         """Rebuild the ensemble and load ``model.pt`` with ``weights_only=True``; returned in eval mode.
