@@ -423,3 +423,24 @@ def test_done_when_figures(held_out_work: Path) -> None:
     _, value, met = figures["rare-node recall, plain under per-node (m = 0, unshrunk), per dataset"]
     assert value == f"cellcycle {rare.mean():.3f}" and met == bool(rare.mean() > 0)
     assert figures["coherence violations, every run under every rule"][1:] == ("0", True)
+
+
+def test_best_configuration_table_on_every_dataset(held_out_work: Path) -> None:
+    df = reproduce.collect(held_out_work / "paper-e3-fit-train")
+    # a second dataset with plain runs only, as a budget that trains the best configuration on a larger dataset
+    plain_only = df[df["config"] == "plain"].assign(dataset="cellcycle_GO")
+    both = pd.concat([df, plain_only], ignore_index=True)
+    assert set(reproduce.common_datasets(both)["dataset"]) == {"synthetic"}
+    table = reproduce.best_rows(both)
+    assert list(table["dataset"]) == ["cellcycle_GO", "synthetic"]  # by family: GO before "others"
+    m5 = _by_seed(held_out_work, "plain", "per-node", DEFAULT_SHRINKAGE, "macro_f1")
+    fixed = _by_seed(held_out_work, "plain", "fixed", None, "macro_f1")
+    rare = _by_seed(held_out_work, "plain", "per-node", DEFAULT_SHRINKAGE, "rare_node_recall")
+    row = table.iloc[1]
+    assert row["seeds"] == 3 and row["coherence_violations"] == 0
+    assert row["macro_f1@per-node"] == pytest.approx(m5.mean()) and row["macro_f1@fixed"] == pytest.approx(fixed.mean())
+    assert row["rare_node_recall@per-node"] == pytest.approx(rare.mean())
+    lines = reproduce._best_section(both)
+    line = next(x for x in lines if x.startswith("| synthetic | others | 3 |"))
+    assert f"| {fixed.mean():.4f} → {m5.mean():.4f} | {m5.mean() / fixed.mean():.2f}x |" in line
+    assert reproduce.best_rows(reproduce.collect(held_out_work / "paper-e3")).empty  # no held-out predictions
