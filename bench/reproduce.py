@@ -704,10 +704,10 @@ def _best_section(df: pd.DataFrame) -> list[str]:
     label = DECISIONS[DEFAULT_RULE][0]
     lines = [f"### The project's best configuration on every dataset: `{PLAIN}` under the {label} rule", "",
              "The decision-layer findings above name it: the plain 2-member ensemble (C-HMCNN's recipe, trained on "
-             "train) with per-node thresholds fitted on the held-out valid split (docs/method.md, *Decision "
-             "rules*). AUPRC is threshold-free; the F1 and recall columns compare fixed 0.5 with the per-node "
-             "rule; micro F1 ratio: per-node over the global rule (the best single threshold). Means over the "
-             "seeds.", "",
+             "train) with per-node thresholds fitted on the held-out valid split "
+             "(docs/method.md, *Decision rules*). AUPRC is threshold-free; the F1 and recall columns compare "
+             "fixed 0.5 with the per-node rule; micro F1 ratio: per-node over the global rule (the best single "
+             "threshold). Means over the seeds.", "",
              "| dataset | family | seeds | AUPRC | macro AUPRC | macro F1 0.5 → per-node | × | rare-node R 0.5 → "
              "per-node | micro F1 per-node / global | coherence violations |",
              "|---|---|---|---|---|---|---|---|---|---|"]
