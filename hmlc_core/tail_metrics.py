@@ -1,4 +1,4 @@
-"""Metrics beyond one threshold: macro and rare-node AUPRC, CAFA Fmax and Smin, P@k and PSP@k, by bin and depth.
+"""Metrics beyond one threshold: macro and rare-node AUPRC, CAFA Fmax and Smin, P@k, PSP@k, nDCG@k and PSnDCG@k.
 
 Pure numpy, torch-free (the dashboard's read path imports it). Every function
 takes matrices in the hierarchy's column order: ``y_true`` (N, C) 0/1 test
@@ -21,6 +21,9 @@ and tail metrics*:
 - P@k and propensity-scored PSP@k (Jain, Prabhu & Varma, KDD 2016, the
   propensity-scored precision and the paper's empirical propensity model),
   checked against napkinXC;
+- nDCG@k and propensity-scored PSnDCG@k (the same paper's propensity-scored
+  nDCG; the per-sample ideal-DCG normaliser of the Extreme Classification
+  Repository's nDCG@k), checked against napkinXC;
 - :func:`tail_summary`: all of them at once, overall, for the rare nodes, per
   frequency bin and per depth, as one JSON-safe dict.
 """
@@ -46,6 +49,8 @@ __all__ = [
     "propensities",
     "precision_at_k",
     "psp_at_k",
+    "ndcg_at_k",
+    "psndcg_at_k",
     "frequency_bin_masks",
     "RARE_BIN",
     "tail_summary",
@@ -472,14 +477,74 @@ def _top_k(scores: np.ndarray, k: int, largest: np.ndarray | None = None) -> np.
     return above | tied
 
 
-def _best_gains(y: np.ndarray, inverse_propensity: np.ndarray, ks: tuple[int, ...]) -> dict[int, float]:
-    """For each k, the sum over samples of the k largest ``y_il / p_l`` (PSP@k's best attainable numerator)."""
+def _sorted_gains(y: np.ndarray, inverse_propensity: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every true entry's sample, gain ``1 / p_l`` and 0-based rank among its sample's gains (largest first)."""
     rows, cols = np.nonzero(y)
     gain = inverse_propensity[cols]
     order = np.lexsort((-gain, rows))
     rows, gain = rows[order], gain[order]
     rank = np.arange(rows.size) - np.searchsorted(rows, rows, side="left")
+    return rows, gain, rank
+
+
+def _best_gains(y: np.ndarray, inverse_propensity: np.ndarray, ks: tuple[int, ...]) -> dict[int, float]:
+    """For each k, the sum over samples of the k largest ``y_il / p_l`` (PSP@k's best attainable numerator)."""
+    _, gain, rank = _sorted_gains(y, inverse_propensity)
     return {k: float(gain[rank < k].sum()) for k in ks}
+
+
+def _discounts(k: int) -> np.ndarray:
+    """DCG's discounts ``1 / log2(r + 1)`` of the ranks ``r = 1..k`` (the base cancels in every reported ratio)."""
+    return 1.0 / np.log2(np.arange(2, k + 2))
+
+
+def _ideal_dcg(n_true: np.ndarray, k: int) -> np.ndarray:
+    """Ideal DCG ``Z_i(k) = sum_{r=1}^{min(k, n_i)} 1 / log2(r + 1)`` per sample, ``n_i`` true nodes (0 if none)."""
+    return np.concatenate(([0.0], np.cumsum(_discounts(k))))[np.minimum(n_true, k)]
+
+
+def _best_dcg(y: np.ndarray, inverse_propensity: np.ndarray, ks: tuple[int, ...]) -> dict[int, float]:
+    """For each k, ``sum_i PSDCG*_i(k) / Z_i(k)``: PSnDCG@k's best attainable numerator.
+
+    ``PSDCG*_i(k)`` ranks sample ``i``'s true nodes by decreasing ``1 / p_l``
+    (the largest propensity-scored DCG at k); samples without a true node add 0.
+    """
+    rows, gain, rank = _sorted_gains(y, inverse_propensity)
+    n_true = y.sum(axis=1)
+    best = {}
+    for k in ks:
+        keep = rank < k
+        best[k] = float((gain[keep] * _discounts(k)[rank[keep]] / _ideal_dcg(n_true, k)[rows[keep]]).sum())
+    return best
+
+
+def _ranking(scores: np.ndarray, k: int, largest: np.ndarray | None = None) -> np.ndarray:
+    """(N, k) column indices: each row's k top-scored columns in rank order, ties to the lower column.
+
+    The rows' first ``j`` entries are :func:`_top_k` of ``j`` for every ``j <= k``
+    (``largest`` as there).
+    """
+    columns = np.nonzero(_top_k(scores, k, largest))[1].reshape(-1, k)
+    order = np.argsort(-np.take_along_axis(scores, columns, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(columns, order, axis=1)
+
+
+def _ndcg(y: np.ndarray, ranking: np.ndarray, k: int, gain: np.ndarray | None, best: float | None) -> float:
+    """nDCG@k (``gain`` None) or PSnDCG@k (``gain`` = inverse propensities) from the first k columns of ``ranking``.
+
+    The mean over samples of ``DCG_i(k) / Z_i(k)`` (0 for a sample without a
+    true node); with ``best`` (:func:`_best_dcg`), the sum divided by it instead.
+    """
+    top = ranking[:, :k]
+    hits = np.take_along_axis(y, top, axis=1).astype(np.float64)
+    if gain is not None:
+        hits *= gain[top]
+    norms = _ideal_dcg(y.sum(axis=1), k)
+    dcg = hits @ _discounts(k)
+    scored = np.divide(dcg, norms, out=np.zeros_like(dcg), where=norms > 0)
+    if best is None:
+        return float(scored.mean())
+    return float(scored.sum() / best) if best > 0 else float("nan")
 
 
 def _ranked(y_true: np.ndarray, scores: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -556,12 +621,102 @@ def psp_at_k(
         values outside (0, 1].
     """
     y, s = _ranked(y_true, scores, mask)
+    inverse = _inverse_propensity(propensity, y_true, mask)
+    return _psp(y, _top_k(s, k), inverse, k, _best_gains(y, inverse, (k,))[k] if normalised else None)
+
+
+def _inverse_propensity(propensity: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``1 / p_l`` of the masked columns, after checking the shape and the range (0, 1]."""
     p = np.asarray(propensity, dtype=np.float64)
     m = _column_mask(mask, np.asarray(y_true).shape[1])
     if p.shape != m.shape or not ((p > 0) & (p <= 1)).all():
         raise ValueError(f"propensity must have shape {m.shape} with values in (0, 1]")
-    inverse = 1.0 / p[m]
-    return _psp(y, _top_k(s, k), inverse, k, _best_gains(y, inverse, (k,))[k] if normalised else None)
+    return 1.0 / p[m]
+
+
+def ndcg_at_k(y_true: np.ndarray, scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> float:
+    """Normalised discounted cumulative gain at k, the mean over samples.
+
+    ``DCG_i(k) = sum_{r=1}^{k} y_{i,l_r} / log2(r + 1)`` with ``l_r`` the node
+    at rank ``r`` of sample ``i``, and
+    ``nDCG@k = (1/N) sum_i DCG_i(k) / Z_i(k)``,
+    ``Z_i(k) = sum_{r=1}^{min(k, |y_i|)} 1 / log2(r + 1)`` the DCG of a perfect
+    ranking, over the masked nodes: the nDCG@k of the Extreme Classification
+    Repository (Bhatia et al., 2016, its performance metrics) and of Jain,
+    Prabhu & Varma, KDD 2016, as napkinXC and pyxclib compute it. A sample
+    without a true masked node counts 0 (every sample counted, as in
+    :func:`precision_at_k`). The base of the logarithm cancels. Ties as in
+    :func:`precision_at_k`: the lower column (shallower node) ranks first.
+
+    Parameters
+    ----------
+    y_true : array-like of {0, 1}, shape (N, C)
+    scores : array-like of float, shape (N, C)
+    k : int, 1 <= k <= number of masked nodes
+    mask : array-like of bool, shape (C,), optional
+        Nodes to rank (e.g. ``hierarchy.eval_mask``); all if None.
+
+    Returns
+    -------
+    float in [0, 1]
+
+    Raises
+    ------
+    ValueError
+        On bad shapes, non-0/1 labels, non-finite scores or a bad ``k``.
+    """
+    y, s = _ranked(y_true, scores, mask)
+    return _ndcg(y, _ranking(s, k), k, None, None)
+
+
+def psndcg_at_k(
+    y_true: np.ndarray, scores: np.ndarray, propensity: np.ndarray, k: int, mask: np.ndarray | None = None,
+    normalised: bool = True,
+) -> float:
+    """Propensity-scored nDCG at k (Jain, Prabhu & Varma, KDD 2016, the propensity-scored losses).
+
+    ``PSDCG_i(k) = sum_{r=1}^{k} y_{i,l_r} / (p_{l_r} log2(r + 1))`` rewards a
+    correct rare node (small propensity ``p_l``, :func:`propensities`) at a
+    high rank. With ``Z_i(k)`` the ideal DCG of :func:`ndcg_at_k`:
+
+    - ``normalised=False``: ``(1/N) sum_i PSDCG_i(k) / Z_i(k)``;
+    - ``normalised=True`` (the value the extreme-classification literature
+      reports): ``sum_i PSDCG_i(k) / Z_i(k)`` divided by
+      ``sum_i PSDCG*_i(k) / Z_i(k)``, where ``PSDCG*_i(k)`` ranks sample
+      ``i``'s true nodes by decreasing ``1 / p_l``, the best attainable
+      propensity-scored DCG. A ratio of sums over samples, each sample
+      weighted by its own ``1 / Z_i(k)``, exactly as napkinXC
+      (``psndcg_at_k(normalize=True)``) and pyxclib (``psndcg``) compute it;
+      in [0, 1].
+
+    Samples without a true masked node add 0 to every sum. Ties as in
+    :func:`precision_at_k`.
+
+    Parameters
+    ----------
+    y_true : array-like of {0, 1}, shape (N, C)
+    scores : array-like of float, shape (N, C)
+    propensity : array-like of float, shape (C,), values in (0, 1]
+    k : int, 1 <= k <= number of masked nodes
+    mask : array-like of bool, shape (C,), optional
+    normalised : bool, default True
+
+    Returns
+    -------
+    float; in [0, 1] when normalised (NaN when no sample has a true masked
+    node), else >= 0.
+
+    Raises
+    ------
+    ValueError
+        As :func:`precision_at_k`, or if ``propensity`` has the wrong shape or
+        values outside (0, 1].
+    """
+    y, s = _ranked(y_true, scores, mask)
+    _check_k(k, s.shape[1])
+    inverse = _inverse_propensity(propensity, y_true, mask)
+    best = _best_dcg(y, inverse, (k,))[k] if normalised else None
+    return _ndcg(y, _ranking(s, k), k, inverse, best)
 
 
 def _hits_at_k(y: np.ndarray, top: np.ndarray, gain: np.ndarray | None) -> float:
@@ -634,7 +789,8 @@ def tail_summary(
     the group's evaluated nodes (a node without a test positive counts 0, as
     :func:`hmlc_core.metrics.summarize`) and, suffixed ``_with_positives``,
     over those with at least one test positive. The sample-wise metrics
-    (:func:`fmax`, :func:`smin`, :func:`precision_at_k`, :func:`psp_at_k`) are
+    (:func:`fmax`, :func:`smin`, :func:`precision_at_k`, :func:`psp_at_k`,
+    :func:`ndcg_at_k`, :func:`psndcg_at_k`) are
     computed on the group's nodes only (a group's Fmax ranks and thresholds
     only its nodes, over the samples with a true node in it).
 
@@ -656,7 +812,7 @@ def tail_summary(
         Training labels for :func:`information_content`; without it (and
         without ``ic``) Smin is left out.
     ks : tuple of int, default (1, 3, 5)
-        The k of P@k and PSP@k.
+        The k of P@k, PSP@k, nDCG@k and PSnDCG@k.
     ic : array-like of float, shape (C,), optional
         Information content, instead of computing it from ``y_train``.
     thresholds : array-like of float, optional
@@ -677,12 +833,13 @@ def tail_summary(
           with ``_with_positives``;
         - ``fmax``, ``fmax_threshold``; ``smin``, ``smin_threshold`` (with
           ``y_train`` or ``ic``);
-        - ``p@k`` and ``psp@k`` (normalised) for each k in ``ks``;
+        - ``p@k``, ``psp@k`` (normalised), ``ndcg@k`` and ``psndcg@k``
+          (normalised) for each k in ``ks``;
         - ``by_frequency_bin``: ``{"bottom quartile" | "<= 8" | "9-34" | ">= 35": group}``,
           ``by_depth``: ``{str(depth): group}``, each group a dict with
           ``n_nodes``, ``n_nodes_with_positives``, the macro, micro, Fmax,
-          Smin, P@k and PSP@k keys above (None where a group has too few
-          nodes for k or no sample with a true node in it).
+          Smin, P@k, PSP@k, nDCG@k and PSnDCG@k keys above (None where a
+          group has too few nodes for k or no sample with a true node in it).
 
     Raises
     ------
@@ -745,13 +902,17 @@ def tail_summary(
             y_group, s_group, inverse = y[:, columns], s[:, columns], inverse_propensity[columns]
             largest = _largest(s_group, max(fitting))
             best = _best_gains(y_group, inverse, fitting)
+            ranking = _ranking(s_group, max(fitting), largest)
+            best_dcg = _best_dcg(y_group, inverse, fitting)
         for k in ks:
             if k in fitting:
                 top = _top_k(s_group, k, largest)
                 out[f"p@{k}"] = _hits_at_k(y_group, top, None) / k
                 out[f"psp@{k}"] = _json_number(_psp(y_group, top, inverse, k, best[k]))
+                out[f"ndcg@{k}"] = _json_number(_ndcg(y_group, ranking, k, None, None))
+                out[f"psndcg@{k}"] = _json_number(_ndcg(y_group, ranking, k, inverse, best_dcg[k]))
             else:
-                out[f"p@{k}"] = out[f"psp@{k}"] = None
+                out[f"p@{k}"] = out[f"psp@{k}"] = out[f"ndcg@{k}"] = out[f"psndcg@{k}"] = None
         return out
 
     bins = frequency_bin_masks(frequency, eval_mask)

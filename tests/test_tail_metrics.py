@@ -1,8 +1,8 @@
 """Threshold-free and tail metrics (hmlc_core/tail_metrics.py; docs/method.md, *Threshold-free and tail metrics*).
 
 References: scikit-learn's average precision (macro AUPRC), the CAFA evaluator ``cafaeval`` run on OBO and TSV
-files (Fmax, Smin), napkinXC (propensities, P@k, PSP@k), plain-loop re-implementations written here from the
-papers' formulas, and hand-computed cases.
+files (Fmax, Smin), napkinXC (propensities, P@k, PSP@k, nDCG@k, PSnDCG@k), plain-loop re-implementations
+written here from the papers' formulas, and hand-computed cases.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score
 
 from hmlc_core.hierarchy import Hierarchy
@@ -24,8 +26,10 @@ from hmlc_core.tail_metrics import (
     frequency_bin_masks,
     information_content,
     macro_auprc,
+    ndcg_at_k,
     precision_at_k,
     propensities,
+    psndcg_at_k,
     psp_at_k,
     smin,
     tail_summary,
@@ -312,6 +316,79 @@ def test_psp_at_k_hand_case():
     assert np.isnan(psp_at_k(np.zeros((2, 2)), s, prop, 1))
 
 
+# ------------------------------------------------------------------------------------------------ nDCG@k and PSnDCG@k
+def test_ndcg_and_psndcg_at_k_match_napkinxc_without_ties():
+    napkinxc = pytest.importorskip("napkinxc.metrics", reason="napkinxc is in requirements.txt")
+    rng = np.random.default_rng(8)
+    y = (rng.random((150, 25)) < 0.12).astype(np.float64)
+    y[:5] = 0  # samples without a true label: 0 in nDCG@k, nothing in either sum of PSnDCG@k
+    y[5:10] = 0
+    y[5:10, 3] = 1  # one true label, fewer than k: the ideal DCG stops at min(k, |y_i|)
+    scores = rng.random(y.shape) + 0.3 * y  # continuous: no ties
+    prop = propensities(rng.integers(0, 60, 25), 500)
+    for k in (1, 3, 5):
+        assert ndcg_at_k(y, scores, k) == pytest.approx(napkinxc.ndcg_at_k(y, scores, k=k)[-1], abs=1e-12)
+        for normalised in (True, False):
+            ref = napkinxc.psndcg_at_k(y, scores, 1 / prop, k=k, normalize=normalised)[-1]
+            assert psndcg_at_k(y, scores, prop, k, normalised=normalised) == pytest.approx(ref, abs=1e-12)
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 12), c=st.integers(2, 9), levels=st.integers(1, 4))
+def test_ndcg_and_psndcg_with_ties_and_masks_match_napkinxc(seed, n, c, levels):
+    """napkinXC orders tied scores arbitrarily, so it gets a stable sort's ranking: ties to the lower column."""
+    napkinxc = pytest.importorskip("napkinxc.metrics", reason="napkinxc is in requirements.txt")
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, c)) < 0.35).astype(np.uint8)  # samples without a true node are common
+    s = rng.integers(0, levels, (n, c)) / levels  # at most 4 distinct scores: many ties
+    mask = rng.random(c) < 0.8
+    mask[rng.integers(c)] = True
+    prop = propensities(rng.integers(0, 30, c), 200)
+    cols = np.flatnonzero(mask)
+    ranking = [[int(j) for j in row] for row in np.argsort(-s[:, cols], axis=1, kind="stable")]
+    y_ref, inverse = y[:, cols].astype(np.float64), 1 / prop[cols]
+    for k in range(1, cols.size + 1):
+        assert ndcg_at_k(y, s, k, mask) == pytest.approx(napkinxc.ndcg_at_k(y_ref, ranking, k=k)[-1], abs=1e-12)
+        raw = napkinxc.psndcg_at_k(y_ref, ranking, inverse, k=k, normalize=False)[-1]
+        assert psndcg_at_k(y, s, prop, k, mask, normalised=False) == pytest.approx(raw, abs=1e-12)
+        if y_ref.any():
+            ref = napkinxc.psndcg_at_k(y_ref, ranking, inverse, k=k, normalize=True)[-1]
+            assert psndcg_at_k(y, s, prop, k, mask) == pytest.approx(ref, abs=1e-12)
+        else:  # no true masked node at all: the best attainable value is 0
+            assert np.isnan(psndcg_at_k(y, s, prop, k, mask))
+
+
+def test_ndcg_and_psndcg_at_k_hand_case():
+    # rankings: sample 0 ranks 0, 2, 1 (true {0, 1}); sample 1 ranks 0, 2, 1 (true {2}); sample 2 has no true node
+    y = np.array([[1, 1, 0], [0, 0, 1], [0, 0, 0]])
+    s = np.array([[0.9, 0.1, 0.5], [0.8, 0.2, 0.7], [0.1, 0.2, 0.3]])
+    prop = np.array([0.5, 0.25, 0.2])  # gains 1/p = 2, 4, 5
+    d2 = 1 / np.log2(3)  # discount of rank 2
+    z0 = 1 + d2  # sample 0's ideal DCG@2 (two true nodes); sample 1's is 1 (one true node)
+    assert ndcg_at_k(y, s, 2) == pytest.approx((1 / z0 + d2) / 3)
+    scored = 2 / z0 + 5 * d2  # PSDCG@2 / ideal DCG@2, summed over the samples
+    best = (4 + 2 * d2) / z0 + 5  # the same for the best ranking (largest gain first)
+    assert psndcg_at_k(y, s, prop, 2, normalised=False) == pytest.approx(scored / 3)
+    assert psndcg_at_k(y, s, prop, 2) == pytest.approx(scored / best)
+    assert ndcg_at_k(y, s, 1) == pytest.approx(1 / 3)  # sample 0's top node is true
+    # tie: the lower column (shallower node) is ranked first
+    assert ndcg_at_k(np.array([[0, 1]]), np.array([[0.5, 0.5]]), 1) == 0.0
+    assert ndcg_at_k(np.array([[1, 0]]), np.array([[0.5, 0.5]]), 1) == 1.0
+    assert ndcg_at_k(np.zeros((2, 3)), s[:2], 2) == 0.0
+    assert np.isnan(psndcg_at_k(np.zeros((2, 3)), s[:2], prop, 2))
+    assert psndcg_at_k(np.zeros((2, 3)), s[:2], prop, 2, normalised=False) == 0.0
+    with pytest.raises(ValueError, match="exceeds"):
+        ndcg_at_k(y, s, 4)
+    with pytest.raises(ValueError, match="exceeds"):
+        psndcg_at_k(y, s, prop, 2, np.array([True, False, False]))
+    with pytest.raises(ValueError, match="positive integer"):
+        ndcg_at_k(y, s, 0)
+    with pytest.raises(ValueError, match="propensity"):
+        psndcg_at_k(y, s, np.array([0.5, 0.0, 0.2]), 1)
+    with pytest.raises(ValueError, match="0/1"):
+        ndcg_at_k(y * 2, s, 1)
+
+
 # ------------------------------------------------------------------------------------------------ tail_summary
 @pytest.fixture(scope="module")
 def summary_case():
@@ -382,6 +459,27 @@ def test_tail_summary_groups(summary_case):
             assert g["p@2"] is None
 
 
+def test_tail_summary_reports_ndcg_and_psndcg(summary_case):
+    h, y_train, y, probs, pred, freq = summary_case
+    out = tail_summary(h, y, probs, pred, freq, len(y_train), ks=(1, 2, 5))
+    json.dumps(out, allow_nan=False)
+    prop = propensities(freq, len(y_train))
+    groups = {"overall": (out, h.eval_mask)}
+    masks = frequency_bin_masks(freq, h.eval_mask)
+    groups.update({f"bin {label}": (g, masks[label]) for label, g in out["by_frequency_bin"].items()})
+    groups.update({f"depth {d}": (g, h.eval_mask & (h.depth == int(d))) for d, g in out["by_depth"].items()})
+    assert any(nodes.sum() < 5 for _, nodes in groups.values())  # some group too small for k = 5
+    for name, (g, nodes) in groups.items():
+        for k in (1, 2, 5):
+            assert {f"p@{k}", f"psp@{k}", f"ndcg@{k}", f"psndcg@{k}"} <= set(g), name  # old keys kept
+            if nodes.sum() < k:
+                assert g[f"ndcg@{k}"] is None and g[f"psndcg@{k}"] is None and g[f"p@{k}"] is None, name
+                continue
+            assert g[f"ndcg@{k}"] == pytest.approx(ndcg_at_k(y, probs, k, nodes), abs=1e-12), name
+            ref = psndcg_at_k(y, probs, prop, k, nodes)
+            assert g[f"psndcg@{k}"] == (None if np.isnan(ref) else pytest.approx(ref, abs=1e-12)), name
+
+
 def test_tail_summary_rejects_bad_input(summary_case):
     h, y_train, y, probs, pred, freq = summary_case
     with pytest.raises(ValueError, match="pred"):
@@ -415,3 +513,5 @@ def test_tail_summary_on_cellcycle_go():
     assert 0 < out["macro_auprc"] < out["macro_auprc_with_positives"] <= 1
     assert 0 < out["fmax"] <= 1 and out["smin"] > 0
     assert out["by_frequency_bin"]["<= 8"]["n_nodes"] > 0
+    for k in (1, 3, 5):
+        assert 0 < out[f"psndcg@{k}"] < out[f"ndcg@{k}"] <= 1  # the frequent upper levels fill the top ranks
