@@ -38,6 +38,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from hmlc_core.views import compare, diagnose, explore, teaching
+from hmlc_core.views import images as image_views
 from hmlc_core.views import decision as decision_views
 from hmlc_core import exports, jobs, registry
 from hmlc_core.decision import DEFAULT_SHRINKAGE, DEFAULT_TRADEOFF_MS, DecisionRule
@@ -45,7 +46,7 @@ from hmlc_core.decision import shrinkage_tradeoff as tradeoff
 from hmlc_core.metrics import precision_recall_f1
 from hmlc_core.registry import Registry, RegistryError
 from hmlc_core.config import TrainConfig
-from hmlc_core.runs import RUNS_DIR_ENV, Run, RunError, env_runs_dirs, load_run, read_config
+from hmlc_core.runs import RUNS_DIR_ENV, Run, RunError, RunImages, env_runs_dirs, load_run, read_config
 
 log = logging.getLogger(__name__)
 
@@ -1000,3 +1001,93 @@ def member_spread(path: str, stamp: int) -> dict[str, float | int]:
     """
     run = _load_run(path, stamp)
     return teaching.member_spread(_predictions(path, stamp)["member_probs"], run.hierarchy.eval_mask)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Image runs: the node card's and Missed nodes' test images (hmlc_core.views.images), from the run's images.npz
+# ------------------------------------------------------------------------------------------------------------
+@st.cache_resource(max_entries=4, show_spinner="Loading the test images…")
+def _run_images(path: str, stamp: int) -> RunImages | None:
+    """:meth:`hmlc_core.runs.Run.images` of the run at ``path``, read once per (path, :func:`run_stamp`).
+
+    Shared by all sessions, the thumbnails read-only. Raises :class:`RunError` as ``Run.images`` (not cached).
+    """
+    images = _load_run(path, stamp).images()
+    if images is not None:
+        images.thumbnails.flags.writeable = False
+    return images
+
+
+def run_images(run: Run) -> RunImages | None:
+    """The test images of the sidebar's ``run``, from its own ``images.npz`` only; None for a tabular run.
+
+    The pages never take an image path from the URL: images are addressed by test row
+    (:mod:`hmlc_core.views.images`). An unreadable ``images.npz`` is reported in the page (``st.error``,
+    naming the file) and gives None, as does an image run whose ``images.npz`` is missing (``st.warning``).
+    """
+    path = str(run.path)
+    try:
+        images = _run_images(path, run_stamp(path))
+    except RunError as exc:
+        log.warning("cannot read the images of run %s: %s", path, exc)
+        st.error(f"Cannot show this run's test images: {md_text(exc)}")
+        return None
+    if images is None and "images" in run.dataset_info:
+        st.warning("This run was trained on images, but its test images (images.npz) are missing: no thumbnails "
+                   "can be shown.")
+    return images
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def node_image_errors(path: str, stamp: int, node: str, decision: Decision, k: int = image_views.DEFAULT_EXAMPLES,
+                      order: str = "confident") -> image_views.NodeErrors:
+    """Cached :func:`hmlc_core.views.images.node_errors` of ``node`` in the run at ``path`` under ``decision``.
+
+    Raises
+    ------
+    RunError
+        If the predictions or images cannot be read, or ``decision`` cannot be fitted (not cached).
+    """
+    run = _load_run(path, stamp)
+    preds = _predictions(path, stamp)
+    images = _run_images(path, stamp)
+    if images is None:
+        raise RunError("the run has no test images", Path(path) / "images.npz")
+    predicted = fit_rule(run, decision).predict(preds["mean_probs"])
+    return image_views.node_errors(preds["y_true"], preds["mean_probs"], predicted, run.hierarchy, node,
+                                   images.names, k, order)
+
+
+@st.cache_data(max_entries=32, show_spinner="Finding the missed images…")
+def missed_image_strips(path: str, stamp: int, nodes: tuple[str, ...],
+                        decision: Decision) -> dict[str, image_views.NodeErrors]:
+    """Cached :func:`hmlc_core.views.images.missed_examples` of ``nodes`` in the run at ``path`` under ``decision``.
+
+    Raises
+    ------
+    RunError
+        As :func:`node_image_errors`.
+    """
+    run = _load_run(path, stamp)
+    preds = _predictions(path, stamp)
+    images = _run_images(path, stamp)
+    if images is None:
+        raise RunError("the run has no test images", Path(path) / "images.npz")
+    predicted = fit_rule(run, decision).predict(preds["mean_probs"])
+    return image_views.missed_examples(preds["y_true"], preds["mean_probs"], predicted, run.hierarchy, nodes,
+                                       images.names)
+
+
+def image_strip(images: RunImages, examples: Iterable[image_views.ImageExample]) -> None:
+    """Draw ``examples`` side by side, each enlarged (:func:`hmlc_core.views.images.display_image`) with its
+    name and probability as caption; nothing when there are none.
+
+    ``st.image`` renders captions as markdown (raw HTML shown as text), so the names, user text, are
+    escaped with :func:`md_text`; PNG, not Streamlit's default JPEG, keeps the enlarged pixels sharp.
+    """
+    examples = list(examples)
+    if not examples:
+        return
+    st.image([image_views.display_image(images.thumbnails[e.row]) for e in examples],
+             caption=[md_text(image_views.caption_text(e)) for e in examples], width=image_views.DISPLAY_SIZE,
+             output_format="PNG")

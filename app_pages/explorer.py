@@ -3,11 +3,15 @@
 The node card shows the node's path from the root, its facts and metrics,
 its parents and children, each ensemble member's probabilities on the node's
 positive test samples, its precision-recall curve with each decision rule's
-operating point, and its uncertainty under every mode. Every precision, recall
+operating point, and its uncertainty under every mode. For an image run it also
+shows the test images the decision rule misses for the node and those it wrongly
+finds (:mod:`hmlc_core.views.images`), taken from the run's own ``images.npz``
+by test row, never from a path in the URL. Every precision, recall
 and F1 (and the colours by them) is under the sidebar's decision rule.
 
-URL state: ``run`` (sidebar), ``node`` (node selectbox) and ``color`` (colour
-selector) are query parameters, so a URL reproduces the view. A click on a
+URL state: ``run`` (sidebar), ``node`` (node selectbox), ``color`` (colour
+selector) and, for image runs, ``image_order`` are query parameters, so a URL
+reproduces the view. A click on a
 sunburst sector or a table row selects that node (through the ``node``
 selectbox's session state), and the sunburst is centred on the selected node
 (:func:`hmlc_core.views.explore.sunburst_centre`), so its zoom follows the
@@ -20,6 +24,7 @@ import streamlit as st
 
 from app_pages import common as app_common
 from hmlc_core.views import explore
+from hmlc_core.views import images as image_views
 from hmlc_core.runs import RunError
 
 
@@ -123,6 +128,27 @@ with right:
             column_config=app_common.METRIC_COLUMNS,
             column_order=app_common.metric_column_order(relatives.columns, ("precision", "recall", "f1", "relation")),
         )
+    test_images = app_common.run_images(run)
+    if test_images is not None:
+        # The labels are the options: a bound widget's URL value is its shown label (Streamlit 1.67).
+        shown_order = st.radio("Images", list(image_views.ORDERS.values()), key="image_order", horizontal=True,
+                               bind="query-params",
+                               help="Most confidently wrong first: missed positives with the lowest probability, "
+                                    "false positives with the highest. Nearest the threshold first: the near misses.")
+        order = {label: key for key, label in image_views.ORDERS.items()}[shown_order]
+        try:
+            errors = app_common.node_image_errors(path, stamp, node, decision, order=order)
+        except RunError as exc:
+            st.error(f"Cannot show this node's test images: {app_common.md_text(exc)}")
+        else:
+            for title, shown, total in (("Missed positives", errors.false_negatives, errors.n_false_negatives),
+                                        ("False positives", errors.false_positives, errors.n_false_positives)):
+                st.markdown(f"**{title}** ({total}{f', the first {len(shown)} shown' if len(shown) < total else ''})")
+                app_common.image_strip(test_images, shown)
+            st.caption(f"Test images of this run (its images.npz) that the decision rule "
+                       f"({app_common.md_text(app_common.rule_text(run))}) gets wrong for "
+                       f"{app_common.md_text(node)}, with the node's ensemble-mean probability; "
+                       f"{image_views.ORDERS[order]}.")
     st.markdown("**Ensemble members on the positive test samples**")
     try:
         st.plotly_chart(app_common.member_probs(path, stamp, node, max(node_threshold, 0.0)), key="member_probs",

@@ -10,10 +10,12 @@ depth, training frequency and test support and downloaded as CSV; two charts
 place every node with test positives by recall against training frequency and
 depth, coloured by uncertainty, outlining the table's nodes; a heatmap shows
 how deep each test example is predicted correctly; and hierarchical precision,
-recall and F1 sit next to the flat ones.
+recall and F1 sit next to the flat ones. For an image run, a toggle shows a strip of
+missed test images per missed node (:mod:`hmlc_core.views.images`), taken from the
+run's own ``images.npz`` by test row, never from a path in the URL.
 
 URL state: ``run`` (sidebar), ``recall_below``, ``zero_recall``,
-``depth_range``, ``freq_range``, ``support_range`` (bound widgets) and
+``depth_range``, ``freq_range``, ``support_range``, ``show_images`` (bound widgets) and
 ``node`` (the selected table row), so a URL reproduces the view.
 """
 
@@ -25,6 +27,7 @@ import streamlit as st
 
 from app_pages import common as app_common
 from hmlc_core.views import diagnose, explore
+from hmlc_core.views import images as image_views
 from hmlc_core.runs import RunError
 
 COLUMNS = {
@@ -149,6 +152,27 @@ if selected is not None:
     with c_node:
         st.markdown(f"Selected **{app_common.md_text(selected)}** · {app_common.md_text(table.loc[selected, 'path'])}")
         app_common.link_to(app_common.explorer_url(node=selected), f"Open {selected} in the Hierarchy explorer →")
+
+# ----------------------------------------------------------- image runs
+test_images = app_common.run_images(run)
+if test_images is not None:
+    show_images = st.toggle("Show missed images", value=False, key="show_images", bind="query-params",
+                            help="For each node of the table (the first "
+                                 f"{image_views.MAX_STRIP_NODES}), test images it is a true label of that the "
+                                 "decision rule misses, most confidently missed first.")
+    if show_images:
+        try:
+            strips = app_common.missed_image_strips(path, stamp, tuple(table.index), decision)
+        except RunError as exc:
+            st.error(f"Cannot show the missed images: {app_common.md_text(exc)}")
+        else:
+            for strip_node, errors in strips.items():
+                if errors.false_negatives:
+                    st.markdown(f"**{app_common.md_text(strip_node)}**: {errors.n_false_negatives} missed")
+                    app_common.image_strip(test_images, errors.false_negatives)
+            st.caption(f"Up to {image_views.STRIP_EXAMPLES} missed test images (this run's images.npz) per node, for "
+                       f"the table's first {image_views.MAX_STRIP_NODES} nodes, with the node's ensemble-mean "
+                       "probability.")
 
 # ------------------------------------------------------------------- charts
 st.subheader("Where the misses are")

@@ -17,4 +17,6 @@ teaching
     How it works and the Overview's story: the method's pieces as small figures computed by the core.
 decision
     Every page's decision rule: a run's metrics under a rule, a node's PR curve, the shrinkage trade-off.
+images
+    Image runs: a node's missed and falsely found test images (from the run's images.npz), scaled for display.
 """
