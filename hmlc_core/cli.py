@@ -27,7 +27,7 @@ from types import FrameType
 from typing import Any
 
 from hmlc_core.catalog import SYNTHETIC, available_datasets, open_dataset
-from hmlc_core.config import KERNELS
+from hmlc_core.config import ENCODERS, KERNELS
 from hmlc_core.data import DatasetNotFoundError, HMCDataset
 from hmlc_core.decision import DECISION_RULES, DEFAULT_SHRINKAGE
 from hmlc_core.exports import DEFAULT_MIN_PROBABILITY, cafa_submission, predictions_csv
@@ -229,7 +229,19 @@ def _add_train_options(p: argparse.ArgumentParser, dataset_required: bool = True
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (default %(default)s)")
     p.add_argument("--kernel", choices=KERNELS, default=d.kernel,
                    help="training step: fused numba kernels or plain torch autograd + Adam, the same update "
-                        "(default %(default)s)")
+                        "(default %(default)s; a CNN trains with torch)")
+    p.add_argument("--encoder", choices=ENCODERS, default=d.encoder,
+                   help="image datasets: cnn, a small CNN shared by the members and trained with them; frozen, "
+                        "the same CNN never trained (random from --seed, or --encoder-checkpoint), its features "
+                        "computed once and cached ($HMLC_CACHE_DIR, default ~/.cache/hmlc-lab); none, the "
+                        "members read the pixels; auto: cnn for images, none for tables (default %(default)s)")
+    p.add_argument("--encoder-checkpoint", default=None, metavar="FILE",
+                   help="state dict of the CNN (torch.save(trunk.state_dict()), or a CNN run's model.pt) that "
+                        "initialises it: the frozen encoder's weights, or the trained CNN's start (default: "
+                        "random from --seed)")
+    p.add_argument("--encoder-width", type=int, default=d.encoder_width, metavar="W",
+                   help="channels of the CNN's first convolution; its features are 4 x W wide (default "
+                        "%(default)s)")
 
 
 def _add_table_options(p: argparse.ArgumentParser) -> None:
@@ -249,11 +261,32 @@ def _add_table_options(p: argparse.ArgumentParser) -> None:
                         "default %(default)s)")
 
 
+def _add_image_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("your own images (instead of --dataset; hmlc_core.images.folders)")
+    g.add_argument("--images", default=None, metavar="PATH",
+                   help="a folder tree whose folder levels are taxonomy levels (ROOT/Echinodermata/Asteroidea/a.jpg), "
+                        "or a CSV file with a 'path' and a 'labels' column ('/'-separated taxonomy paths, several "
+                        "joined by '@'); split with --test-fraction and --valid-fraction (seed 0) unless the folder "
+                        "has train/ and test/ subfolders; unreadable images are skipped and logged")
+    g.add_argument("--image-size", type=int, default=32, metavar="N",
+                   help="side in pixels of every image after centre-cropping and resizing (default %(default)s)")
+
+
 def _table_dataset(args: argparse.Namespace) -> HMCDataset | None:
-    """The dataset of ``train --table`` (setting ``args.dataset`` to its name), or None for ``--dataset``."""
+    """The dataset of ``train --table`` or ``train --images`` (setting ``args.dataset`` to its name), or None
+    for ``--dataset``."""
+    if args.images is not None:
+        if args.dataset is not None or args.table is not None:
+            raise ValueError("--images takes neither --dataset nor --table")
+        from hmlc_core.images.folders import load_images
+
+        dataset = load_images(args.images, size=args.image_size, valid_fraction=args.valid_fraction,
+                              test_fraction=args.test_fraction)
+        args.dataset = dataset.name
+        return dataset
     if args.table is None:
         if args.dataset is None:
-            raise ValueError("train needs --dataset NAME, or --table FILE with --hierarchy FILE")
+            raise ValueError("train needs --dataset NAME, --table FILE with --hierarchy FILE, or --images PATH")
         return None
     if args.dataset is not None or args.hierarchy is None:
         raise ValueError("--table needs --hierarchy FILE and no --dataset")
@@ -285,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_train = sub.add_parser("train", help="train an ensemble and save a run directory")
     _add_train_options(p_train, dataset_required=False)
     _add_table_options(p_train)
+    _add_image_options(p_train)
     p_train.add_argument("--quiet", action="store_true", help="no progress bar")
     p_eval = sub.add_parser("evaluate", help="print a run's test metrics")
     p_eval.add_argument("run_dir", help="a run directory written by 'train'")
@@ -429,7 +463,8 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         schedule_k=args.schedule_k, mixed_lambda=args.mixed_lambda, lpros=args.lpros, fit_on=args.fit_on,
         cb_beta=args.cb_beta, asl_gamma_pos=args.asl_gamma_pos, asl_gamma_neg=args.asl_gamma_neg,
         asl_clip=args.asl_clip, logit_adjust=args.logit_adjust,
-        threads=args.threads, kernel=args.kernel, decision=args.decision,
+        threads=args.threads, kernel=args.kernel, decision=args.decision, encoder=args.encoder,
+        encoder_checkpoint=args.encoder_checkpoint, encoder_width=args.encoder_width,
         decision_threshold=0.5 if args.threshold is None else args.threshold, decision_shrinkage=args.shrinkage,
     )
 

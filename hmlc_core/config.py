@@ -33,6 +33,7 @@ __all__ = [
     "SCHEDULES",
     "ENSEMBLE_KINDS",
     "DECISION_RULES",
+    "ENCODERS",
     "NumberRange",
     "NUMBER_RANGES",
     "TrainConfig",
@@ -78,8 +79,9 @@ See docs/method.md, *LPROS, schedules and the mixed loss*."""
 KERNELS: tuple[str, ...] = ("auto", "numba", "torch")
 """How a training step runs: ``numba``, streaming linear layers whose backward pass applies Adam
 (:class:`hmlc_core.fused.FusedAdamEnsemble`); ``torch``, autograd and ``torch.optim.Adam(fused=True)``;
-``auto``, numba up to :data:`FUSED_MAX_BATCH` samples per batch and torch above. Both compute the same
-Adam update; they differ in float32 rounding only."""
+``auto``, numba up to :data:`FUSED_MAX_BATCH` samples per batch and torch above, and always torch for a CNN
+encoder (the numba kernels train linear layers only). Both compute the same Adam update; they differ in float32
+rounding only."""
 
 FUSED_MAX_BATCH = 32
 """Largest batch for which ``kernel="auto"`` picks the numba step. Measured on the 2-core CI machine
@@ -90,6 +92,14 @@ ENSEMBLE_KINDS: tuple[str, ...] = ("heads", "shared", "mc-dropout")
 """``heads``: H independent networks (the paper's tabular ensemble); ``shared``: the first layer
 shared, the rest per member (an encoder with H heads); ``mc-dropout``: one network run H times with
 independent dropout masks, in training and at test (docs/method.md, *Ensembles*)."""
+
+ENCODERS: tuple[str, ...] = ("auto", "none", "cnn", "frozen")
+"""What turns an image into the features the ensemble's layers read (:mod:`hmlc_core.images.encoders`):
+``cnn``, a small CNN trunk shared by the members and trained end to end with them; ``frozen``, the same
+trunk randomly initialised from the seed (or loaded from ``encoder_checkpoint``) and never trained, its
+features computed once and cached, the members trained on them as on a table; ``none``, the members read
+the input rows directly (every tabular dataset; on an image dataset, an MLP on the pixels); ``auto``,
+``cnn`` for an image dataset and ``none`` for a tabular one (:meth:`TrainConfig.for_dataset`)."""
 
 DECISION_RULES: tuple[str, ...] = ("fixed", "global", "per-node")
 """How probabilities become predictions (:mod:`hmlc_core.decision`; docs/method.md, *Decision rules*): one
@@ -181,6 +191,7 @@ NUMBER_RANGES: dict[str, NumberRange] = {
     "eval_batch_size": NumberRange(1, integer=True),
     "decision_threshold": NumberRange(0, 1),
     "decision_shrinkage": NumberRange(0, optional=True),
+    "encoder_width": NumberRange(1, 1024, integer=True),
 }
 """Allowed values of every numeric :class:`TrainConfig` field (NaN and infinities are never allowed).
 
@@ -290,6 +301,19 @@ class TrainConfig:
         ``T`` of the ``fixed`` rule, in [0, 1] (default 0.5).
     decision_shrinkage : float or None
         ``m`` of the ``per-node`` rule, >= 0; None means :data:`hmlc_core.decision.DEFAULT_SHRINKAGE`.
+    encoder : {"auto", "none", "cnn", "frozen"}
+        Image encoder (:data:`ENCODERS`); a CNN needs ``kernel`` "torch" (``auto`` picks it), the frozen
+        encoder's members train on cached features with either kernel. ``auto`` is resolved by
+        :meth:`for_dataset` in :func:`hmlc_core.train.train` and the saved run records the encoder used;
+        a run saved before encoders existed reads back as ``auto`` (a tabular run: ``none``).
+    encoder_checkpoint : str or None
+        A local state-dict file (``torch.save(trunk.state_dict())``, or a CNN run's ``model.pt``) that
+        initialises the trunk: the frozen encoder's weights, or the trained CNN's starting point. None:
+        random initialisation from ``seed``. Loaded with ``torch.load(..., weights_only=True)``
+        (:func:`hmlc_core.images.encoders.load_encoder_checkpoint`).
+    encoder_width : int
+        Channels of the trunk's first convolution, in [1, 1024]; the trunk's feature width is four times
+        this (:class:`hmlc_core.images.encoders.SmallCNN`). Default 16 (64 features).
     """
 
     dataset: str
@@ -332,10 +356,47 @@ class TrainConfig:
     decision: str = "fixed"
     decision_threshold: float = 0.5
     decision_shrinkage: float | None = None
+    encoder: str = "auto"
+    encoder_checkpoint: str | None = None
+    encoder_width: int = 16
+
+    def for_dataset(self, images: bool, name: str | None = None) -> TrainConfig:
+        """A copy with ``encoder="auto"`` resolved for a dataset: ``cnn`` for images, ``none`` for a table.
+
+        With ``encoder="cnn"`` and ``kernel="auto"`` the kernel becomes ``torch`` (the numba kernels
+        train the members' linear layers only, not a CNN).
+
+        Parameters
+        ----------
+        images : bool
+            Whether the dataset holds images (:attr:`hmlc_core.data.HMCDataset.images` is set).
+        name : str, optional
+            The dataset's name, for the error message (default ``self.dataset``).
+
+        Raises
+        ------
+        ValueError
+            On an unknown encoder, or ``cnn`` / ``frozen`` (or an ``encoder_checkpoint``) for a tabular
+            dataset, naming the field.
+        """
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"config field 'encoder' must be one of {list(ENCODERS)}, got {self.encoder!r}")
+        encoder = self.encoder
+        if encoder == "auto":
+            encoder = "cnn" if images else "none"
+        if not images and encoder != "none":
+            raise ValueError(f"config field 'encoder' = {encoder!r} needs an image dataset; dataset "
+                             f"{name or self.dataset!r} is a table (use encoder 'none' or 'auto')")
+        if not images and self.encoder_checkpoint is not None:
+            raise ValueError(f"config field 'encoder_checkpoint' needs an image dataset; dataset "
+                             f"{name or self.dataset!r} is a table")
+        kernel = "torch" if encoder == "cnn" and self.kernel == "auto" else self.kernel
+        return dataclasses.replace(self, encoder=encoder, kernel=kernel)
 
     def resolved(self) -> TrainConfig:
         """A copy with ``epochs``, ``hidden``, ``lr`` and ``batch_size`` filled in from preset and profile,
-        and ``kernel="auto"`` replaced by the kernel for that batch size.
+        and ``kernel="auto"`` replaced by the kernel for that batch size (``torch`` with ``encoder="cnn"``;
+        ``encoder="auto"`` is left for :meth:`for_dataset`).
 
         Raises
         ------
@@ -348,7 +409,9 @@ class TrainConfig:
         batch_size = profile.batch_size if self.batch_size is None else self.batch_size
         NUMBER_RANGES["batch_size"].check("batch_size", self.batch_size)
         kernel = self.kernel
-        if kernel == "auto":
+        if kernel == "auto" and self.encoder == "cnn":
+            kernel = "torch"
+        elif kernel == "auto":
             kernel = "numba" if int(batch_size) <= FUSED_MAX_BATCH else "torch"
         return dataclasses.replace(
             self,
@@ -371,7 +434,7 @@ class TrainConfig:
                    "weight_indexing": WEIGHT_INDEXINGS, "focal": FOCAL_MODES,
                    "reduction": ("mean", "sum"), "fit_on": ("train+valid", "train"), "loss": LOSSES,
                    "schedule": SCHEDULES, "ensemble": ENSEMBLE_KINDS, "kernel": KERNELS,
-                   "decision": DECISION_RULES}
+                   "decision": DECISION_RULES, "encoder": ENCODERS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config field {name!r} must be one of {list(allowed)}, got {getattr(self, name)!r}")
@@ -389,6 +452,15 @@ class TrainConfig:
         if self.decision != "fixed" and self.fit_on != "train":
             raise ValueError(f"the decision rule {self.decision!r} is tuned on the valid split, which "
                              "fit_on='train+valid' trains on: use fit_on='train' (--fit-on train) or decision='fixed'")
+        if self.encoder == "cnn" and self.kernel == "numba":
+            raise ValueError("config field 'kernel' = 'numba' cannot train a CNN (its kernels train the members' "
+                             "linear layers only): use kernel 'torch' or 'auto' with encoder 'cnn', or encoder "
+                             "'frozen'")
+        if self.encoder_checkpoint is not None and self.encoder == "none":
+            raise ValueError("config field 'encoder_checkpoint' needs encoder 'frozen', 'cnn' or 'auto', not 'none'")
+        if self.encoder_checkpoint is not None and (not isinstance(self.encoder_checkpoint, str)
+                                                    or not self.encoder_checkpoint.strip()):
+            raise ValueError(f"config field 'encoder_checkpoint' must be a file path, got {self.encoder_checkpoint!r}")
         if self.focal in ("epistemic", "epistemic_kl") and self.heads < 2:
             raise ValueError(f"focal mode {self.focal!r} measures disagreement between members: it needs heads >= 2")
 

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from hmlc_core.config import ENSEMBLE_KINDS
 from hmlc_core.hierarchy import Hierarchy
 
-__all__ = ["MCM", "HMCEnsemble", "ENSEMBLE_KINDS"]
+__all__ = ["MCM", "HMCEnsemble", "ENSEMBLE_KINDS", "model_from_spec"]
 
 
 class MCM(nn.Module):
@@ -317,6 +317,25 @@ class HMCEnsemble(nn.Module):
         """
         if x.dim() != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"input must have shape (B, {self.n_features}), got {tuple(x.shape)}")
+        return self.head_logits(x, affine)
+
+    def head_logits(self, x: torch.Tensor,
+                    affine: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """The members' layers on rows of their input width (``weights[0].shape[1]``), unchecked.
+
+        :meth:`logits` after its shape check; an encoder ensemble
+        (:class:`hmlc_core.images.encoders.CNNEnsemble`) calls it on its trunk's features.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B, fan_in of layer 0), float32
+        affine : callable, optional
+            As :meth:`logits`.
+
+        Returns
+        -------
+        torch.Tensor, shape (H, B, C)
+        """
         affine = self.affine if affine is None else affine
         sample_dropout = self.training or self.kind == "mc-dropout"
         h = affine(0, x).expand(self.n_heads, -1, -1)
@@ -377,3 +396,32 @@ class HMCEnsemble(nn.Module):
                 layers += [nn.ReLU(), nn.Dropout(self.dropout)]
         layers.append(nn.Sigmoid())
         return nn.Sequential(*layers)
+
+
+def model_from_spec(spec: dict) -> HMCEnsemble:
+    """Rebuild an untrained ensemble from a saved :meth:`HMCEnsemble.spec` (before loading its state dict).
+
+    A spec with an ``encoder`` key is an image ensemble's
+    (:meth:`hmlc_core.images.encoders.CNNEnsemble.spec`); any other is a plain :class:`HMCEnsemble`'s
+    (every run saved before encoders existed).
+
+    Parameters
+    ----------
+    spec : dict
+        The ``model`` part of a run's ``config.json``.
+
+    Returns
+    -------
+    HMCEnsemble
+        A :class:`HMCEnsemble` or a :class:`~hmlc_core.images.encoders.CNNEnsemble`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If the arguments do not fit the constructor.
+    """
+    if "encoder" in spec:
+        from hmlc_core.images.encoders import CNNEnsemble  # the images package imports this module
+
+        return CNNEnsemble(**spec)
+    return HMCEnsemble(**spec)

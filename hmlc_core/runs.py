@@ -494,6 +494,12 @@ class Run:
     def load_model(self) -> HMCEnsemble:
         """Rebuild the ensemble and load ``model.pt`` with ``weights_only=True``; returned in eval mode.
 
+        The class comes from the saved spec (:func:`hmlc_core.model.model_from_spec`): an image run's
+        :class:`~hmlc_core.images.encoders.CNNEnsemble` (trained CNN or frozen encoder, with its trunk and
+        feature standardisation) reads the flattened, normalised pixel rows of its dataset
+        (:func:`hmlc_core.images.sets.pixels_to_features` with the ``mean`` and ``std`` of
+        ``dataset_info["images"]``); score them with :func:`hmlc_core.train.predict_members`.
+
         Raises
         ------
         RunError
@@ -502,11 +508,11 @@ class Run:
         """
         import torch
 
-        from hmlc_core.model import HMCEnsemble
+        from hmlc_core.model import model_from_spec
 
         path = _run_file(self.path, "model.pt")
         try:
-            model = HMCEnsemble(**self.model_spec)
+            model = model_from_spec(self.model_spec)
         except (TypeError, ValueError) as exc:
             raise RunError(f"the model arguments do not fit ({exc})", self.path / "config.json") from exc
         try:

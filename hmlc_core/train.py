@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,7 +80,8 @@ class TrainResult:
     config : TrainConfig
         The resolved configuration that was run.
     model : HMCEnsemble
-        The trained ensemble (in eval mode).
+        The trained ensemble (in eval mode); for an image encoder a
+        :class:`~hmlc_core.images.encoders.CNNEnsemble`, which reads pixel rows.
     train_frequency : numpy.ndarray of int64, shape (C,)
         Propagated positive counts per node on the train split.
     history : list of dict
@@ -224,13 +226,22 @@ def train(
     dataset: HMCDataset,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    cache_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train an ensemble on ``dataset`` as ``config`` says.
+
+    Image encoders (``config.encoder``, resolved for the dataset by :meth:`TrainConfig.for_dataset`):
+    with ``cnn`` a :class:`~hmlc_core.images.encoders.CNNEnsemble` trains trunk and members together
+    (torch kernel); with ``frozen`` the trunk (:func:`~hmlc_core.images.encoders.build_trunk`) encodes
+    every split once (:func:`~hmlc_core.images.features.frozen_dataset`, cached), the members train on
+    those features like on any table (numba or torch kernel, LPROS, early stopping alike), and the result's
+    model is packed with the trunk (:meth:`~hmlc_core.images.encoders.CNNEnsemble.with_frozen_trunk`), so
+    it reads pixel rows like the ``cnn`` one.
 
     Parameters
     ----------
     config : TrainConfig
-        Resolved against the dataset's preset and validated first.
+        Resolved against the dataset (encoder) and its preset, and validated first.
     dataset : HMCDataset
         Preprocessed splits and the hierarchy.
     progress : callable, optional
@@ -239,6 +250,9 @@ def train(
     should_stop : callable, optional
         Polled between steps; when it returns True training stops after the
         current step and the result is marked ``interrupted``.
+    cache_dir : path, optional
+        Feature cache folder of a frozen encoder (default
+        :func:`hmlc_core.images.features.default_cache_dir`).
 
     Returns
     -------
@@ -247,19 +261,30 @@ def train(
     Raises
     ------
     ValueError
-        On an invalid config, or ``fit_on="train"`` for a dataset without a valid split.
+        On an invalid config, an image encoder for a tabular dataset, ``fit_on="train"`` for a dataset
+        without a valid split, or an encoder checkpoint that is missing, unreadable or does not fit
+        (:class:`~hmlc_core.images.encoders.EncoderCheckpointError`).
     TrainingDiverged
         After an epoch whose mean training loss is not finite or above :data:`DIVERGENCE_FACTOR` times
         the untrained model's loss, or after which a weight is not finite or above
         :data:`DIVERGENCE_WEIGHT` in absolute value (checked after every epoch).
     """
-    config = config.resolved()
+    config = config.for_dataset(dataset.images is not None, dataset.name).resolved()
     config.validate()
     if config.fit_on == "train" and dataset.valid is None:
         raise ValueError(f"dataset {dataset.name!r} has no valid split: use fit_on='train+valid'")
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
+    image_shape = None if dataset.images is None else dataset.images.shape
+    frozen = None
+    if config.encoder == "frozen":
+        from hmlc_core.images.encoders import build_trunk
+        from hmlc_core.images.features import frozen_dataset
+
+        trunk = build_trunk(image_shape, config.encoder_width, config.seed, config.encoder_checkpoint)
+        dataset, feature_mean, feature_std = frozen_dataset(trunk, dataset, cache_dir, config.eval_batch_size)
+        frozen = (trunk, feature_mean, feature_std)
     hierarchy = dataset.hierarchy
 
     train_freq = dataset.train.Y.sum(axis=0).astype(np.int64)
@@ -294,8 +319,18 @@ def train(
     y_all = torch.as_tensor(y_np, dtype=torch.float32)
     n = x_all.shape[0]
 
-    model = HMCEnsemble(x_all.shape[1], hierarchy.n_nodes, config.hidden, config.heads,
-                        config.n_layers, config.dropout, generator=gen, kind=config.ensemble)
+    if config.encoder == "cnn":
+        from hmlc_core.images.encoders import CNNEnsemble, load_encoder_checkpoint
+
+        cnn = CNNEnsemble(image_shape, hierarchy.n_nodes, config.hidden, config.heads, config.n_layers,
+                          config.dropout, generator=gen, kind=config.ensemble, encoder="cnn",
+                          encoder_width=config.encoder_width)
+        if config.encoder_checkpoint is not None:
+            load_encoder_checkpoint(config.encoder_checkpoint, cnn.trunk)
+        model: HMCEnsemble = cnn
+    else:
+        model = HMCEnsemble(x_all.shape[1], hierarchy.n_nodes, config.hidden, config.heads,
+                            config.n_layers, config.dropout, generator=gen, kind=config.ensemble)
     shift = None
     if config.logit_adjust is not None:
         shift = torch.as_tensor(config.logit_adjust * log_prior_odds(train_freq, dataset.train.Y.shape[0]),
@@ -368,4 +403,9 @@ def train(
         model.load_state_dict(best_state)
     result.train_seconds = time.perf_counter() - start
     model.eval()
+    if frozen is not None:
+        from hmlc_core.images.encoders import CNNEnsemble
+
+        trunk, feature_mean, feature_std = frozen
+        result.model = CNNEnsemble.with_frozen_trunk(trunk, model, feature_mean, feature_std)
     return result

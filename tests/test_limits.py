@@ -34,6 +34,7 @@ TINY = dict(dataset="synthetic", hidden=8, heads=2, profile="quick", fit_on="tra
 # independently of hmlc_core.config: (low, low included, high, high included, whole number, None allowed).
 INF = math.inf
 RANGES = {
+    "encoder_width": (1, True, 1024, True, True, False),
     "epochs": (1, True, INF, False, True, True), "heads": (1, True, INF, False, True, False),
     "hidden": (1, True, INF, False, True, True), "n_layers": (1, True, INF, False, True, False),
     "dropout": (0, True, 1, False, False, False), "lr": (0, False, INF, False, False, True),

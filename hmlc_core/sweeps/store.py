@@ -53,6 +53,10 @@ class Plan:
     conflicts: dict[str, str] = field(default_factory=dict)
 
 
+AUTO_ENCODERS = ("auto", "none", "cnn")
+"""What ``encoder="auto"`` may have been saved as (:meth:`hmlc_core.config.TrainConfig.for_dataset`)."""
+
+
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in IGNORED_FIELDS}
 
@@ -77,6 +81,8 @@ def cell_state(out: str | Path, cell: Cell) -> tuple[str, str | None]:
     except (RunError, ValueError) as exc:
         return "conflict", f"cannot read its config: {exc}"
     wanted = _comparable(cell.train_config().resolved().to_dict())
+    if wanted.get("encoder") == "auto" and saved.get("encoder") in AUTO_ENCODERS:
+        wanted["encoder"] = saved["encoder"]  # "auto" is resolved against the dataset when training starts
     for key in sorted(set(saved) | set(wanted)):
         if saved.get(key) != wanted.get(key):
             return "conflict", (f"{path} was trained with {key} = {saved.get(key)!r}, this sweep asks for "
