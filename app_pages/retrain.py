@@ -24,7 +24,7 @@ import streamlit as st
 
 from app_pages import common as app_common
 from hmlc_core import jobs, uploads
-from hmlc_core.catalog import SYNTHETIC, available_datasets
+from hmlc_core.catalog import GENERATED, available_datasets
 from hmlc_core.config import (ENSEMBLE_KINDS, FOCAL_MODES, FREQUENCY_COUNTINGS, LOSSES, SCHEDULES,
                               UNCERTAINTY_LABELS, WEIGHT_INDEXINGS, WEIGHTING_MODES, TrainConfig)
 from hmlc_core.limits import DatasetShape, JobLimits, LimitError
@@ -65,7 +65,8 @@ STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/direction
 HELP = {
     "rt_dataset":
         "The data to train on. `synthetic` is a small built-in FunCat-like tree (121 nodes) that trains in "
-        "seconds; the others are the CLUS HMC benchmarks and your own ARFF datasets found in `$HMLC_DATA_DIR`. "
+        "seconds; `shapes` is the built-in teaching image dataset (32-pixel shapes on a 93-node taxonomy, trained "
+        "with a small CNN); the others are the CLUS HMC benchmarks and your own ARFF datasets found in `$HMLC_DATA_DIR`. "
         "Changing it keeps the other settings; the preset epochs, hidden width and learning rate follow the new "
         "dataset's C-HMCNN values. See docs/method.md, *Data and hierarchy*.",
     "rt_profile":
@@ -284,7 +285,7 @@ def _cached_shape(dataset: str, data_dir: str) -> DatasetShape | None:
 
 def _shape(dataset: str) -> DatasetShape | None:
     """:func:`hmlc_core.jobs.load_dataset_shape` of ``dataset``, cached for 5 min; None if it cannot be loaded."""
-    return _cached_shape(dataset, "" if dataset == SYNTHETIC else os.environ.get("HMLC_DATA_DIR", ""))
+    return _cached_shape(dataset, "" if dataset in GENERATED else os.environ.get("HMLC_DATA_DIR", ""))
 
 
 def _duration(seconds: float | None) -> str:
@@ -385,7 +386,7 @@ def _form_config(dataset: str) -> TrainConfig:
         if overrides[field] is not None:
             overrides[field] = int(overrides[field])
     # The datasets offered are those of $HMLC_DATA_DIR: record that folder, so the worker reads the same files.
-    overrides["data_dir"] = None if dataset == SYNTHETIC else (os.environ.get("HMLC_DATA_DIR") or None)
+    overrides["data_dir"] = None if dataset in GENERATED else (os.environ.get("HMLC_DATA_DIR") or None)
     base = state.get("rt_base")
     return jobs.retrain_config(None if base is None else TrainConfig.from_dict(base), dataset, **overrides)
 
@@ -553,9 +554,9 @@ if st.session_state.get("rt_start") not in (DEFAULTS, *other_starts, *startable)
 data_col, weight_col, model_col = st.columns([1.4, 1, 1], gap="large")
 with data_col:
     dataset = st.selectbox("Dataset", datasets, key="rt_dataset", help=HELP["rt_dataset"])
-    st.caption("`synthetic` is the built-in demo; the others are the datasets found in `$HMLC_DATA_DIR`.")
-    if datasets == [SYNTHETIC]:
-        st.info("Only the synthetic demo dataset is available. To train on the CLUS HMC benchmarks or your own "
+    st.caption("`synthetic` and `shapes` are built in; the others are the datasets found in `$HMLC_DATA_DIR`.")
+    if set(datasets) <= GENERATED:
+        st.info("Only the built-in datasets are available. To train on the CLUS HMC benchmarks or your own "
                 "ARFF files, set `HMLC_DATA_DIR` to their folder before starting the app, e.g. "
                 "`HMLC_DATA_DIR=/data/hmc streamlit run app.py` (checked again every 30 s).")
     with st.expander("Upload your own data", key="rt_upload"):

@@ -1,4 +1,4 @@
-"""Dataset names the tools accept: the built-in synthetic demo or a dataset in the data directory."""
+"""Dataset names the tools accept: the built-in ``synthetic`` and ``shapes`` datasets or a dataset in the data directory."""
 
 from __future__ import annotations
 
@@ -10,13 +10,16 @@ from hmlc_core.images.teaching import make_shapes
 from hmlc_core.synthetic import make_synthetic
 from hmlc_core.tables import find_table_dataset, list_table_datasets, load_table_dataset
 
-__all__ = ["SYNTHETIC", "SHAPES", "open_dataset", "available_datasets"]
+__all__ = ["SYNTHETIC", "SHAPES", "GENERATED", "open_dataset", "available_datasets"]
 
 SYNTHETIC = "synthetic"
 """Name of the deterministic synthetic dataset (:func:`hmlc_core.synthetic.make_synthetic`, seed 0)."""
 
 SHAPES = "shapes"
 """Name of the generated teaching image dataset (:func:`hmlc_core.images.teaching.make_shapes`, seed 0)."""
+
+GENERATED = frozenset({SYNTHETIC, SHAPES})
+"""The built-in datasets: generated in memory, with a valid split, needing no data directory."""
 
 
 def open_dataset(name: str, data_dir: str | Path | None = None) -> HMCDataset:
@@ -61,4 +64,4 @@ def available_datasets(data_dir: str | Path | None = None) -> list[str]:
                        key=lambda s: (s.lower(), s))
     except DatasetNotFoundError:
         found = []
-    return [SYNTHETIC, SHAPES] + [n for n in found if n not in (SYNTHETIC, SHAPES)]
+    return [SYNTHETIC, SHAPES] + [n for n in found if n not in GENERATED]

@@ -48,7 +48,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from hmlc_core.catalog import SYNTHETIC, open_dataset
+from hmlc_core.catalog import GENERATED, open_dataset
 from hmlc_core.config import TrainConfig
 from hmlc_core.data import DatasetNotFoundError, HMCDataset, find_dataset_files
 from hmlc_core.limits import (DEFAULT_MAX_CONCURRENT_JOBS, DatasetShape, JobLimits, LimitError, check_job_memory,
@@ -426,11 +426,12 @@ def _work(registry: Registry, record: RunRecord, watch: _CancelWatch) -> int:
 
 # ------------------------------------------------------------ the Retrain form
 def has_valid_split(dataset: str, data_dir: str | Path | None = None) -> bool:
-    """True if ``dataset`` has a valid split (``synthetic`` does; for files, a ``*.valid.arff``).
+    """True if ``dataset`` has a valid split (the built-in ``synthetic`` and ``shapes`` do; for files, a
+    ``*.valid.arff``).
 
     Unknown datasets return False.
     """
-    if dataset == SYNTHETIC:
+    if dataset in GENERATED:
         return True
     try:
         return "valid" in find_dataset_files(dataset, data_dir)
@@ -449,7 +450,7 @@ def check_launchable(config: TrainConfig) -> None:
         which lists the datasets found) or has no valid split while ``fit_on="train"`` (a table dataset has none).
     """
     config.resolved().validate()
-    if config.dataset == SYNTHETIC:
+    if config.dataset in GENERATED:
         return
     try:
         files = find_dataset_files(config.dataset, config.data_dir)

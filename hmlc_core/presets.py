@@ -23,7 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Preset", "Profile", "PROFILES", "DEFAULT_PRESET", "SYNTHETIC_PRESET", "preset_for"]
+__all__ = ["Preset", "Profile", "PROFILES", "DEFAULT_PRESET", "SYNTHETIC_PRESET", "SHAPES_PRESET",
+           "preset_for"]
 
 
 @dataclass(frozen=True)
@@ -60,16 +61,23 @@ DEFAULT_PRESET = Preset(hidden=500, epochs=100)
 SYNTHETIC_PRESET = Preset(hidden=128, epochs=40, lr=1e-3)
 """For :func:`hmlc_core.synthetic.make_synthetic` (small and quick; chosen by us)."""
 
+SHAPES_PRESET = Preset(hidden=128, epochs=30, lr=1e-3)
+"""For the generated teaching images :func:`hmlc_core.images.teaching.make_shapes` (chosen by us, as for
+``synthetic``: a small head and Adam's usual 1e-3 for a small CNN; to be tuned with the CNN encoder)."""
+
 
 def preset_for(name: str) -> Preset:
     """The C-HMCNN hyperparameters of a dataset name such as ``cellcycle_FUN``, ``Diatoms`` or ``Enron_corr``.
 
     Case is ignored; C-HMCNN's ``<name>_others`` spelling is accepted. Unknown names
-    return :data:`DEFAULT_PRESET`; ``synthetic`` returns :data:`SYNTHETIC_PRESET`.
+    return :data:`DEFAULT_PRESET`; ``synthetic`` returns :data:`SYNTHETIC_PRESET`, ``shapes``
+    :data:`SHAPES_PRESET`.
     """
     key = name.lower()
     if key == "synthetic":
         return SYNTHETIC_PRESET
+    if key == "shapes":
+        return SHAPES_PRESET
     key = _OTHERS_FILES.get(key, key)
     if key.endswith(_OTHERS_SUFFIX) and key[: -len(_OTHERS_SUFFIX)] in _OTHERS:
         key = key[: -len(_OTHERS_SUFFIX)]

@@ -82,7 +82,7 @@ def _doc_profile_rows() -> list[tuple]:
 def test_page_renders_defaults_registry_and_profile_costs(runs_dir: Path) -> None:
     at = _page()
     assert at.title[0].value == "Retrain"
-    assert at.selectbox(key="rt_dataset").options == ["synthetic"]
+    assert at.selectbox(key="rt_dataset").options == ["synthetic", "shapes"]
     assert any("HMLC_DATA_DIR" in i.value for i in at.info)
     assert at.radio(key="rt_profile").value == "quick" and at.radio(key="rt_fit_on").value == "train"
     assert at.number_input(key="rt_epochs").value is None
@@ -124,7 +124,7 @@ def test_dataset_without_valid_split_needs_train_valid(runs_dir: Path, tmp_path:
         (data / f"mine.{split}.arff").write_text("@relation mine\n")
     monkeypatch.setenv("HMLC_DATA_DIR", str(data))
     at = _page()
-    assert at.selectbox(key="rt_dataset").options == ["synthetic", "mine"]
+    assert at.selectbox(key="rt_dataset").options == ["synthetic", "shapes", "mine"]
     assert not at.info  # no hint about HMLC_DATA_DIR once it is set
     at.selectbox(key="rt_dataset").set_value("mine").run()
     assert any("no valid split" in e.value for e in at.error)
@@ -180,7 +180,7 @@ def test_start_from_a_demo_run_changes_only_what_the_user_changes(runs_dir: Path
         assert not at.exception and not at.error
         expected = json.loads((demos[start] / "config.json").read_text(encoding="utf-8"))["train"]
         launched = _by_name(registry, f"from {start}").train_config().resolved().to_dict()
-        assert {k: launched[k] for k in launched if launched[k] != expected[k]} == {
+        assert {k: launched[k] for k in expected if launched[k] != expected[k]} == {
             field: value for field, value in (("focal_k", changes.get("rt_focal_k")),) if value is not None}
 
 

@@ -179,12 +179,12 @@ def test_data_dir_scan_finds_table_datasets(tmp_path: Path) -> None:
     folder.mkdir()
     _table(folder / "mine.csv", _rows())
     (folder / "mine.obo").write_text(OBO)
-    assert available_datasets(tmp_path) == ["synthetic", "mine"]
+    assert available_datasets(tmp_path) == ["synthetic", "shapes", "mine"]
     with pytest.raises(TableError, match=r"mine\.csv: line 2, column 'labels': label 'a1' is not a node"):
         open_dataset("mine", tmp_path)  # the labels are not GO ids
     (folder / "mine.obo").unlink()
     (folder / "mine.edges.csv").write_text(EDGES)
-    assert available_datasets(tmp_path) == ["synthetic", "mine"]
+    assert available_datasets(tmp_path) == ["synthetic", "shapes", "mine"]
     assert open_dataset("mine", tmp_path).hierarchy.n_nodes == 6
     with pytest.raises(DatasetNotFoundError):
         open_dataset("other", tmp_path)
