@@ -406,7 +406,7 @@ class TrainConfig:
         if self.profile not in PROFILES:
             raise ValueError(f"config field 'profile' must be one of {list(PROFILES)}, got {self.profile!r}")
         preset, profile = preset_for(self.dataset), PROFILES[self.profile]
-        batch_size = profile.batch_size if self.batch_size is None else self.batch_size
+        batch_size = profile.batch(preset) if self.batch_size is None else self.batch_size
         NUMBER_RANGES["batch_size"].check("batch_size", self.batch_size)
         kernel = self.kernel
         if kernel == "auto" and self.encoder == "cnn":
@@ -417,7 +417,7 @@ class TrainConfig:
             self,
             epochs=profile.epochs(preset) if self.epochs is None else self.epochs,
             hidden=preset.hidden if self.hidden is None else self.hidden,
-            lr=preset.lr * profile.lr_scale if self.lr is None else self.lr,
+            lr=profile.lr(preset) if self.lr is None else self.lr,
             batch_size=batch_size,
             kernel=kernel,
         )
