@@ -26,7 +26,7 @@ PRIVATE_NOTES = "METHOD" + ".md"
 AGREED_SECTIONS = (
     "Data and hierarchy", "MCM and MCLoss", "Ensembles", "Node weights", "Focal weighting", "Uncertainty modes",
     "LPROS, schedules and the mixed loss", "ZLPR", "Metrics", "Evaluated nodes", "Rare nodes", "Defaults and why",
-    "References", "Tail-aware baselines", "Decision rules",
+    "References", "Tail-aware baselines", "Decision rules", "Image encoders",
 )
 """The sections other documents and the code cite (README, help texts, docstrings)."""
 

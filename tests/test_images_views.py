@@ -184,9 +184,11 @@ def test_display_image_reduces_a_large_thumbnail() -> None:
 def test_caption_keeps_the_end_of_a_long_name() -> None:
     example = image_views.ImageExample(3, "Echinodermata/Asteroidea/a_very_long_file_name_of_an_image.jpg", 0.4321)
     text = image_views.caption_text(example, max_chars=20)
-    assert text == "…ame_of_an_image.jpg · 0.43" and len(text.split(" · ")[0]) == 20
+    assert text == "…ame_of_an_image.jpg · 0.432" and len(text.split(" · ")[0]) == 20
+    # three decimals: a miss just under a 0.5 threshold does not read as 0.50
+    assert image_views.caption_text(image_views.ImageExample(1, "a.png", 0.4996)) == "a.png · 0.499"
     hostile = image_views.ImageExample(0, "**x** <img src=y>", 1.0)
-    assert image_views.caption_text(hostile) == "**x** <img src=y> · 1.00"  # plain text: the page escapes it
+    assert image_views.caption_text(hostile) == "**x** <img src=y> · 1.000"  # plain text: the page escapes it
 
 
 def test_run_images_are_the_test_split(image_run: Path) -> None:

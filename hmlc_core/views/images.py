@@ -38,6 +38,8 @@ Pure numpy and Pillow; no Streamlit, no torch.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -229,9 +231,10 @@ def display_image(thumbnail: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray
 def caption_text(example: ImageExample, max_chars: int = 32) -> str:
     """Plain-text caption of an image: the last part of its name (at most ``max_chars``) and its probability.
 
-    ``"img007.png · 0.43"``; a longer file name keeps its end, after ``…``. Not escaped: the page escapes it.
+    ``"img007.png · 0.430"`` (three decimals, truncated, so that a miss just under 0.5 never reads 0.500); a longer file name keeps its end, after ``…``. Not escaped: the page escapes it.
     """
     base = example.name.replace("\\", "/").rsplit("/", 1)[-1] or example.name
     if len(base) > max_chars:
         base = "…" + base[-(max_chars - 1):]
-    return f"{base} · {example.probability:.2f}"
+    shown = math.floor(example.probability * 1000) / 1000  # truncated: a miss at 0.4996 must not read 0.500
+    return f"{base} · {shown:.3f}"
