@@ -26,8 +26,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from hmlc_core.catalog import SYNTHETIC, available_datasets, open_dataset
-from hmlc_core.config import ENCODERS, KERNELS
+from hmlc_core.catalog import SHAPES, SYNTHETIC, available_datasets, open_dataset
+from hmlc_core.config import ANN_KINDS, ENCODERS, KERNELS
 from hmlc_core.data import DatasetNotFoundError, HMCDataset
 from hmlc_core.decision import DECISION_RULES, DEFAULT_SHRINKAGE
 from hmlc_core.exports import DEFAULT_MIN_PROBABILITY, cafa_submission, predictions_csv
@@ -136,7 +136,8 @@ _COMMAND_TEXTS: dict[str, tuple[str, str | None]] = {
     ), None),
     "datasets": (_text(
         "List the datasets found in the data directory (--data-dir, else $HMLC_DATA_DIR), one name a line; the "
-        "built-in 'synthetic' dataset is always there.",
+        f"built-in datasets '{SYNTHETIC}' (a generated table) and '{SHAPES}' (generated images) are always "
+        "there.",
     ), None),
     "worker": (_text(
         "Run one queued job of a runs folder's registry to its end. The dashboard's Retrain page starts this "
@@ -150,7 +151,8 @@ _COMMAND_TEXTS: dict[str, tuple[str, str | None]] = {
 def _add_train_options(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
     d = TrainConfig(dataset="")
     p.add_argument("--dataset", required=dataset_required,
-                   help=f"dataset name: '{SYNTHETIC}', a CLUS HMC name such as cellcycle_FUN / cellcycle_GO / "
+                   help=f"dataset name: a built-in one ('{SYNTHETIC}', a generated table; '{SHAPES}', generated "
+                        "images), a CLUS HMC name such as cellcycle_FUN / cellcycle_GO / "
                         "Diatoms, or your own folder in the data dir (see 'datasets')")
     p.add_argument("--data-dir", default=None, help="folder with the ARFF files (default: $HMLC_DATA_DIR)")
     p.add_argument("--out", default=None,
@@ -242,6 +244,24 @@ def _add_train_options(p: argparse.ArgumentParser, dataset_required: bool = True
     p.add_argument("--encoder-width", type=int, default=d.encoder_width, metavar="W",
                    help="channels of the CNN's first convolution; its features are 4 x W wide (default "
                         "%(default)s)")
+    about = _text(
+        "MCLoss on each sample's positives and its K hardest negative nodes, found by nearest-neighbour search "
+        "over label embeddings, instead of on every node. Trains plain MCLoss: add --weighting none --focal none; "
+        "LPROS, schedules, the mixed loss, logit adjustment, early stopping, 'shared' and 'mc-dropout' ensembles "
+        "and image encoders are refused. --epochs counts the proxy epochs too. The saved run is scored on every "
+        "node, like any other.")
+    g = p.add_argument_group("shortlist training, for very large hierarchies (LightDXML; hmlc_core.shortlists)",
+                             about)
+    g.add_argument("--shortlist", type=int, default=d.shortlist, metavar="K",
+                   help="train on the positives and K shortlisted negatives per sample (default: off, full training)")
+    g.add_argument("--shortlist-cycle", type=int, default=d.shortlist_cycle, metavar="N",
+                   help="rebuild label embeddings, index and shortlists every N epochs (default %(default)s)")
+    g.add_argument("--shortlist-proxy-epochs", type=int, default=d.shortlist_proxy_epochs, metavar="N",
+                   help="first N epochs: MCLoss on the shallow nodes only, to learn a representation before the "
+                        "first shortlist (default %(default)s)")
+    g.add_argument("--shortlist-ann", choices=ANN_KINDS, default=d.shortlist_ann,
+                   help="nearest-neighbour index: hnsw (approximate, faiss), exact (brute force), auto (exact for "
+                        "a few thousand nodes, hnsw above; default %(default)s)")
 
 
 def _add_table_options(p: argparse.ArgumentParser) -> None:
@@ -464,7 +484,9 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         cb_beta=args.cb_beta, asl_gamma_pos=args.asl_gamma_pos, asl_gamma_neg=args.asl_gamma_neg,
         asl_clip=args.asl_clip, logit_adjust=args.logit_adjust,
         threads=args.threads, kernel=args.kernel, decision=args.decision, encoder=args.encoder,
-        encoder_checkpoint=args.encoder_checkpoint, encoder_width=args.encoder_width,
+        encoder_checkpoint=args.encoder_checkpoint, encoder_width=args.encoder_width, shortlist=args.shortlist,
+        shortlist_cycle=args.shortlist_cycle, shortlist_proxy_epochs=args.shortlist_proxy_epochs,
+        shortlist_ann=args.shortlist_ann,
         decision_threshold=0.5 if args.threshold is None else args.threshold, decision_shrinkage=args.shrinkage,
     )
 

@@ -7,7 +7,8 @@ uncertainty names) never imports torch. Every name is re-exported where it
 was defined before (``TrainConfig`` from :mod:`hmlc_core.train`, the loss
 options from :mod:`hmlc_core.losses`, ``ENSEMBLE_KINDS`` from
 :mod:`hmlc_core.model`, the uncertainty names from
-:mod:`hmlc_core.uncertainty`); this module holds the one definition of each.
+:mod:`hmlc_core.uncertainty`, ``ANN_KINDS`` from :mod:`hmlc_core.shortlists.ann`); this module holds the
+one definition of each.
 
 Imports only the standard library and :mod:`hmlc_core.presets` (no numpy, no torch).
 """
@@ -34,6 +35,8 @@ __all__ = [
     "ENSEMBLE_KINDS",
     "DECISION_RULES",
     "ENCODERS",
+    "ANN_KINDS",
+    "SHORTLIST_REQUIRES",
     "NumberRange",
     "NUMBER_RANGES",
     "TrainConfig",
@@ -100,6 +103,24 @@ trunk randomly initialised from the seed (or loaded from ``encoder_checkpoint``)
 features computed once and cached, the members trained on them as on a table; ``none``, the members read
 the input rows directly (every tabular dataset; on an image dataset, an MLP on the pixels); ``auto``,
 ``cnn`` for an image dataset and ``none`` for a tabular one (:meth:`TrainConfig.for_dataset`)."""
+
+ANN_KINDS: tuple[str, ...] = ("auto", "hnsw", "exact")
+"""Nearest-neighbour index over the label embeddings of shortlist training (``TrainConfig.shortlist_ann``;
+:class:`hmlc_core.shortlists.ann.LabelIndex`): ``"hnsw"`` (approximate, faiss ``IndexHNSWFlat``), ``"exact"``
+(brute force, ``IndexFlatIP``), ``"auto"`` (exact up to :data:`hmlc_core.shortlists.ann.EXACT_MAX_NODES`
+indexed nodes, HNSW above)."""
+
+SHORTLIST_REQUIRES: dict[str, Any] = {
+    "loss": "mcloss", "weighting": "none", "focal": "none", "schedule": "none", "mixed_lambda": None,
+    "lpros": None, "logit_adjust": None, "ensemble": "heads", "patience": None, "encoder": "none",
+    "encoder_checkpoint": None, "kernel": "torch",
+}
+"""The value each of these :class:`TrainConfig` fields must have with ``shortlist`` set.
+
+Shortlist training (:func:`hmlc_core.shortlists.train_shortlist`) trains plain MCLoss (no node weights, focal
+factor, schedule, mixed loss or logit adjustment) on ``heads`` ensembles of linear layers with autograd and
+Adam / SparseAdam, without LPROS or early stopping; ``kernel`` ``"auto"`` resolves to ``"torch"``
+(:meth:`TrainConfig.resolved`) and ``encoder`` ``"auto"`` to ``"none"`` on a table."""
 
 DECISION_RULES: tuple[str, ...] = ("fixed", "global", "per-node")
 """How probabilities become predictions (:mod:`hmlc_core.decision`; docs/method.md, *Decision rules*): one
@@ -192,6 +213,9 @@ NUMBER_RANGES: dict[str, NumberRange] = {
     "decision_threshold": NumberRange(0, 1),
     "decision_shrinkage": NumberRange(0, optional=True),
     "encoder_width": NumberRange(1, 1024, integer=True),
+    "shortlist": NumberRange(1, integer=True, optional=True),
+    "shortlist_cycle": NumberRange(1, integer=True),
+    "shortlist_proxy_epochs": NumberRange(0, integer=True),
 }
 """Allowed values of every numeric :class:`TrainConfig` field (NaN and infinities are never allowed).
 
@@ -314,6 +338,20 @@ class TrainConfig:
     encoder_width : int
         Channels of the trunk's first convolution, in [1, 1024]; the trunk's feature width is four times
         this (:class:`hmlc_core.images.encoders.SmallCNN`). Default 16 (64 features).
+    shortlist : int or None
+        ``K`` of shortlist training (:mod:`hmlc_core.shortlists`; LightDXML, Mishra et al., IJCNN 2023): MCLoss
+        on each sample's positives and its ``K`` nearest negative nodes by label embedding, instead of on every
+        node, for very large hierarchies. None (the default): full training. Plain MCLoss only: the fields of
+        :data:`SHORTLIST_REQUIRES` must hold their listed values. ``epochs`` counts every epoch, the
+        proxy epochs included; the saved model is the equal dense ensemble, scored on every node.
+    shortlist_cycle : int
+        Epochs between rebuilds of the label embeddings, ANN index and shortlists, >= 1 (default 5).
+    shortlist_proxy_epochs : int
+        Epochs of the surrogate task (MCLoss on the shallow nodes) before the first shortlist, >= 0 and at
+        most ``epochs`` (default 1).
+    shortlist_ann : {"auto", "hnsw", "exact"}
+        Nearest-neighbour index over the label embeddings (:data:`ANN_KINDS`). With ``threads`` 1 (or
+        ``"exact"``) a seed fixes the run.
     """
 
     dataset: str
@@ -359,6 +397,10 @@ class TrainConfig:
     encoder: str = "auto"
     encoder_checkpoint: str | None = None
     encoder_width: int = 16
+    shortlist: int | None = None
+    shortlist_cycle: int = 5
+    shortlist_proxy_epochs: int = 1
+    shortlist_ann: str = "auto"
 
     def for_dataset(self, images: bool, name: str | None = None) -> TrainConfig:
         """A copy with ``encoder="auto"`` resolved for a dataset: ``cnn`` for images, ``none`` for a table.
@@ -395,8 +437,8 @@ class TrainConfig:
 
     def resolved(self) -> TrainConfig:
         """A copy with ``epochs``, ``hidden``, ``lr`` and ``batch_size`` filled in from preset and profile,
-        and ``kernel="auto"`` replaced by the kernel for that batch size (``torch`` with ``encoder="cnn"``;
-        ``encoder="auto"`` is left for :meth:`for_dataset`).
+        and ``kernel="auto"`` replaced by the kernel for that batch size (``torch`` with ``encoder="cnn"`` or
+        ``shortlist`` set; ``encoder="auto"`` is left for :meth:`for_dataset`).
 
         Raises
         ------
@@ -409,7 +451,7 @@ class TrainConfig:
         batch_size = profile.batch(preset) if self.batch_size is None else self.batch_size
         NUMBER_RANGES["batch_size"].check("batch_size", self.batch_size)
         kernel = self.kernel
-        if kernel == "auto" and self.encoder == "cnn":
+        if kernel == "auto" and (self.encoder == "cnn" or self.shortlist is not None):
             kernel = "torch"
         elif kernel == "auto":
             kernel = "numba" if int(batch_size) <= FUSED_MAX_BATCH else "torch"
@@ -434,7 +476,7 @@ class TrainConfig:
                    "weight_indexing": WEIGHT_INDEXINGS, "focal": FOCAL_MODES,
                    "reduction": ("mean", "sum"), "fit_on": ("train+valid", "train"), "loss": LOSSES,
                    "schedule": SCHEDULES, "ensemble": ENSEMBLE_KINDS, "kernel": KERNELS,
-                   "decision": DECISION_RULES, "encoder": ENCODERS}
+                   "decision": DECISION_RULES, "encoder": ENCODERS, "shortlist_ann": ANN_KINDS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config field {name!r} must be one of {list(allowed)}, got {getattr(self, name)!r}")
@@ -463,6 +505,33 @@ class TrainConfig:
             raise ValueError(f"config field 'encoder_checkpoint' must be a file path, got {self.encoder_checkpoint!r}")
         if self.focal in ("epistemic", "epistemic_kl") and self.heads < 2:
             raise ValueError(f"focal mode {self.focal!r} measures disagreement between members: it needs heads >= 2")
+        if self.shortlist is not None:
+            self.check_shortlist()
+
+    def check_shortlist(self) -> None:
+        """With ``shortlist`` set, refuse what shortlist training does not support (:data:`SHORTLIST_REQUIRES`).
+
+        ``kernel`` and ``encoder`` ``"auto"`` pass (they resolve to ``"torch"`` and, on a table, ``"none"``).
+
+        Raises
+        ------
+        ValueError
+            Naming every field whose value shortlist training cannot train and the value it needs, or if
+            ``shortlist_proxy_epochs`` exceeds ``epochs`` or ``n_layers`` is below 2.
+        """
+        wrong = [f"{name!r} = {value!r} (needs {needed!r})" for name, needed in SHORTLIST_REQUIRES.items()
+                 if (value := getattr(self, name)) != needed
+                 and not (name in ("kernel", "encoder") and value == "auto")]
+        if wrong:
+            raise ValueError(f"config field 'shortlist' = {self.shortlist!r}: shortlist training trains plain MCLoss "
+                             f"on linear layers only; change config field(s) {', '.join(wrong)}, or leave "
+                             "'shortlist' unset for full training")
+        if self.n_layers < 2:
+            raise ValueError(f"config field 'n_layers' = {self.n_layers!r}: shortlist training needs n_layers >= 2 "
+                             "(a trunk and a classifier layer)")
+        if self.epochs is not None and self.shortlist_proxy_epochs > self.epochs:
+            raise ValueError(f"config field 'shortlist_proxy_epochs' = {self.shortlist_proxy_epochs!r} exceeds "
+                             f"'epochs' = {self.epochs!r} (epochs counts the proxy epochs too)")
 
     def check_numbers(self) -> None:
         """Check every numeric field against :data:`NUMBER_RANGES`, alone (no cross-field rules).

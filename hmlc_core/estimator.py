@@ -54,7 +54,8 @@ CONFIG_PARAMS: tuple[str, ...] = (
     "weighting", "omega", "counting", "weight_indexing", "focal", "focal_k", "focal_min", "reduction", "loss",
     "label_smoothing", "schedule", "schedule_k", "mixed_lambda", "lpros", "cb_beta", "asl_gamma_pos",
     "asl_gamma_neg", "asl_clip", "logit_adjust", "patience", "threads", "kernel", "eval_batch_size", "decision",
-    "decision_threshold", "decision_shrinkage",
+    "decision_threshold", "decision_shrinkage", "shortlist", "shortlist_cycle", "shortlist_proxy_epochs",
+    "shortlist_ann",
 )
 """The estimator parameters that are :class:`TrainConfig` fields of the same name. The other fields are
 set by the estimator: ``dataset`` (:data:`DATASET_NAME`), ``data_dir`` (None), ``seed`` (from
@@ -177,6 +178,10 @@ class HMCClassifier(ClassifierMixin, BaseEstimator):
         ``T`` of the fixed rule.
     decision_shrinkage : float >= 0 or None, default None
         ``m`` of the per-node rule; None: :data:`hmlc_core.decision.DEFAULT_SHRINKAGE`.
+    shortlist, shortlist_cycle, shortlist_proxy_epochs, shortlist_ann
+        As :class:`TrainConfig`: shortlist training for very large hierarchies (:mod:`hmlc_core.shortlists`),
+        off by default (``shortlist=None``); it needs ``weighting="none"`` and ``focal="none"``. The fitted
+        model is the dense ensemble, so prediction is as for full training.
     validation_fraction : float in (0, 1) or None, default None
         Hold out this fraction of the samples given to :meth:`fit` (at least one sample, drawn with
         ``random_state``) and train on the rest (``fit_on="train"``): the tuned decision rules and early
@@ -255,6 +260,10 @@ class HMCClassifier(ClassifierMixin, BaseEstimator):
         decision: str = "fixed",
         decision_threshold: float = 0.5,
         decision_shrinkage: float | None = None,
+        shortlist: int | None = None,
+        shortlist_cycle: int = 5,
+        shortlist_proxy_epochs: int = 1,
+        shortlist_ann: str = "auto",
         validation_fraction: float | None = None,
         random_state: int | np.random.RandomState | None = 0,
     ) -> None:
@@ -295,6 +304,10 @@ class HMCClassifier(ClassifierMixin, BaseEstimator):
         self.decision = decision
         self.decision_threshold = decision_threshold
         self.decision_shrinkage = decision_shrinkage
+        self.shortlist = shortlist
+        self.shortlist_cycle = shortlist_cycle
+        self.shortlist_proxy_epochs = shortlist_proxy_epochs
+        self.shortlist_ann = shortlist_ann
         self.validation_fraction = validation_fraction
         self.random_state = random_state
 

@@ -237,6 +237,8 @@ def _method_words(config: TrainConfig) -> list[str]:
     if config.logit_adjust is not None:
         words.append(f"logit adjustment {config.logit_adjust:g}")
     words = words or ["plain"]
+    if config.shortlist is not None:
+        words.append(f"shortlist {config.shortlist}")
     if config.loss != "mcloss":
         words.insert(0, config.loss.upper())
     return words

@@ -6,6 +6,9 @@ models trained on train+valid. The loss is :class:`~hmlc_core.losses.WeightedMCL
 (Xu et al. 2026; docs/method.md, *Node weights*, *Focal weighting*); node frequencies come from the train split only.
 Up to batch 32 a step runs on the fused kernels of :mod:`hmlc_core.fused` (Adam applied
 inside the backward pass), above on autograd and ``torch.optim.Adam`` (``TrainConfig.kernel``).
+The label rows stay in the dataset's arrays (uint8) and are read as float32 one batch at a time.
+With ``TrainConfig.shortlist`` set, :func:`train` runs LightDXML-style shortlist training instead
+(:func:`hmlc_core.shortlists.train_shortlist`) and returns its model as the equal dense ensemble.
 
 :class:`TrainConfig` is defined in the torch-free :mod:`hmlc_core.config` and
 re-exported here.
@@ -60,6 +63,41 @@ stay below 1 and ``lr=1e10`` reaches about 1e9 after one epoch."""
 
 DIVERGENCE_ROWS = 512
 """Training rows (the first ones) on which the untrained model's reference loss is measured."""
+
+
+class _LabelRows:
+    """The training label rows as the arrays they are stored in, read as float32 one batch at a time.
+
+    Training reads rows of several arrays (train, LPROS rows, valid) as if stacked in that order, without
+    building the stacked (N, C) array or a float32 copy of it: a (B, C) float32 batch at a time, the same
+    values as ``torch.as_tensor(np.concatenate(parts), dtype=torch.float32)[rows]``.
+
+    Parameters
+    ----------
+    parts : list of numpy.ndarray, shape (N_k, C)
+        Label arrays ({0, 1}, any numeric or bool dtype), all with C columns.
+    """
+
+    def __init__(self, parts: list[np.ndarray]) -> None:
+        self.parts = [np.asarray(p) for p in parts]
+        self.starts = np.cumsum([0] + [p.shape[0] for p in self.parts])
+        self.dtype = np.result_type(*self.parts)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, rows: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Rows ``rows`` (int64 indices into the stacked rows) as a (B, C) float32 tensor."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(self.parts) == 1:
+            return torch.from_numpy(self.parts[0][rows]).float()
+        out = np.empty((rows.size, self.parts[0].shape[1]), dtype=self.dtype)
+        part = np.searchsorted(self.starts, rows, side="right") - 1
+        for k, labels in enumerate(self.parts):
+            pick = part == k
+            if pick.any():
+                out[pick] = labels[rows[pick] - self.starts[k]]
+        return torch.from_numpy(out).float()
 
 
 class TrainingDiverged(RuntimeError):
@@ -190,7 +228,7 @@ def _adam(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Adam:
 
 @torch.no_grad()
 def _reference_loss(criterion: WeightedMCLoss, outputs: Callable[[torch.Tensor], torch.Tensor],
-                    model: HMCEnsemble, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+                    model: HMCEnsemble, x: torch.Tensor, y: _LabelRows, batch_size: int) -> float:
     """Mean loss of the untrained model over the first :data:`DIVERGENCE_ROWS` rows, batched as in training.
 
     Evaluated without dropout (except an ``mc-dropout`` ensemble's) and with torch's random state restored
@@ -202,12 +240,12 @@ def _reference_loss(criterion: WeightedMCLoss, outputs: Callable[[torch.Tensor],
         model.eval()
         for first in range(0, rows, batch_size):
             last = min(first + batch_size, rows)
-            total += float(criterion(outputs(x[first:last]), y[first:last])) * (last - first)
+            total += float(criterion(outputs(x[first:last]), y[np.arange(first, last)])) * (last - first)
         model.train()
     return total / max(rows, 1)
 
 
-def _divergence(loss: float, reference: float, model: HMCEnsemble) -> str | None:
+def _divergence(loss: float, reference: float, model: torch.nn.Module) -> str | None:
     """Why an epoch with mean training loss ``loss`` counts as diverged, or None if it does not."""
     if not math.isfinite(loss):
         return f"the mean training loss is {loss} (not finite)"
@@ -219,6 +257,37 @@ def _divergence(loss: float, reference: float, model: HMCEnsemble) -> str | None
         return (f"the mean training loss {loss:.4g} is more than {DIVERGENCE_FACTOR:g} times that of the "
                 f"untrained model ({reference:.4g})")
     return None
+
+
+def _train_shortlist(config: TrainConfig, dataset: HMCDataset, progress: Progress | None,
+                     should_stop: Callable[[], bool] | None) -> TrainResult:
+    """:func:`train` for a resolved, validated config with ``shortlist`` set (see :func:`train`, *Notes*).
+
+    Raises
+    ------
+    TrainingDiverged
+        After an epoch whose mean training loss is not finite or after which a weight is not finite or
+        above :data:`DIVERGENCE_WEIGHT` in absolute value.
+    """
+    from hmlc_core.shortlists import train_shortlist
+
+    def check(model: torch.nn.Module, entry: dict[str, Any]) -> None:
+        reason = _divergence(entry["loss"], math.nan, model)
+        if reason is not None:
+            raise TrainingDiverged(f"training diverged in epoch {entry['epoch']}: {reason}; lower the learning "
+                                   f"rate (lr = {config.lr:g})")
+
+    proxy = config.shortlist_proxy_epochs
+    found = train_shortlist(
+        dataset, k=config.shortlist, hidden=config.hidden, epochs=config.epochs - proxy,
+        batch_size=config.batch_size, lr=config.lr, cycle=config.shortlist_cycle, seed=config.seed,
+        heads=config.heads, n_layers=config.n_layers, dropout=config.dropout, weight_decay=config.weight_decay,
+        proxy_epochs=proxy, ann=config.shortlist_ann, ann_threads=config.threads, fit_on=config.fit_on,
+        reduction=config.reduction, progress=progress, should_stop=should_stop, check=check)
+    done = len(found.history)
+    return TrainResult(config=config, model=found.model.to_ensemble(), train_frequency=found.train_frequency,
+                       history=found.history, epochs_completed=done, interrupted=done < config.epochs,
+                       train_seconds=found.train_seconds)
 
 
 def train(
@@ -267,13 +336,27 @@ def train(
     TrainingDiverged
         After an epoch whose mean training loss is not finite or above :data:`DIVERGENCE_FACTOR` times
         the untrained model's loss, or after which a weight is not finite or above
-        :data:`DIVERGENCE_WEIGHT` in absolute value (checked after every epoch).
+        :data:`DIVERGENCE_WEIGHT` in absolute value (checked after every epoch). Shortlist training
+        checks the loss and the weights after every epoch too, without the untrained model's loss.
+
+    Notes
+    -----
+    With ``config.shortlist`` set, :func:`hmlc_core.shortlists.train_shortlist` trains instead (LightDXML's
+    cycle of label embeddings, ANN shortlists and MCLoss restricted to positives and shortlisted
+    negatives; Mishra et al., IJCNN 2023): ``shortlist_proxy_epochs`` proxy epochs, then ``epochs`` minus
+    those in shortlist phase, the shortlists rebuilt every ``shortlist_cycle`` epochs with index
+    ``shortlist_ann`` (``threads`` faiss threads). ``should_stop`` is then polled between epochs. The
+    result's model is the equal dense ensemble (:meth:`~hmlc_core.shortlists.ShortlistNetwork.to_ensemble`),
+    so saving, loading and every view treat the run like any other; its history entries also hold
+    ``phase``, ``shortlist_seconds`` and ``scored_per_sample``, and no ``valid_auprc``.
     """
     config = config.for_dataset(dataset.images is not None, dataset.name).resolved()
     config.validate()
     if config.fit_on == "train" and dataset.valid is None:
         raise ValueError(f"dataset {dataset.name!r} has no valid split: use fit_on='train+valid'")
     torch.set_num_threads(config.threads)
+    if config.shortlist is not None:
+        return _train_shortlist(config, dataset, progress, should_stop)
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     image_shape = None if dataset.images is None else dataset.images.shape
@@ -304,19 +387,19 @@ def train(
     if config.schedule != "none":
         start_pos, start_neg = criterion.w_pos.clone(), criterion.w_neg.clone()
 
-    x_np, y_np = dataset.train.X, dataset.train.Y
+    x_parts, y_parts = [dataset.train.X], [dataset.train.Y]
     n_resampled = 0
     if config.lpros is not None:
         extra = lpros(dataset.train.Y, hierarchy, config.lpros, config.seed)
-        x_np = np.concatenate([x_np, dataset.train.X[extra.rows]])
-        y_np = np.concatenate([y_np, extra.labels])
+        x_parts.append(dataset.train.X[extra.rows])
+        y_parts.append(extra.labels)
         n_resampled = len(extra.rows)
         log.info("LPROS added %d rows for %d minority label paths", n_resampled, extra.minority_keys)
     if config.fit_on == "train+valid" and dataset.valid is not None:
-        x_np = np.concatenate([x_np, dataset.valid.X])
-        y_np = np.concatenate([y_np, dataset.valid.Y])
-    x_all = torch.as_tensor(x_np, dtype=torch.float32)
-    y_all = torch.as_tensor(y_np, dtype=torch.float32)
+        x_parts.append(dataset.valid.X)
+        y_parts.append(dataset.valid.Y)
+    x_all = torch.as_tensor(np.concatenate(x_parts) if len(x_parts) > 1 else x_parts[0], dtype=torch.float32)
+    y_all = _LabelRows(y_parts)
     n = x_all.shape[0]
 
     if config.encoder == "cnn":

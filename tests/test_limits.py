@@ -48,10 +48,13 @@ RANGES = {
     "logit_adjust": (0, True, INF, False, False, True), "patience": (1, True, INF, False, True, True),
     "threads": (1, True, INF, False, True, False), "eval_batch_size": (1, True, INF, False, True, False),
     "decision_threshold": (0, True, 1, True, False, False), "decision_shrinkage": (0, True, INF, False, False, True),
+    "shortlist": (1, True, INF, False, True, True), "shortlist_cycle": (1, True, INF, False, True, False),
+    "shortlist_proxy_epochs": (0, True, INF, False, True, False),
 }
 # Fields whose non-default values need another field set (label smoothing needs ZLPR, patience needs
 # fit_on="train", mixed_lambda needs MCLoss, which is the default).
-CONTEXT = {"label_smoothing": dict(loss="zlpr"), "patience": dict(fit_on="train")}
+CONTEXT = {"label_smoothing": dict(loss="zlpr"), "patience": dict(fit_on="train"),
+           "shortlist": dict(weighting="none", focal="none")}
 
 
 def _in_range(name: str, value: float) -> bool:

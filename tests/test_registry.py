@@ -265,6 +265,8 @@ def test_default_names_are_short_and_readable() -> None:
     assert default_run_name(plain) == "derisi_FUN · plain · seed 2 · 1 head · quick"
     zlpr = TrainConfig(dataset="d", weighting="binary", focal="none", loss="zlpr", lpros=0.1)
     assert default_run_name(zlpr) == "d · ZLPR, binary weights, LPROS · seed 0"
+    shortlist = TrainConfig(dataset="d", weighting="none", focal="none", shortlist=50)
+    assert default_run_name(shortlist) == "d · plain, shortlist 50 · seed 0"  # not the plain run's name
 
 
 def test_cli_default_folders_are_imported_under_readable_names(reg: Registry, synthetic_run: Path) -> None:

@@ -25,6 +25,10 @@ label embeddings start as the mean of the representations of each label's positi
 Prediction scores the ``k`` nearest label embeddings of a sample and their ancestors and returns sparse
 scores (:class:`~hmlc_core.shortlists.training.SparseScores`).
 
+:func:`hmlc_core.train.train` runs :func:`train_shortlist` when ``TrainConfig.shortlist`` is set (``python -m
+hmlc_core train --shortlist K``, with ``--shortlist-cycle``, ``--shortlist-proxy-epochs`` and
+``--shortlist-ann``) and saves the dense ensemble (:meth:`ShortlistNetwork.to_ensemble`) as any run.
+
 The ANN library: faiss
 ----------------------
 ``faiss-cpu`` (Meta's faiss, MIT licence, releases every few months) ships binary wheels for every CPython

@@ -7,7 +7,8 @@ shortlisting labels for negative sampling by approximate nearest neighbour (ANN)
 L2-normalised mean of the L2-normalised representations of its training positives, the initialisation of the
 label embeddings in the authors' released code; the search is by cosine similarity, as there.
 
-The ANN library is faiss (``faiss-cpu``); why is said in :mod:`hmlc_core.shortlists`.
+The ANN library is faiss (``faiss-cpu``); why is said in :mod:`hmlc_core.shortlists`. ``ANN_KINDS`` is
+defined in the torch-free :mod:`hmlc_core.config` (``TrainConfig.shortlist_ann``) and re-exported here.
 """
 
 from __future__ import annotations
@@ -18,13 +19,11 @@ import faiss
 import numpy as np
 import scipy.sparse as sp
 
+from hmlc_core.config import ANN_KINDS
+
 __all__ = ["ANN_KINDS", "EXACT_MAX_NODES", "label_embeddings", "LabelIndex", "shortlist_negatives"]
 
 log = logging.getLogger(__name__)
-
-ANN_KINDS = ("auto", "hnsw", "exact")
-"""Index kinds: ``"hnsw"`` (approximate, faiss ``IndexHNSWFlat``), ``"exact"`` (brute force, ``IndexFlatIP``),
-``"auto"`` (exact up to :data:`EXACT_MAX_NODES` indexed nodes, HNSW above)."""
 
 EXACT_MAX_NODES = 4096
 """Largest number of indexed nodes for which ``ann="auto"`` searches exhaustively."""

@@ -184,6 +184,7 @@ def train_shortlist(
     reduction: str = "mean",
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    check: Callable[[ShortlistNetwork, dict[str, Any]], None] | None = None,
 ) -> ShortlistResult:
     """Train a C-HMCNN(h) network with LightDXML's cycle of label embeddings, ANN shortlists and restricted MCLoss.
 
@@ -220,6 +221,10 @@ def train_shortlist(
         Called after every epoch with its history entry plus ``"epochs"`` (the total, proxy included).
     should_stop : callable, optional
         Polled between epochs; True ends training early.
+    check : callable, optional
+        Called after every epoch with the model and the epoch's history entry, before the next shortlist
+        is built; an exception it raises ends training (:func:`hmlc_core.train.train` raises
+        :class:`~hmlc_core.train.TrainingDiverged` there).
 
     Returns
     -------
@@ -260,6 +265,8 @@ def train_shortlist(
 
     def report(entry: dict[str, Any]) -> None:
         history.append(entry)
+        if check is not None:
+            check(model, entry)
         if progress is not None:
             progress({**entry, "epochs": total_epochs})
 
