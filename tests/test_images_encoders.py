@@ -389,6 +389,12 @@ def test_cli_trains_a_cnn_on_a_folder_of_images(tmp_path: Path) -> None:
     assert run.images() is not None and len(run.images().names) == run.summary["n_test"]
     images_mean = run.dataset_info["images"]["mean"]
     assert len(images_mean) == 3 and isinstance(run.load_model(), CNNEnsemble)
+    # without --valid-fraction, 15% of the images are held out, so the tuned rules work out of the box
+    tuned = tmp_path / "tuned"
+    assert main(["train", "--images", str(folder), "--image-size", "16", "--epochs", "1", "--batch-size", "16",
+                 "--hidden", "16", "--encoder-width", "4", "--fit-on", "train", "--decision", "per-node", "--quiet",
+                 "--out", str(tuned)]) == 0
+    assert load_run(tuned).summary["n_valid"] > 0 and load_run(tuned).held_out() is not None
 
 
 def test_the_images_package_serves_the_encoders_without_importing_torch_first() -> None:
