@@ -36,11 +36,11 @@ def test_quick_profile_scales_batch_lr_and_epochs():
 
 def test_a_preset_with_its_own_batch_keeps_it_under_paper_and_scales_the_quick_lr():
     c = TrainConfig(dataset="shapes").resolved()
-    assert (c.batch_size, c.lr, c.epochs, c.kernel) == (32, 3e-3, 30, "numba")  # encoder 'auto' picks later
+    assert (c.batch_size, c.lr, c.epochs, c.kernel) == (32, 3e-3, 60, "numba")  # encoder 'auto' picks later
     assert TrainConfig(dataset="shapes", encoder="cnn").resolved().kernel == "torch"
     q = TrainConfig(dataset="shapes", profile="quick").resolved()
     # quick's 20x is relative to batch 4: at 64 from 32 it is 20 * 4 / 32 = 2.5x
-    assert (q.batch_size, q.lr, q.epochs) == (64, pytest.approx(2.5 * 3e-3), math.ceil(0.4 * 30))
+    assert (q.batch_size, q.lr, q.epochs) == (64, pytest.approx(2.5 * 3e-3), math.ceil(0.4 * 60))
     assert TrainConfig(dataset="shapes", batch_size=8, lr=0.1).resolved().batch_size == 8
 
 
