@@ -25,7 +25,7 @@ from hmlc_core.cli import main
 from hmlc_core.registry import Registry
 from hmlc_core.runs import RUN_FILES, find_runs
 from hmlc_core.sweeps import CONFIGS, build_spec, plan
-from hmlc_core.sweeps.grid import split_folder
+from hmlc_core.sweeps.grid import Cell, split_folder
 from hmlc_core.sweeps.store import cell_state
 from hmlc_core.sweeps.task import train_cell
 
@@ -65,6 +65,14 @@ def test_grid_is_datasets_x_configs_x_seeds_seed_major() -> None:
     assert [c.cell_id for c in again.cells()] == [c.cell_id for c in cells]  # stable across calls
     other = build_spec(datasets=["synthetic"], configs=["chmcnn"], seeds=[0], epochs=3).cells()[0]
     assert other.folder == cells[0].folder and other.cell_id != cells[0].cell_id
+
+
+def test_a_configuration_may_set_the_budget_fields_and_wins() -> None:
+    # the module docstring promises it; a duplicate keyword used to raise TypeError
+    cell = Cell("synthetic", "long", (("epochs", 7), ("fit_on", "train"), ("profile", "quick")), 0, "paper", 2,
+                "train+valid", None)
+    config = cell.train_config()
+    assert (config.epochs, config.fit_on, config.profile, config.threads) == (7, "train", "quick", 1)
 
 
 def test_spec_file_with_define_and_options_and_flags_over_it(tmp_path: Path) -> None:

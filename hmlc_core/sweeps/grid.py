@@ -134,9 +134,11 @@ class Cell:
         return f"{self.dataset} {self.config_name} seed {self.seed}"
 
     def train_config(self) -> TrainConfig:
-        """The :class:`TrainConfig` this cell trains (not resolved), with one torch thread."""
-        return TrainConfig(dataset=self.dataset, data_dir=self.data_dir, seed=self.seed, profile=self.profile,
-                           epochs=self.epochs, fit_on=self.fit_on, **{**dict(self.overrides), "threads": 1})
+        """The :class:`TrainConfig` this cell trains (not resolved), with one torch thread; a ``profile``,
+        ``epochs`` or ``fit_on`` of the configuration wins over the sweep's."""
+        budget = {"profile": self.profile, "epochs": self.epochs, "fit_on": self.fit_on}
+        return TrainConfig(dataset=self.dataset, data_dir=self.data_dir, seed=self.seed,
+                           **{**budget, **dict(self.overrides), "threads": 1})
 
 
 @dataclass(frozen=True)
