@@ -22,6 +22,7 @@ Session and URL state
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 import os
@@ -576,8 +577,14 @@ def rule_text(run: Run) -> str:
 @st.cache_resource(max_entries=16, show_spinner="Applying the decision rule…")
 def _decided_run(path: str, stamp: int, decision: Decision) -> Run:
     run = _load_run(path, stamp)
+    rule = fit_rule(run, decision)
+    if decision[0] == "fixed" and run.summary.get("decision") == rule.label():
+        # save_run computed the saved metrics with this very rule: the same numbers, without reading and
+        # scoring the test predictions (7 s and 2.6 s for a 111,111-node run of 500 test rows)
+        thresholds = np.asarray(rule.thresholds, dtype=np.float64)
+        return dataclasses.replace(run, node_metrics=run.node_metrics.assign(threshold=thresholds))
     preds = _predictions(path, stamp)
-    return decision_views.run_under_rule(run, fit_rule(run, decision), preds["y_true"], preds["mean_probs"])
+    return decision_views.run_under_rule(run, rule, preds["y_true"], preds["mean_probs"])
 
 
 def decided_run(path: str | Path, decision: Decision) -> Run:

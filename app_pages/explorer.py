@@ -9,16 +9,27 @@ finds (:mod:`hmlc_core.views.images`), taken from the run's own ``images.npz``
 by test row, never from a path in the URL. Every precision, recall
 and F1 (and the colours by them) is under the sidebar's decision rule.
 
-URL state: ``run`` (sidebar), ``node`` (node selectbox), ``color`` (colour
+URL state: ``run`` (sidebar), ``node`` (node selectbox; from
+:data:`hmlc_core.views.explore.NODE_SEARCH_MIN_NODES` nodes on, a hidden text box
+next to a search box, :func:`hmlc_core.views.explore.search_nodes`), ``color`` (colour
 selector) and, for image runs, ``image_order`` are query parameters, so a URL
 reproduces the view. A click on a
 sunburst sector or a table row selects that node (through the ``node``
 selectbox's session state), and the sunburst is centred on the selected node
 (:func:`hmlc_core.views.explore.sunburst_centre`), so its zoom follows the
 node through every rerun; a click on the centre goes up to the parent.
+
+A hierarchy of :data:`hmlc_core.views.explore.NODE_SEARCH_MIN_NODES` nodes or more
+(the 100k-node benchmark) gets a search box instead of the node selectbox, and its
+per-node table is built only while its tab is open; above
+:data:`hmlc_core.views.explore.SUNBURST_MAX_SECTORS` nodes the sunburst carries
+only the sectors it draws around the selected node (bench/README.md, *The
+explorer on a 100k-node run*).
 """
 
 from __future__ import annotations
+
+import functools
 
 import streamlit as st
 
@@ -58,23 +69,45 @@ if "node" in st.session_state and st.session_state["node"] not in hierarchy:
     del st.session_state["node"]  # left over from another run
 
 
-def _select_from_sunburst() -> None:
+def _select_from_sunburst(chart_key: str) -> None:
     current = st.session_state.get("node")
     centre = explore.sunburst_centre(hierarchy, current) if current in hierarchy else None
-    node = explore.node_from_selection(st.session_state.get("sunburst"), hierarchy, centre)
+    node = explore.node_from_selection(st.session_state.get(chart_key), hierarchy, centre)
     if node is not None:
         st.session_state["node"] = node
 
 
 left, right = st.columns([3, 2], gap="large")
 
+def _pick_match() -> None:
+    st.session_state["node"] = st.session_state["node_pick"]
+
+
 # The node is chosen first: the overview is centred on it (plotly's level), so a node picked in the box or the URL
 # is where the sunburst opens, and a click, which selects the node, keeps its zoom through every rerun.
 with right:
-    node = st.selectbox(
-        "Node", hierarchy.nodes, index=0, key="node", bind="query-params",
-        help="Type to search. Clicking a sector of the overview or a row of the table selects it too.",
-    )
+    if hierarchy.n_nodes < explore.NODE_SEARCH_MIN_NODES:
+        node = st.selectbox(
+            "Node", hierarchy.nodes, index=0, key="node", bind="query-params",
+            help="Type to search. Clicking a sector of the overview or a row of the table selects it too.",
+        )
+    else:
+        # A selectbox would send every node id to the browser: the URL's node lives in a hidden text box, and
+        # a search box lists the matching nodes.
+        st.html("<style>.st-key-node {display: none;}</style>")
+        typed = st.text_input("Node", key="node", bind="query-params", label_visibility="collapsed")
+        node = typed if typed in hierarchy else hierarchy.nodes[0]
+        query = st.text_input(
+            "Find a node", key="node_search", placeholder="part of a node id",
+            help=f"{hierarchy.n_nodes} nodes: type part of an id, then pick one of the first "
+                 f"{explore.NODE_SEARCH_LIMIT} matches. Clicking a sector of the overview or a row of the table "
+                 "selects a node too.",
+        )
+        if query.strip():
+            matches, n_matches = explore.search_nodes(hierarchy, query)
+            shown = f"{n_matches} matches" + (f", the first {len(matches)} listed" if n_matches > len(matches) else "")
+            st.selectbox(f"Matching nodes ({shown})", matches, index=None, key="node_pick", on_change=_pick_match,
+                         placeholder="no match" if not matches else "pick a node")
 
 # The overview is drawn next, so the browser can show it while the node card is computed.
 with left:
@@ -87,10 +120,15 @@ with left:
             "The overview draws its first-parent spanning tree; a node's other parents are listed on the right.",
             icon="ℹ️",
         )
+    centre = explore.sunburst_centre(hierarchy, node)
+    if st.session_state.get("_sunburst_centre") != (path, centre):  # a new chart per centre when pruned
+        st.session_state["_sunburst_centre"] = (path, centre)
+        st.session_state["_sunburst_serial"] = st.session_state.get("_sunburst_serial", 0) + 1
+    chart_key = explore.sunburst_chart_key(hierarchy, st.session_state["_sunburst_serial"])
     st.plotly_chart(
-        app_common.sunburst(path, stamp, color_by, explore.sunburst_centre(hierarchy, node), decision),
-        key="sunburst",
-        on_select=_select_from_sunburst,
+        app_common.sunburst(path, stamp, color_by, centre, decision),
+        key=chart_key,
+        on_select=functools.partial(_select_from_sunburst, chart_key),
         selection_mode="points", config=app_common.chart_config(), theme=None,
     )
     legend = "Click a sector to zoom in and select it; click the centre to go back up."
@@ -200,28 +238,34 @@ st.caption(caption)
 st.iframe(app_common.neighbourhood_html(path, stamp, node, color_by, decision), height=560)
 
 # ------------------------------------------------------------- depth & table
-tab_depth, tab_table = st.tabs(["Recall by depth", "Per-node table"])
+# A large hierarchy's table (111,111 rows for the 100k-node benchmark) is built only while its tab is open.
+lazy_table = hierarchy.n_nodes >= explore.NODE_SEARCH_MIN_NODES
+tab_depth, tab_table = (st.tabs(["Recall by depth", "Per-node table"], key="table_tab", on_change="rerun")
+                        if lazy_table else st.tabs(["Recall by depth", "Per-node table"]))
 with tab_depth:
     st.plotly_chart(app_common.recall_by_depth(path, stamp, decision), key="recall_by_depth",
                     config=app_common.chart_config())
     st.caption("Macro recall over the evaluated nodes at each depth; nodes without a positive test sample count as 0.")
 
 with tab_table:
-    depth_options = sorted(int(d) for d in nm["depth"].unique())
-    c1, c2 = st.columns([3, 1])
-    depths = c1.multiselect("Depths", depth_options, default=[], key="table_depths",
-                            placeholder="all depths")
-    evaluated_only = c2.toggle("Evaluated nodes only", value=True, key="table_evaluated")
-    table = explore.node_table(run, depths, evaluated_only=evaluated_only)
+    if lazy_table and not tab_table.open:
+        st.caption("The table is built when this tab is opened.")
+    else:
+        depth_options = sorted(int(d) for d in nm["depth"].unique())
+        c1, c2 = st.columns([3, 1])
+        depths = c1.multiselect("Depths", depth_options, default=[], key="table_depths",
+                                placeholder="all depths")
+        evaluated_only = c2.toggle("Evaluated nodes only", value=True, key="table_evaluated")
+        table = explore.node_table(run, depths, evaluated_only=evaluated_only)
 
-    def _select_from_table() -> None:
-        picked = explore.node_from_row_selection(st.session_state.get("node_table"), list(table.index))
-        if picked is not None:
-            st.session_state["node"] = picked
+        def _select_from_table() -> None:
+            picked = explore.node_from_row_selection(st.session_state.get("node_table"), list(table.index))
+            if picked is not None:
+                st.session_state["node"] = picked
 
-    st.caption(f"{len(table)} nodes. Click a column header to sort; select a row to inspect the node.")
-    st.dataframe(
-        explore.na_text(table, ["average_precision"]), key="node_table", on_select=_select_from_table,
-        selection_mode="single-row", height=420, column_config=app_common.METRIC_COLUMNS,
-        column_order=app_common.metric_column_order(table.columns),
-    )
+        st.caption(f"{len(table)} nodes. Click a column header to sort; select a row to inspect the node.")
+        st.dataframe(
+            explore.na_text(table, ["average_precision"]), key="node_table", on_select=_select_from_table,
+            selection_mode="single-row", height=420, column_config=app_common.METRIC_COLUMNS,
+            column_order=app_common.metric_column_order(table.columns),
+        )

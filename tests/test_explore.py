@@ -540,8 +540,10 @@ def test_go_views_stay_small(go_run: Run) -> None:
     for quantity in explore.COLOR_QUANTITIES:
         fig = explore.sunburst_figure(go_run, quantity)
         trace = fig.data[0]
-        assert len(trace.ids) == h.n_nodes  # every GO term once, in its first-parent tree
-        assert all(p == "" or p in h for p in trace.parents)
+        # above the sector budget: the drawn rings only, each GO term once, in its first-parent tree
+        assert list(trace.ids) == [h.nodes[i] for i in explore.sunburst_sectors(h, None, trace.maxdepth)]
+        assert len(set(trace.ids)) == len(trace.ids) < h.n_nodes
+        assert all(p == "" or p in set(trace.ids) for p in trace.parents)
         assert len(pio.to_json(fig, validate=False)) < 300 * 1024  # the DASHBOARD.md budget is ~150-250 KiB
     widest = max(h.nodes, key=lambda n: len(h.siblings(n)))
     everything = {*h.ancestors(widest), widest, *h.children(widest), *h.siblings(widest)}
@@ -654,3 +656,158 @@ def test_a_click_on_the_centre_goes_up_like_plotly_zoom(run: Run) -> None:
     assert explore.node_from_selection(top, h, centre="root") == "root"  # nowhere further up
     escaped = Hierarchy([("root", "a<b")])
     assert explore.node_from_selection({"selection": {"points": [{"label": "a&lt;b"}]}}, escaped) == "a<b"
+
+
+# ------------------------------------------- large hierarchies: pruned sunburst, node search (issue 17)
+@pytest.fixture(scope="module")
+def mid_tree() -> Hierarchy:
+    """The synthetic generator's tree at depth 5, branching 5: 3,906 nodes, above the sunburst's sector budget."""
+    from hmlc_core.synthetic import make_synthetic
+
+    h = make_synthetic(n_train=5, n_valid=5, n_test=5, depth=5, branching=5).hierarchy
+    assert h.n_nodes == sum(5 ** d for d in range(6)) > explore.SUNBURST_MAX_SECTORS
+    return h
+
+
+def _first_parent_graph(h: Hierarchy):
+    """The first-parent spanning tree with networkx: each node's parent of smallest column index."""
+    import networkx as nx
+
+    tree = nx.DiGraph()
+    tree.add_nodes_from(h.nodes)
+    for node in h.nodes:
+        parents = list(h.graph.predecessors(node))
+        if parents:
+            tree.add_edge(min(parents, key=h.index.__getitem__), node)
+    return tree
+
+
+def _expected_sectors(tree, centre: str | None, rings: int) -> set[str]:
+    import networkx as nx
+
+    if centre is None:
+        roots = [n for n in tree if tree.in_degree(n) == 0]
+        return {n for r in roots for n, d in nx.single_source_shortest_path_length(tree, r, cutoff=rings - 1).items()}
+    return set(nx.single_source_shortest_path_length(tree, centre, cutoff=rings - 1))
+
+
+@pytest.mark.parametrize("kind", ["tree", "dag"])
+def test_sunburst_sectors_are_the_centre_and_its_rings(mid_tree: Hierarchy, kind: str) -> None:
+    from helpers import random_dag
+
+    h = mid_tree if kind == "tree" else random_dag(1500, seed=3)
+    tree = _first_parent_graph(h)
+    rng = np.random.default_rng(0)
+    inner = [n for n in h.nodes if tree.out_degree(n) > 0]
+    centres = [None, h.nodes[0], *rng.choice(inner, size=6, replace=False).tolist(), h.nodes[-1]]
+    for centre in centres:
+        for rings in (1, 2, 3, 4):
+            got = explore.sunburst_sectors(h, centre, rings)
+            assert np.all(np.diff(got) > 0)  # column order, no repeats
+            assert {h.nodes[i] for i in got} == _expected_sectors(tree, centre, rings), (centre, rings)
+    assert len(explore.sunburst_sectors(h, None, -1)) == h.n_nodes
+    with pytest.raises(KeyError):
+        explore.sunburst_sectors(h, "no-such-node", 3)
+    with pytest.raises(ValueError):
+        explore.sunburst_sectors(h, None, 0)
+
+
+def test_first_parent_tree_counts_the_leaves_below_each_node(mid_tree: Hierarchy) -> None:
+    import networkx as nx
+
+    from helpers import random_dag
+
+    for h in (mid_tree, random_dag(400, seed=5)):
+        tree = _first_parent_graph(h)
+        fpt = explore.first_parent_tree(h)
+        assert explore.first_parent_tree(h) is fpt  # built once per hierarchy
+        for node in h.nodes:
+            i = h.index[node]
+            parents = list(tree.predecessors(node))
+            assert fpt.parent[i] == (h.index[parents[0]] if parents else -1)
+            assert [h.nodes[j] for j in fpt.children(i)] == sorted(tree.successors(node), key=h.index.__getitem__)
+            below = nx.descendants(tree, node) | {node}
+            assert fpt.leaves[i] == sum(1 for n in below if tree.out_degree(n) == 0)
+
+
+def test_a_large_hierarchy_sunburst_sends_only_the_drawn_sectors(mid_tree: Hierarchy) -> None:
+    import networkx as nx
+
+    h = mid_tree
+    tree = _first_parent_graph(h)
+    c = h.n_nodes
+    spec = explore.make_color_spec(np.linspace(0, 1, c), np.ones(c, dtype=bool), "Viridis", 0.0, 1.0, "t")
+    custom = np.arange(c, dtype=object)[:, None]
+    centre = next(n for n in h.nodes if h.depth[h.index[n]] == 2)
+    trace = explore.hierarchy_sunburst(h, spec, custom, root=centre, prune=True).data[0]
+    rings = explore.sunburst_rings(h)
+    assert trace.maxdepth == rings and trace.level == centre
+    assert set(trace.ids) == _expected_sectors(tree, centre, rings)
+    assert len(trace.ids) == sum(5 ** k for k in range(min(rings, 4))) < h.n_nodes  # depth 2 to 5 at most
+    columns = [h.index[n] for n in trace.ids]
+    assert [row[0] for row in trace.customdata] == columns  # each sector keeps its own hover row
+    np.testing.assert_allclose(trace.marker.colors, np.round(spec.values[columns], 4))
+    # the centre is the figure's top sector: a click on it goes up through the page, not plotly's zoom
+    assert list(trace.parents) == ["" if n == centre else h.first_parent(n) for n in trace.ids]
+    # sizes are the leaves of the whole tree below each sector, so plotly's "total" sums hold exactly
+    assert trace.branchvalues == "total"
+    value = dict(zip(trace.ids, trace.values, strict=True))
+    for node in trace.ids:
+        everything = nx.descendants(tree, node) | {node}
+        assert value[node] == sum(1 for n in everything if tree.out_degree(n) == 0)
+        below = [n for n in trace.ids if h.first_parent(n) == node]
+        assert sum(value[n] for n in below) <= value[node]
+    # unpruned: every node, plotly counting the leaves itself (the small-hierarchy figure)
+    full = explore.hierarchy_sunburst(h, spec, custom, root=centre).data[0]
+    assert len(full.ids) == c and full.branchvalues == "remainder" and full.values is None
+
+
+def test_a_small_hierarchy_sunburst_is_not_pruned(run: Run) -> None:
+    h = run.hierarchy
+    assert h.n_nodes <= explore.SUNBURST_MAX_SECTORS
+    for maxdepth in (None, 2):
+        trace = explore.sunburst_figure(run, "recall", maxdepth=maxdepth, root="1").data[0]
+        assert sorted(trace.ids) == sorted(h.nodes) and trace.values is None
+
+
+def test_search_nodes_lists_the_exact_match_then_prefixes_then_the_rest(mid_tree: Hierarchy) -> None:
+    h = mid_tree
+    for query in ("1.2", " 3.4.1 ", "5", "1.1.1.1.1", "zzz", ""):
+        needle = query.strip().lower()
+        every = [n for n in h.nodes if needle and needle in n.lower()]
+        expected = ([n for n in every if n.lower() == needle] + [n for n in every if n.lower().startswith(needle)
+                                                                 and n.lower() != needle]
+                    + [n for n in every if not n.lower().startswith(needle)])
+        matches, total = explore.search_nodes(h, query, limit=40)
+        assert total == len(every) and matches == expected[:40]
+    mixed = Hierarchy([("root", "GO:0001"), ("root", "go:0001x"), ("GO:0001", "aGO:0001")])
+    assert explore.search_nodes(mixed, "go:0001") == (["GO:0001", "go:0001x", "aGO:0001"], 3)
+    with pytest.raises(ValueError):
+        explore.search_nodes(h, "1", limit=0)
+
+
+def test_explorer_of_a_large_hierarchy_searches_nodes_and_reads_the_url(app_env: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpers import open_app
+
+    monkeypatch.setattr(explore, "NODE_SEARCH_MIN_NODES", 10)  # the synthetic run counts as large
+    at = open_app("app_pages/explorer.py", run=app_env.name, node="2.3.1")
+    assert not at.exception and not at.warning
+    assert not [s for s in at.selectbox if s.key == "node"]  # no selectbox of every node
+    assert at.text_input(key="node").value == "2.3.1"
+    assert any(s.value.endswith("2\\.3\\.1") for s in at.subheader)  # the node card shows the URL's node
+    assert '"2.3.1"' in at.get("iframe")[0].proto.srcdoc
+    assert "The table is built when this tab is opened." in [c.value for c in at.caption]  # not sent unasked
+    at.text_input(key="node_search").input("3.1.").run()
+    pick = at.selectbox(key="node_pick")
+    assert pick.options and all("3.1." in o for o in pick.options)
+    pick.set_value(pick.options[0]).run()
+    assert not at.exception
+    assert at.text_input(key="node").value == pick.options[0]
+    assert any(s.value.endswith(pick.options[0].replace(".", "\\.")) for s in at.subheader)
+
+
+def test_a_pruned_sunburst_is_a_new_chart_per_centre(run: Run, mid_tree: Hierarchy) -> None:
+    # small: one chart kept across reruns (plotly keeps its zoom); pruned: a new chart per serial
+    assert explore.sunburst_chart_key(run.hierarchy, 1) == explore.sunburst_chart_key(run.hierarchy, 2) == "sunburst"
+    assert explore.sunburst_chart_key(mid_tree, 1) != explore.sunburst_chart_key(mid_tree, 2)

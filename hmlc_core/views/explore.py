@@ -11,7 +11,11 @@ Main views
   :func:`hierarchy_sunburst` draws the same sunburst from any :class:`ColorSpec`
   (the Compare page colours it by a per-node difference, :func:`diverging_color_spec`).
   :func:`sunburst_rings` decides how many rings are drawn at once and
-  :func:`sunburst_centre` which sector a selected node centres it on.
+  :func:`sunburst_centre` which sector a selected node centres it on; above
+  that many nodes, :func:`sunburst_sectors` keeps only the sectors that can be
+  drawn around the centre (a 100k-node hierarchy sends about a hundred).
+- :func:`search_nodes`: the node search box of hierarchies too large for a
+  selectbox (:data:`NODE_SEARCH_MIN_NODES`).
 - :func:`neighbourhood` and :func:`pyvis_html`: a small local subgraph around one
   node (ancestors, children, siblings) drawn with pyvis/vis-network.
 - :func:`recall_by_depth_figure`, :func:`node_table`, :func:`relatives_table`,
@@ -53,6 +57,7 @@ import json
 import logging
 import math
 import re
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +93,13 @@ __all__ = [
     "SUNBURST_MAX_SECTORS",
     "sunburst_rings",
     "sunburst_centre",
+    "sunburst_sectors",
+    "sunburst_chart_key",
+    "first_parent_tree",
+    "FirstParentTree",
+    "NODE_SEARCH_MIN_NODES",
+    "NODE_SEARCH_LIMIT",
+    "search_nodes",
     "sunburst_figure",
     "hierarchy_sunburst",
     "neighbourhood",
@@ -392,11 +404,12 @@ def color_values(run: Run, color_by: str) -> np.ndarray:
     return color_spec(run, color_by).values
 
 
-def _hex_colors(spec: ColorSpec) -> list[str]:
-    """Per-node CSS colours matching the sunburst's colour scale (grey for missing)."""
-    pos = np.clip((spec.values - spec.lo) / (spec.hi - spec.lo), 0.0, 1.0)
+def _hex_colors(spec: ColorSpec, columns: Sequence[int] | None = None) -> list[str]:
+    """CSS colours of the nodes ``columns`` (all when None) matching the sunburst's colour scale (grey for missing)."""
+    rows = np.arange(len(spec.values)) if columns is None else np.asarray(columns, dtype=np.int64)
+    pos = np.clip((spec.values[rows] - spec.lo) / (spec.hi - spec.lo), 0.0, 1.0)
     colors = sample_colorscale(spec.scale, [float(p) for p in pos])
-    return [c if ok else GREY for c, ok in zip(colors, spec.valid, strict=True)]
+    return [c if ok else GREY for c, ok in zip(colors, spec.valid[rows], strict=True)]
 
 
 # ----------------------------------------------------------- rings and centre
@@ -452,6 +465,181 @@ def sunburst_centre(hierarchy: Hierarchy, node: str) -> str:
     return hierarchy.first_parent(node) or node
 
 
+@dataclass(frozen=True)
+class FirstParentTree:
+    """The first-parent spanning tree of a hierarchy (what the sunburst draws), as column-index arrays.
+
+    Attributes
+    ----------
+    parent : numpy.ndarray of int64, shape (C,)
+        Column of each node's first parent (:meth:`Hierarchy.first_parent`, the parent of smallest
+        column index), -1 for a root.
+    order : numpy.ndarray of int64, shape (C - R,)
+        The non-root columns grouped by first parent (``R`` roots), increasing within a group.
+    start : numpy.ndarray of int64, shape (C + 1,)
+        Node ``i``'s children in the tree are ``order[start[i]:start[i + 1]]``.
+    leaves : numpy.ndarray of int64, shape (C,)
+        Leaves of the tree at or below each node (1 for a leaf of the tree): the sector sizes of
+        plotly's ``count="leaves"`` over the whole tree.
+    """
+
+    parent: np.ndarray
+    order: np.ndarray
+    start: np.ndarray
+    leaves: np.ndarray
+
+    def children(self, i: int) -> np.ndarray:
+        """Columns of node ``i``'s children in the tree, increasing."""
+        return self.order[self.start[i]:self.start[i + 1]]
+
+
+_TREES: weakref.WeakKeyDictionary[Hierarchy, FirstParentTree] = weakref.WeakKeyDictionary()
+
+
+def first_parent_tree(hierarchy: Hierarchy) -> FirstParentTree:
+    """The :class:`FirstParentTree` of ``hierarchy``, built once per hierarchy object (weakly cached).
+
+    Built from :meth:`Hierarchy.edge_index` with numpy (about 0.2 s for 111,111 nodes). A node's first
+    parent is one depth above it (columns are sorted by shortest-path depth), so the leaf counts are
+    summed up one depth at a time.
+    """
+    tree = _TREES.get(hierarchy)
+    if tree is not None:
+        return tree
+    n = hierarchy.n_nodes
+    child, parent = hierarchy.edge_index()
+    first = np.full(n, n, dtype=np.int64)
+    np.minimum.at(first, child, parent)
+    first[first == n] = -1
+    non_root = np.flatnonzero(first >= 0)
+    order = non_root[np.argsort(first[non_root], kind="stable")]
+    start = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(first[non_root], minlength=n), out=start[1:])
+    leaves = (start[1:] == start[:-1]).astype(np.int64)
+    depth = hierarchy.depth
+    for d in range(int(depth.max()), 0, -1):
+        level = non_root[depth[non_root] == d]
+        np.add.at(leaves, first[level], leaves[level])
+    tree = FirstParentTree(parent=first, order=order, start=start, leaves=leaves)
+    _TREES[hierarchy] = tree
+    return tree
+
+
+def sunburst_sectors(hierarchy: Hierarchy, centre: str | None = None, rings: int | None = None) -> np.ndarray:
+    """The nodes a sunburst centred on ``centre`` with ``rings`` rings needs: the sectors it can draw.
+
+    With every ring drawn (``rings == -1``) that is every node. Otherwise it is the centre and its
+    descendants in the first-parent tree (the tree the sunburst draws, :class:`FirstParentTree`) less
+    than ``rings`` levels below it (the centre is the first ring, as with plotly's ``maxdepth``).
+    Without a centre (the top of the hierarchy) it is every node of depth below ``rings``.
+
+    Parameters
+    ----------
+    hierarchy : Hierarchy
+    centre : str, optional
+        The sector the sunburst is centred on (plotly's ``level``; :func:`sunburst_centre`).
+    rings : int, optional
+        Rings drawn at once, the centre included (plotly's ``maxdepth``), >= 1, or -1 for all.
+        Default: :func:`sunburst_rings`.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        Column indices, increasing (the hierarchy's column order).
+
+    Raises
+    ------
+    KeyError
+        If ``centre`` is not in the hierarchy.
+    ValueError
+        If ``rings`` is neither -1 nor >= 1.
+    """
+    if centre is not None and centre not in hierarchy:
+        raise KeyError(f"node {centre!r} is not in the hierarchy")
+    rings = sunburst_rings(hierarchy) if rings is None else int(rings)
+    if rings == -1:
+        return np.arange(hierarchy.n_nodes, dtype=np.int64)
+    if rings < 1:
+        raise ValueError(f"rings must be -1 or >= 1, got {rings}")
+    if centre is None:
+        return np.flatnonzero(hierarchy.depth < rings).astype(np.int64)
+    tree = first_parent_tree(hierarchy)
+    i = hierarchy.index[centre]
+    chosen = [i]
+    level = np.array([i], dtype=np.int64)
+    for _ in range(rings - 1):
+        level = np.concatenate([tree.children(int(j)) for j in level]) if level.size else level
+        chosen.extend(level.tolist())
+    return np.unique(np.asarray(chosen, dtype=np.int64))
+
+
+def sunburst_chart_key(hierarchy: Hierarchy, serial: int, key: str = "sunburst") -> str:
+    """The ``st.plotly_chart`` key of the explorer's sunburst: ``key``, or, for a pruned figure, one per serial.
+
+    A pruned figure (more than :data:`SUNBURST_MAX_SECTORS` nodes, :func:`sunburst_sectors`) is drawn as a
+    new chart each time its centre changes (the page counts the changes in ``serial``). Measured in
+    Chromium on the 100k-node run: a chart kept across reruns, or one keyed by its centre, keeps the
+    browser's state of the chart (Streamlit's element state), so after a click on the centre selected its
+    parent the chart went on showing the zoom of an earlier click on it.
+
+    Returns
+    -------
+    str
+        ``key`` for a hierarchy of at most :data:`SUNBURST_MAX_SECTORS` nodes, else ``f"{key}:{serial}"``.
+    """
+    return key if hierarchy.n_nodes <= SUNBURST_MAX_SECTORS else f"{key}:{serial}"
+
+
+NODE_SEARCH_MIN_NODES = 10_000
+"""From this many nodes on, the explorer chooses nodes with a search box (:func:`search_nodes`), not a
+selectbox, which would send every node id to the browser."""
+
+NODE_SEARCH_LIMIT = 50
+"""Most matches :func:`search_nodes` returns (the search box's list)."""
+
+
+def search_nodes(hierarchy: Hierarchy, query: str, limit: int = NODE_SEARCH_LIMIT) -> tuple[list[str], int]:
+    """Nodes whose id contains ``query`` (case-insensitive): the exact match, then prefixes, then the rest.
+
+    Parameters
+    ----------
+    hierarchy : Hierarchy
+    query : str
+        Text typed in the search box; surrounding whitespace is ignored. Empty: no match.
+    limit : int, default :data:`NODE_SEARCH_LIMIT`
+        Most nodes returned, >= 1.
+
+    Returns
+    -------
+    matches : list of str
+        At most ``limit`` node ids: an id equal to the query (ignoring case), then ids starting with it,
+        then ids containing it elsewhere, each group in column order (shallow nodes first).
+    total : int
+        How many nodes match in all.
+
+    Raises
+    ------
+    ValueError
+        If ``limit < 1``.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    needle = query.strip().casefold()
+    if not needle:
+        return [], 0
+    exact: list[str] = []
+    prefix: list[str] = []
+    inside: list[str] = []
+    for node in hierarchy.nodes:
+        folded = node.casefold()
+        at = folded.find(needle)
+        if at < 0:
+            continue
+        (exact if folded == needle else prefix if at == 0 else inside).append(node)
+    matches = exact + prefix + inside
+    return matches[:limit], len(matches)
+
+
 def _round(values: np.ndarray, digits: int) -> list[float | int | None]:
     """Rounded plain numbers for compact figure JSON (integral values as int, NaN as None)."""
     out: list[float | int | None] = []
@@ -499,7 +687,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
 # ----------------------------------------------------------------- sunburst
 def hierarchy_sunburst(hierarchy: Hierarchy, spec: ColorSpec, customdata: np.ndarray | None = None,
                        hovertemplate: str | None = None, maxdepth: int | None = None, root: str | None = None,
-                       height: int = 640, uirevision: str = "", meta: Sequence[str] | None = None) -> go.Figure:
+                       height: int = 640, uirevision: str = "", meta: Sequence[str] | None = None,
+                       prune: bool = False) -> go.Figure:
     """The label hierarchy as a sunburst coloured by ``spec``.
 
     Sectors are the hierarchy's nodes (``ids`` = node ids) and each sector's
@@ -539,6 +728,15 @@ def hierarchy_sunburst(hierarchy: Hierarchy, spec: ColorSpec, customdata: np.nda
     meta : sequence of str, optional
         Plotly's trace ``meta``, for ``%{meta[i]}`` in the hover template;
         the caller escapes it.
+    prune : bool, default False
+        Send only :func:`sunburst_sectors` of ``root`` and ``maxdepth`` (every node when every ring is
+        drawn), with ``root`` as the figure's top sector (parent ``""``). Sector sizes are then the
+        leaf counts of the whole first-parent tree (:attr:`FirstParentTree.leaves`, plotly's ``values``
+        with ``branchvalues="total"``), as ``count="leaves"`` over every node gives them. Clicking into
+        a sector shows the rings sent below it only, and a click on the centre does not zoom out in the
+        browser (plotly's top sector): a page that re-centres on the clicked node (the explorer, with
+        :func:`node_from_selection`, which goes up on a click on the centre) draws the rest, as a new
+        chart per centre (:func:`sunburst_chart_key`).
 
     Returns
     -------
@@ -559,14 +757,37 @@ def hierarchy_sunburst(hierarchy: Hierarchy, spec: ColorSpec, customdata: np.nda
         raise ValueError(f"the colour spec has {spec.values.shape[0]} values, the hierarchy {h.n_nodes} nodes")
     if customdata is not None and len(customdata) != h.n_nodes:
         raise ValueError(f"customdata has {len(customdata)} rows, the hierarchy {h.n_nodes} nodes")
-    parents = [h.first_parent(n) or "" for n in h.nodes]
+    rings = sunburst_rings(h) if maxdepth is None else maxdepth
+    sectors = sunburst_sectors(h, root, rings) if prune else None
+    if sectors is not None and len(sectors) < h.n_nodes:
+        customdata = customdata[sectors] if customdata is not None else None
+    else:
+        sectors = None
+    return _sunburst(h, spec, sectors, customdata, hovertemplate, rings, root, height, uirevision, meta)
+
+
+def _sunburst(h: Hierarchy, spec: ColorSpec, sectors: np.ndarray | None, customdata: np.ndarray | None,
+              hovertemplate: str | None, maxdepth: int, root: str | None, height: int, uirevision: str,
+              meta: Sequence[str] | None) -> go.Figure:
+    """:func:`hierarchy_sunburst` of the columns ``sectors`` (all when None); ``customdata`` has their rows."""
+    if sectors is None:
+        nodes = list(h.nodes)
+        sizes: dict[str, Any] = {"count": "leaves", "branchvalues": "remainder"}
+        values = spec.values
+    else:
+        tree = first_parent_tree(h)
+        nodes = [h.nodes[i] for i in sectors]
+        sizes = {"values": tree.leaves[sectors], "branchvalues": "total"}
+        values = spec.values[sectors]
+    parents = [h.first_parent(n) or "" for n in nodes]
+    if sectors is not None and root is not None:
+        parents[nodes.index(root)] = ""  # the centre is the pruned figure's top sector
     trace = go.Sunburst(
-        ids=list(h.nodes),
-        labels=[html.escape(n) for n in h.nodes],
+        ids=nodes,
+        labels=[html.escape(n) for n in nodes],
         parents=parents,
-        count="leaves",
-        branchvalues="remainder",
-        maxdepth=sunburst_rings(h) if maxdepth is None else maxdepth,
+        **sizes,
+        maxdepth=maxdepth,
         level=root,
         sort=False,
         textinfo="label",
@@ -575,7 +796,7 @@ def hierarchy_sunburst(hierarchy: Hierarchy, spec: ColorSpec, customdata: np.nda
         meta=list(meta) if meta is not None else None,
         hovertemplate=hovertemplate or "<b>%{label}</b><br>%{color:.3f}<extra></extra>",
         marker={
-            "colors": _round(spec.values, 4),
+            "colors": _round(values, 4),
             "colorscale": spec.colorscale,
             "autocolorscale": False,
             "cmin": spec.cmin,
@@ -610,6 +831,11 @@ def sunburst_figure(run: Run, color_by: str = DEFAULT_COLOR, maxdepth: int | Non
     height : int, default 640
         Figure height in pixels.
 
+    A hierarchy of more than :data:`SUNBURST_MAX_SECTORS` nodes sends only the sectors that can be
+    drawn, the centre's :func:`sunburst_sectors` (``prune`` of :func:`hierarchy_sunburst`); a smaller
+    one sends every node, whatever ``maxdepth``. A page showing a pruned figure draws it as a new chart
+    per centre (the explorer: :func:`sunburst_chart_key`).
+
     Returns
     -------
     plotly.graph_objects.Figure
@@ -637,8 +863,16 @@ def sunburst_figure(run: Run, color_by: str = DEFAULT_COLOR, maxdepth: int | Non
         "<br>precision %{customdata[3]:.3f} · recall %{customdata[4]:.3f} · F1 %{customdata[5]:.3f}"
         f"<br>uncertainty ({uncertainty_label(run)}) " + "%{customdata[6]:.3f}<extra></extra>"
     )
-    return hierarchy_sunburst(h, color_spec(run, color_by), hover_columns(run.node_metrics[columns]), hover,
-                              maxdepth=maxdepth, root=root, height=height, uirevision=str(run.path))
+    if root is not None and root not in h:
+        raise KeyError(f"node {root!r} is not in the hierarchy")
+    rings = sunburst_rings(h) if maxdepth is None else maxdepth
+    sectors = sunburst_sectors(h, root, rings) if h.n_nodes > SUNBURST_MAX_SECTORS else None
+    if sectors is not None and len(sectors) == h.n_nodes:
+        sectors = None
+    table = run.node_metrics[columns]
+    customdata = hover_columns(table if sectors is None else table.iloc[sectors])
+    return _sunburst(h, color_spec(run, color_by), sectors, customdata, hover, rings, root, height, str(run.path),
+                     None)
 
 
 # -------------------------------------------------------------- neighbourhood
@@ -810,7 +1044,8 @@ def pyvis_html(run: Run, node: str, color_by: str = DEFAULT_COLOR, max_nodes: in
         raise KeyError(f"node {node!r} is not in the hierarchy")
     keep = neighbourhood(h, node, max_nodes)
     keep_set = set(keep)
-    colors = _hex_colors(color_spec(run, color_by))
+    columns = [h.index[n] for n in keep]
+    colors = dict(zip(columns, _hex_colors(color_spec(run, color_by), columns), strict=True))
     freq = run.node_metrics["train_frequency"].to_numpy(dtype=np.float64)
 
     net = Network(height=f"{height_px}px", width="100%", directed=True, cdn_resources="in_line",
@@ -828,10 +1063,12 @@ def pyvis_html(run: Run, node: str, color_by: str = DEFAULT_COLOR, max_nodes: in
             attrs.update(size=size * 1.4, borderWidth=4, shape="diamond",
                          font={"size": 18, "face": "sans-serif"})
         net.add_node(n, label=n, **attrs)
-    for parent, child in h.graph.edges:
-        if parent in keep_set and child in keep_set:
-            first = h.first_parent(child) == parent
-            net.add_edge(parent, child, color="#888888" if first else "#c0c0c0", width=1.5 if first else 1.0)
+    # the kept nodes' edges in the order of h.graph.edges, without walking every edge of a large hierarchy
+    kept_edges = ((parent, child) for parent in h.graph if parent in keep_set
+                  for child in h.graph.successors(parent) if child in keep_set)
+    for parent, child in kept_edges:
+        first = h.first_parent(child) == parent
+        net.add_edge(parent, child, color="#888888" if first else "#c0c0c0", width=1.5 if first else 1.0)
     # Deep DAG neighbourhoods have many levels: shrink the level gap so the drawing is not zoomed far out.
     n_levels = int(h.depth[h.index[node]] - min(h.depth[h.index[n]] for n in keep)) + 2
     level_gap = int(min(120, max(80, (height_px - 60) / n_levels)))
