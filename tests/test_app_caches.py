@@ -20,7 +20,9 @@ import pytest
 
 from app_pages import common as app_common
 
-FIXED = app_common.DEFAULT_DECISION  # the pages pass the sidebar's rule: metrics from the saved predictions
+# the pages pass the sidebar's rule; a fixed threshold other than the run's saved rule (0.5) makes them score the
+# saved predictions (under the saved rule they reuse node_metrics.csv: test_the_saved_rule_reuses_the_saved_metrics)
+FIXED = ("fixed", 0.4, None)
 FIGURES = {
     "deepest_level": lambda path, stamp: app_common.deepest_level(path, stamp, FIXED),
     "recall_by_depth": lambda path, stamp: app_common.recall_by_depth(path, stamp, FIXED),
@@ -88,6 +90,20 @@ def test_figures_are_shared_and_redrawn_when_the_run_changes(run_copy: Path, nam
     assert second is not first
     assert json.loads(second.to_json()) != json.loads(before)
     assert first.to_json() == before  # the old object was not changed under the sessions holding it
+
+
+def test_the_saved_rule_reuses_the_saved_metrics(run_copy: Path) -> None:
+    path = str(run_copy)
+    saved = app_common.decided_run(path, app_common.DEFAULT_DECISION)
+    scored = app_common.decided_run(path, ("fixed", 0.5 + 1e-12, None))  # the same cut, scored from the predictions
+    for column in ("precision", "recall", "f1", "train_frequency"):
+        np.testing.assert_allclose(saved.node_metrics[column].to_numpy(float), scored.node_metrics[column].to_numpy(float),
+                                   err_msg=column)
+    evaluated = saved.node_metrics["evaluated"].to_numpy(bool)
+    assert (saved.node_metrics["threshold"][evaluated] == 0.5).all()  # the root, never evaluated, is -inf
+    _rewrite(run_copy)  # new predictions, node_metrics.csv unchanged: the saved rule keeps the saved figures
+    again = app_common.decided_run(path, app_common.DEFAULT_DECISION)
+    assert again is not saved and again.node_metrics["recall"].equals(saved.node_metrics["recall"])
 
 
 def test_shared_caches_are_bounded() -> None:
