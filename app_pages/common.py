@@ -1045,6 +1045,21 @@ def run_images(run: Run) -> RunImages | None:
     return images
 
 
+def _image_inputs(path: str, stamp: int, decision: Decision) -> tuple[Run, dict[str, np.ndarray], list[str], np.ndarray]:
+    """The run, its test predictions, its test image names and the predictions of ``decision``.
+
+    Raises
+    ------
+    RunError
+        If the run has no images, they or the predictions cannot be read, or ``decision`` cannot be fitted.
+    """
+    run = _load_run(path, stamp)
+    preds = _predictions(path, stamp)
+    images = _run_images(path, stamp)
+    if images is None:
+        raise RunError("the run has no test images", Path(path) / "images.npz")
+    return run, preds, images.names, fit_rule(run, decision).predict(preds["mean_probs"])
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def node_image_errors(path: str, stamp: int, node: str, decision: Decision, k: int = image_views.DEFAULT_EXAMPLES,
                       order: str = "confident") -> image_views.NodeErrors:
@@ -1055,14 +1070,9 @@ def node_image_errors(path: str, stamp: int, node: str, decision: Decision, k: i
     RunError
         If the predictions or images cannot be read, or ``decision`` cannot be fitted (not cached).
     """
-    run = _load_run(path, stamp)
-    preds = _predictions(path, stamp)
-    images = _run_images(path, stamp)
-    if images is None:
-        raise RunError("the run has no test images", Path(path) / "images.npz")
-    predicted = fit_rule(run, decision).predict(preds["mean_probs"])
-    return image_views.node_errors(preds["y_true"], preds["mean_probs"], predicted, run.hierarchy, node,
-                                   images.names, k, order)
+    run, preds, names, predicted = _image_inputs(path, stamp, decision)
+    return image_views.node_errors(preds["y_true"], preds["mean_probs"], predicted, run.hierarchy, node, names, k,
+                                   order)
 
 
 @st.cache_data(max_entries=32, show_spinner="Finding the missed images…")
@@ -1075,14 +1085,8 @@ def missed_image_strips(path: str, stamp: int, nodes: tuple[str, ...],
     RunError
         As :func:`node_image_errors`.
     """
-    run = _load_run(path, stamp)
-    preds = _predictions(path, stamp)
-    images = _run_images(path, stamp)
-    if images is None:
-        raise RunError("the run has no test images", Path(path) / "images.npz")
-    predicted = fit_rule(run, decision).predict(preds["mean_probs"])
-    return image_views.missed_examples(preds["y_true"], preds["mean_probs"], predicted, run.hierarchy, nodes,
-                                       images.names)
+    run, preds, names, predicted = _image_inputs(path, stamp, decision)
+    return image_views.missed_examples(preds["y_true"], preds["mean_probs"], predicted, run.hierarchy, nodes, names)
 
 
 def image_strip(images: RunImages, examples: Iterable[image_views.ImageExample]) -> None:
