@@ -1045,7 +1045,8 @@ def run_images(run: Run) -> RunImages | None:
     return images
 
 
-def _image_inputs(path: str, stamp: int, decision: Decision) -> tuple[Run, dict[str, np.ndarray], list[str], np.ndarray]:
+def _image_inputs(path: str, stamp: int,
+                  decision: Decision) -> tuple[Run, dict[str, np.ndarray], list[str], np.ndarray]:
     """The run, its test predictions, its test image names and the predictions of ``decision``.
 
     Raises
