@@ -115,7 +115,14 @@ LARGE_SYNTHETIC: dict[str, int | float] = {
 """Arguments of :func:`make_synthetic` for the 100k-node benchmark (issue 17; module docstring, *Large hierarchies*)."""
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
+def check_int(name: str, value: object, minimum: int) -> int:
+    """``value`` as an int after checking it is a whole number (not a bool) >= ``minimum``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` and the value.
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
@@ -123,7 +130,15 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
-def _check_float(name: str, value: object, low: float, high: float | None = None) -> float:
+def check_float(name: str, value: object, low: float, high: float | None = None) -> float:
+    """``value`` as a float after checking it is a finite number (not a bool) in ``[low, high]`` (``high`` None: no
+    upper bound).
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the bound and the value.
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a number, got {value!r}")
     v = float(value)
@@ -162,11 +177,11 @@ def expected_positive_rates(
     ValueError
         If an argument has the wrong type or is out of range, or the tree would exceed :data:`MAX_NODES` nodes.
     """
-    depth = _check_int("depth", depth, 1)
-    branching = _check_int("branching", branching, 2)
-    p_continue = _check_float("p_continue", p_continue, 0.0, 1.0)
-    zipf_exponent = _check_float("zipf_exponent", zipf_exponent, 0.0)
-    p_second = _check_float("p_second", p_second, 0.0, 1.0)
+    depth = check_int("depth", depth, 1)
+    branching = check_int("branching", branching, 2)
+    p_continue = check_float("p_continue", p_continue, 0.0, 1.0)
+    zipf_exponent = check_float("zipf_exponent", zipf_exponent, 0.0)
+    p_second = check_float("p_second", p_second, 0.0, 1.0)
     _check_size(depth, branching)
     zipf = np.arange(1, branching + 1, dtype=np.float64) ** (-zipf_exponent)
     zipf /= zipf.sum()
@@ -251,17 +266,17 @@ def make_synthetic(
         If an argument has the wrong type or is out of range (the message
         names the argument), or the tree would exceed :data:`MAX_NODES` nodes.
     """
-    n_train = _check_int("n_train", n_train, 1)
-    n_valid = _check_int("n_valid", n_valid, 1)
-    n_test = _check_int("n_test", n_test, 1)
-    n_features = _check_int("n_features", n_features, 1)
-    depth = _check_int("depth", depth, 1)
-    branching = _check_int("branching", branching, 2)
-    seed = _check_int("seed", seed, 0)
-    p_continue = _check_float("p_continue", p_continue, 0.0, 1.0)
-    zipf_exponent = _check_float("zipf_exponent", zipf_exponent, 0.0)
-    p_second = _check_float("p_second", p_second, 0.0, 1.0)
-    noise = _check_float("noise", noise, 0.0)
+    n_train = check_int("n_train", n_train, 1)
+    n_valid = check_int("n_valid", n_valid, 1)
+    n_test = check_int("n_test", n_test, 1)
+    n_features = check_int("n_features", n_features, 1)
+    depth = check_int("depth", depth, 1)
+    branching = check_int("branching", branching, 2)
+    seed = check_int("seed", seed, 0)
+    p_continue = check_float("p_continue", p_continue, 0.0, 1.0)
+    zipf_exponent = check_float("zipf_exponent", zipf_exponent, 0.0)
+    p_second = check_float("p_second", p_second, 0.0, 1.0)
+    noise = check_float("noise", noise, 0.0)
     _check_size(depth, branching)
 
     # ------------------------------------------------------------ hierarchy

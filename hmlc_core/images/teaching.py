@@ -102,7 +102,6 @@ from __future__ import annotations
 import colorsys
 import logging
 import math
-import numbers
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -110,6 +109,7 @@ from PIL import Image, ImageDraw
 from hmlc_core.data import HMCDataset
 from hmlc_core.hierarchy import Hierarchy
 from hmlc_core.images.sets import image_dataset
+from hmlc_core.synthetic import check_float, check_int
 
 __all__ = ["FAMILIES", "PATTERNS", "SIZES", "SHAPES_ROOT", "make_shapes", "shapes_hierarchy"]
 
@@ -137,24 +137,6 @@ _PERIOD = 4.0  # stripe period and dot spacing at 32 px
 _DOT_RADIUS = 1.0
 _OUTLINE_WIDTH = 1.5
 _CIRCLE_POINTS = 48
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_float(name: str, value: object, low: float, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    v = float(value)
-    if not np.isfinite(v) or v < low or (high is not None and v > high):
-        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return v
 
 
 def _levels() -> list[list[str]]:
@@ -365,15 +347,15 @@ def make_shapes(
     ValueError
         If an argument has the wrong type or is out of range (the message names the argument).
     """
-    seed = _check_int("seed", seed, 0)
-    n_train = _check_int("n_train", n_train, 1)
-    n_valid = _check_int("n_valid", n_valid, 1)
-    n_test = _check_int("n_test", n_test, 1)
-    image_size = _check_int("image_size", image_size, 16)
-    p_continue = _check_float("p_continue", p_continue, 0.0, 1.0)
-    zipf_exponent = _check_float("zipf_exponent", zipf_exponent, 0.0)
-    p_second = _check_float("p_second", p_second, 0.0, 1.0)
-    noise = _check_float("noise", noise, 0.0)
+    seed = check_int("seed", seed, 0)
+    n_train = check_int("n_train", n_train, 1)
+    n_valid = check_int("n_valid", n_valid, 1)
+    n_test = check_int("n_test", n_test, 1)
+    image_size = check_int("image_size", image_size, 16)
+    p_continue = check_float("p_continue", p_continue, 0.0, 1.0)
+    zipf_exponent = check_float("zipf_exponent", zipf_exponent, 0.0)
+    p_second = check_float("p_second", p_second, 0.0, 1.0)
+    noise = check_float("noise", noise, 0.0)
 
     hierarchy = shapes_hierarchy()
     levels = _levels()
