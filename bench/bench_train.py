@@ -34,6 +34,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,10 +125,11 @@ def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def _child_main(conn: Any, fn_name: str, kwargs: dict[str, Any]) -> None:
-    """Entry point of a spawned child: run ``fn_name(**kwargs)`` and send back ("ok", dict) or ("error", text)."""
+def _child_main(conn: Any, fn: str | Callable[..., dict[str, Any]], kwargs: dict[str, Any]) -> None:
+    """Entry point of a spawned child: run ``fn(**kwargs)`` (a name: a function of this file) and send back
+    ("ok", dict) or ("error", text)."""
     try:
-        result = globals()[fn_name](**kwargs)
+        result = (globals()[fn] if isinstance(fn, str) else fn)(**kwargs)
         conn.send(("ok", result))
     except BaseException:  # noqa: BLE001 - report anything to the parent
         conn.send(("error", traceback.format_exc(limit=8)))
@@ -135,8 +137,10 @@ def _child_main(conn: Any, fn_name: str, kwargs: dict[str, Any]) -> None:
         conn.close()
 
 
-def run_in_child(fn_name: str, timeout_s: float = 900.0, **kwargs: Any) -> dict[str, Any]:
-    """Run a module-level function of this file in a fresh spawned process and return its dict.
+def run_in_child(fn_name: str | Callable[..., dict[str, Any]], timeout_s: float = 900.0,
+                 **kwargs: Any) -> dict[str, Any]:
+    """Run a module-level function (of this file, by name, or of any module, passed itself) in a fresh spawned
+    process and return its dict.
 
     A child that raises, dies (for example killed for memory) or exceeds
     ``timeout_s`` gives ``{"error": "..."}`` instead of a result.

@@ -39,12 +39,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing as mp
 import os
 import resource
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.bench_train import DEFAULT_DATA_DIR, log, machine_info, mem_available_bytes  # noqa: E402
+from bench.bench_train import DEFAULT_DATA_DIR, log, machine_info, mem_available_bytes, run_in_child  # noqa: E402
 
 SYNTHETIC_100K = "synthetic100k"
 GIB = 2**30
@@ -259,46 +257,15 @@ def shortlist_side(name: str, data_dir: str | None, seed: int, heads: int, hidde
 
 
 # ============================================================================ driver
-def _child_main(conn: Any, fn_name: str, kwargs: dict[str, Any]) -> None:
-    try:
-        conn.send(("ok", globals()[fn_name](**kwargs)))
-    except BaseException:  # noqa: BLE001 - report anything to the parent
-        conn.send(("error", traceback.format_exc(limit=8)))
-    finally:
-        conn.close()
-
-
-def run_in_child(fn_name: str, timeout_s: float, **kwargs: Any) -> dict[str, Any]:
-    """Run a side in a fresh spawned process; ``{"error": ...}`` if it raises, dies or times out."""
-    ctx = mp.get_context("spawn")
-    recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(send, fn_name, kwargs), daemon=True)
-    proc.start()
-    send.close()
-    try:
-        if not recv.poll(timeout_s):
-            proc.terminate()
-            proc.join(5)
-            return {"error": f"timed out after {timeout_s:.0f} s"}
-        status, payload = recv.recv()
-    except EOFError:
-        proc.join(5)
-        return {"error": f"child process died with exit code {proc.exitcode} (killed for memory?)"}
-    finally:
-        recv.close()
-    proc.join(30)
-    return payload if status == "ok" else {"error": payload}
-
-
 def compare(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Both sides on one dataset, and the ratios shortlist / full."""
     common = {"name": name, "data_dir": args.data_dir, "seed": args.seed, "heads": args.heads, "hidden": args.hidden,
               "lr": args.lr, "batch": args.batch, "train_steps": args.train_steps, "warmup": args.warmup,
               "eval_rows": args.eval_rows, "threads": args.threads}
     log(f"{name}: full training ...")
-    full = run_in_child("full_side", args.timeout, **common)
+    full = run_in_child(full_side, args.timeout, **common)
     log(f"{name}: shortlist training ...")
-    short = run_in_child("shortlist_side", args.timeout, **common, k=args.k, epochs=args.sl_epochs,
+    short = run_in_child(shortlist_side, args.timeout, **common, k=args.k, epochs=args.sl_epochs,
                          proxy_epochs=args.sl_proxy_epochs, cycle=args.cycle)
     out: dict[str, Any] = {"dataset": name, "full": full, "shortlist": short}
     ok = "error" not in full and "error" not in short and "skipped" not in short
