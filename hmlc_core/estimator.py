@@ -37,6 +37,7 @@ from hmlc_core.config import TrainConfig
 from hmlc_core.data import HMCDataset, Split
 from hmlc_core.decision import fit_decision_rule, micro_f1
 from hmlc_core.hierarchy import Hierarchy
+from hmlc_core.metrics import is_binary
 from hmlc_core.model import MCM
 from hmlc_core.runs import load_run, save_run
 from hmlc_core.train import TrainResult, predict_members, train
@@ -136,7 +137,7 @@ def _label_matrix(hierarchy: Hierarchy, Y: Any, n_samples: int, name: str = "y")
             if array.shape[1] != hierarchy.n_nodes:
                 raise ValueError(f"{name} has {array.shape[1]} columns but the hierarchy has {hierarchy.n_nodes} "
                                  "nodes: its columns must follow Hierarchy.nodes (classes_)")
-            if array.dtype == object or not np.isin(array, (0, 1)).all():
+            if not is_binary(array):
                 raise ValueError(f"{name} must hold only 0 and 1 (a binary indicator matrix over the hierarchy's "
                                  "nodes), or be lists of node ids")
             matrix = hierarchy.propagate(array.astype(np.uint8))

@@ -18,6 +18,7 @@ from hmlc_core.hierarchy import Hierarchy
 
 __all__ = [
     "auprc_micro",
+    "is_binary",
     "average_precision_per_node",
     "confusion_counts",
     "precision_recall_f1",
@@ -30,6 +31,22 @@ __all__ = [
     "hierarchical_precision_recall_f1",
     "deepest_correct_level",
 ]
+
+
+def is_binary(values: np.ndarray) -> bool:
+    """True when every entry of ``values`` is 0 or 1 (any numeric or bool dtype; False for object arrays).
+
+    A comparison pass over the array: ``numpy.isin`` sorts, which took 35 s on the 2,000 x 111,111 labels of
+    the 100k-node benchmark.
+    """
+    a = np.asarray(values)
+    if a.dtype == bool:
+        return True
+    if a.dtype == object:
+        return False
+    if a.dtype.kind == "u":
+        return bool((a <= 1).all())
+    return bool(((a == 0) | (a == 1)).all())
 
 
 def _check_pair(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -385,7 +402,7 @@ def _augmented_sets(
         a = np.asarray(value)
         if a.ndim != 2 or a.shape[1] != hierarchy.n_nodes:
             raise ValueError(f"{name} must have shape (N, {hierarchy.n_nodes}), got {a.shape}")
-        if a.dtype != bool and not np.isin(a, (0, 1)).all():
+        if not is_binary(a):
             raise ValueError(f"{name} must hold 0/1 labels or predictions (threshold probabilities first)")
         arrays.append(a)
     if arrays[0].shape != arrays[1].shape:

@@ -37,7 +37,7 @@ import networkx as nx
 import numpy as np
 
 from hmlc_core.hierarchy import Hierarchy
-from hmlc_core.metrics import average_precision_per_node, rare_node_mask
+from hmlc_core.metrics import average_precision_per_node, is_binary, rare_node_mask
 
 __all__ = [
     "FREQUENCY_BINS",
@@ -71,7 +71,7 @@ def _labels(y_true: np.ndarray, name: str = "y_true") -> np.ndarray:
     y = np.asarray(y_true)
     if y.ndim != 2:
         raise ValueError(f"{name} must be a 2-d (N, C) matrix, got shape {y.shape}")
-    if y.dtype != bool and not np.isin(y, (0, 1)).all():
+    if not is_binary(y):
         raise ValueError(f"{name} must hold 0/1 values")
     return y != 0
 
@@ -342,15 +342,15 @@ def information_content(y_train: np.ndarray, hierarchy: Hierarchy) -> np.ndarray
     y = _labels(y_train, "y_train")
     if y.shape[1] != hierarchy.n_nodes:
         raise ValueError(f"y_train must have shape (N, {hierarchy.n_nodes}), got {y.shape}")
-    y = hierarchy.propagate(y) != 0
-    n_node = y.sum(axis=0).astype(np.float64)
+    # Sparse: a 111k-node hierarchy's dense propagated copy would be another N x C matrix.
+    y = hierarchy.propagate_sparse(y).tocsc()
+    n_node = y.getnnz(axis=0).astype(np.float64)
     n_parents = np.full(hierarchy.n_nodes, float(y.shape[0]))
-    for node in hierarchy.nodes:
-        parents = [hierarchy.index[p] for p in hierarchy.graph.predecessors(node)]
-        if len(parents) == 1:
-            n_parents[hierarchy.index[node]] = n_node[parents[0]]
-        elif parents:
-            n_parents[hierarchy.index[node]] = float(np.logical_and.reduce(y[:, parents], axis=1).sum())
+    child, parent = hierarchy.edge_index()
+    n_parents[child] = n_node[parent]  # one parent: its own count; nodes of several parents are counted below
+    for node in np.flatnonzero(np.bincount(child, minlength=hierarchy.n_nodes) > 1):
+        parents = parent[child == node]
+        n_parents[node] = float(((y[:, parents] > 0).sum(axis=1) == len(parents)).sum())
     ic = np.zeros(hierarchy.n_nodes)
     seen = (n_node > 0) & (n_parents > 0)
     ic[seen] = -np.log2(n_node[seen] / n_parents[seen])

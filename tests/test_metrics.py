@@ -207,3 +207,15 @@ def test_hierarchical_metrics_reject_bad_input():
         deepest_correct_level(y, np.zeros((2, 4)), H)
     with pytest.raises(ValueError, match="eval_mask"):
         deepest_correct_level(y, y, H, np.ones(3, dtype=bool))
+
+
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.int8, np.int64, np.float32, np.float64])
+def test_is_binary_agrees_with_isin(dtype) -> None:
+    from hmlc_core.metrics import is_binary
+
+    rng = np.random.default_rng(0)
+    for values in ((0, 1), (0, 1, 2), (-1, 0, 1), (0, 0.5, 1)):
+        a = rng.choice(np.asarray(values, dtype=np.float64), size=(7, 5)).astype(dtype)
+        assert is_binary(a) == bool(np.isin(a, (0, 1)).all()), (values, dtype)
+    assert not is_binary(np.array([[0.0, np.nan]]))
+    assert not is_binary(np.array([[0, 1]], dtype=object))
