@@ -147,13 +147,20 @@ with diff_left:
     clicked = st.session_state.get(CENTRE_KEY)
     centre = explore.sunburst_centre(hierarchy, clicked) if clicked is not None else None
 
+    # A hierarchy too large to send whole is drawn around its centre only: a new chart per centre (as in the
+    # explorer), so the browser's state of an earlier chart never shows a stale zoom.
+    if st.session_state.get("_difference_centre") != (base_key, other_key, centre):
+        st.session_state["_difference_centre"] = (base_key, other_key, centre)
+        st.session_state["_difference_serial"] = st.session_state.get("_difference_serial", 0) + 1
+    chart_key = explore.sunburst_chart_key(hierarchy, st.session_state["_difference_serial"], key="difference")
+
     def _zoom() -> None:
-        node = explore.node_from_selection(st.session_state.get("difference"), hierarchy, centre)
+        node = explore.node_from_selection(st.session_state.get(chart_key), hierarchy, centre)
         if node is not None:
             st.session_state[CENTRE_KEY] = node
 
     st.plotly_chart(app_common.compare_difference_sunburst(base_key, other_key, metric, centre, decision),
-                    key="difference",
+                    key=chart_key,
                     on_select=_zoom, selection_mode="points", config=app_common.chart_config(), theme=None)
     note = ("Blue: better in the compared run, red: worse, white: no change; grey: not evaluated or no "
             "positive test sample. Click a sector to zoom in, the centre to go back up.")

@@ -356,3 +356,19 @@ def test_difference_sunburst_can_be_centred_on_a_node(base: Run, other: Run) -> 
     trace = compare.difference_sunburst(base, other, "recall", root="2.1").data[0]
     assert trace.level == "2.1"
     assert compare.difference_sunburst(base, other, "F1").data[0].level is None
+
+
+def test_difference_sunburst_of_a_large_hierarchy_sends_only_the_drawn_sectors(
+        base: Run, other: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = base.hierarchy
+    full = compare.difference_sunburst(base, other, "recall", root="2").data[0]
+    assert sorted(full.ids) == sorted(h.nodes)  # at most SUNBURST_MAX_SECTORS nodes: every node
+    monkeypatch.setattr(explore, "SUNBURST_MAX_SECTORS", 10)  # the synthetic run counts as large
+    rings = 2
+    for centre in (None, "2", "2.1"):
+        trace = compare.difference_sunburst(base, other, "recall", root=centre, maxdepth=rings).data[0]
+        expected = [h.nodes[i] for i in explore.sunburst_sectors(h, centre, rings)]
+        assert list(trace.ids) == expected and len(expected) < h.n_nodes
+        diff = compare.node_difference(base, other, "recall")
+        shown = [row[5] for row in trace.customdata]  # each sector keeps its own hover row
+        assert shown == [round(v, 3) if np.isfinite(v) else None for v in diff.loc[expected, "difference"]]

@@ -250,3 +250,31 @@ def test_runs_are_shown_by_name_and_kept_in_the_url_by_key(runs_root: Path, tmp_
     assert at.selectbox(key="other" + app_common.SHOWN_SUFFIX).options == ["plain *3 heads* · synthetic · run_b"]
     assert any(r"Differences: **plain \*3 heads\* − run\_a**" in c.value for c in at.caption)
     assert list(_table(at, "headline").columns) == ["run_a", "plain *3 heads*"]  # tables name the runs
+
+
+def test_a_large_hierarchy_difference_sends_the_drawn_sectors_as_a_new_chart_per_centre(
+        app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hmlc_core.views import explore
+
+    rings = explore.sunburst_rings
+    monkeypatch.setattr(explore, "SUNBURST_MAX_SECTORS", 10)  # the synthetic run counts as large
+    monkeypatch.setattr(explore, "sunburst_rings", lambda h, max_sectors=10: rings(h, max_sectors))
+    at = _page(run="run_a")
+    assert not at.exception
+    hierarchy = Hierarchy.from_dict(json.loads((app_env / "run_a" / "hierarchy.json").read_text()))
+
+    def chart() -> tuple[str, list[str]]:
+        element = next(c for c in at.get("plotly_chart") if json.loads(c.proto.spec)["data"][0]["type"] == "sunburst")
+        return element.proto.id, json.loads(element.proto.spec)["data"][0]["ids"]
+
+    first_id, ids = chart()
+    assert ids == [hierarchy.nodes[i] for i in explore.sunburst_sectors(hierarchy, None, rings(hierarchy, 10))]
+    assert len(ids) < hierarchy.n_nodes
+    at.session_state["_hmlc_difference_centre"] = "2"  # what a click on sector 2 stores
+    at.run()
+    assert not at.exception
+    second_id, ids = chart()
+    centre = explore.sunburst_centre(hierarchy, "2")
+    assert ids == [hierarchy.nodes[i] for i in explore.sunburst_sectors(hierarchy, centre, rings(hierarchy, 10))]
+    # a new chart per centre (its key, the end of the element id): the browser keeps no zoom of the old one
+    assert first_id.endswith("-difference:1") and second_id.endswith("-difference:2")

@@ -495,7 +495,9 @@ def difference_sunburst(base: Run, other: Run, metric: str = "recall", names: Se
     blue where ``other`` is better, red where it is worse, white for no
     change, grey for nodes without a comparable value. The layout is
     :func:`hmlc_core.views.explore.hierarchy_sunburst` (first-parent spanning tree
-    for a DAG). The colour bar's title is only the metric (``"Δ recall"``), so
+    for a DAG); above :data:`hmlc_core.views.explore.SUNBURST_MAX_SECTORS` nodes it carries only the
+    sectors drawn around ``root`` (``prune``), so a page draws it as a new chart per centre
+    (:func:`hmlc_core.views.explore.sunburst_chart_key`). The colour bar's title is only the metric (``"Δ recall"``), so
     the plot keeps its size whatever the run names' length; the names appear
     in the hover only, HTML-escaped, through the trace's ``meta``.
 
@@ -541,7 +543,8 @@ def difference_sunburst(base: Run, other: Run, metric: str = "recall", names: Se
              "<br>difference %{customdata[5]:+.3f}<extra></extra>")
     return explore.hierarchy_sunburst(base.hierarchy, spec, custom, hover, maxdepth=maxdepth, root=root,
                                       height=height, uirevision=f"{base.path}|{other.path}",
-                                      meta=[html.escape(str(n)) for n in names])
+                                      meta=[html.escape(str(n)) for n in names],
+                                      prune=base.hierarchy.n_nodes > explore.SUNBURST_MAX_SECTORS)
 
 
 def gained_and_lost(base: Run, other: Run, metric: str = "recall",
