@@ -24,6 +24,7 @@ so parameters agree with ``torch.optim.Adam`` to float32 rounding (``tests/test_
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -225,6 +226,45 @@ class FusedAdamEnsemble:
         self.model = model
         self.hyper = (float(lr), float(betas[0]), float(betas[1]), float(eps), float(weight_decay))
         self.layers = [AdamLayerState(w.data, b.data) for w, b in zip(model.weights, model.biases)]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Adam's state of every layer, for a training checkpoint (:func:`hmlc_core.train.train`).
+
+        Returns
+        -------
+        dict
+            ``layers``: one dict per linear layer with ``exp_avg``, ``exp_avg_sq``, ``exp_avg_bias``,
+            ``exp_avg_sq_bias`` (float32 tensors, clones) and ``step`` (int); ``hyper``: (lr, beta1, beta2,
+            eps, weight_decay).
+        """
+        return {"hyper": list(self.hyper),
+                "layers": [{"exp_avg": s.exp_avg.clone(), "exp_avg_sq": s.exp_avg_sq.clone(),
+                            "exp_avg_bias": s.exp_avg_bias.clone(), "exp_avg_sq_bias": s.exp_avg_sq_bias.clone(),
+                            "step": int(s.step)} for s in self.layers]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s moments and step counts in place (the kernels keep their tensors).
+
+        Raises
+        ------
+        ValueError
+            If the layer count, a moment's shape or the hyper-parameters differ from this optimizer's.
+        """
+        layers = state.get("layers")
+        if not isinstance(layers, list) or len(layers) != len(self.layers):
+            raise ValueError(f"the optimizer state has {len(layers) if isinstance(layers, list) else 'no'} layers, "
+                             f"this ensemble {len(self.layers)}")
+        if [float(v) for v in state.get("hyper", ())] != list(self.hyper):
+            raise ValueError(f"the optimizer state was made with (lr, beta1, beta2, eps, weight_decay) = "
+                             f"{state.get('hyper')}, this optimizer has {list(self.hyper)}")
+        for k, (target, saved) in enumerate(zip(self.layers, layers)):
+            for name in ("exp_avg", "exp_avg_sq", "exp_avg_bias", "exp_avg_sq_bias"):
+                mine, theirs = getattr(target, name), saved[name]
+                if tuple(theirs.shape) != tuple(mine.shape):
+                    raise ValueError(f"layer {k}: {name} has shape {tuple(theirs.shape)}, this ensemble "
+                                     f"{tuple(mine.shape)}")
+                mine.copy_(theirs)
+            target.step = int(saved["step"])
 
     def affine(self, layer: int, h: torch.Tensor) -> torch.Tensor:
         """Layer ``layer``'s ``b + h @ W`` through the fused kernels.

@@ -91,6 +91,7 @@ def train_and_save(
     save_empty: bool = True,
     max_memory_mb: int | None = None,
     dataset: HMCDataset | None = None,
+    checkpoint: str | Path | None = None,
 ) -> Run | None:
     """Load the dataset, check the output folder, train, save the run directory and load it back.
 
@@ -116,6 +117,9 @@ def train_and_save(
     dataset : HMCDataset, optional
         The data to train on (the CLI's ``train --table``, :func:`hmlc_core.tables.load_table_dataset`);
         None opens ``config.dataset`` (:func:`hmlc_core.catalog.open_dataset`).
+    checkpoint : path, optional
+        Training checkpoint file (``train``'s ``checkpoint``, :mod:`hmlc_core.checkpoint`): resumed from when
+        it fits, written while training, and removed once the run is saved.
 
     Returns
     -------
@@ -146,11 +150,14 @@ def train_and_save(
     if max_memory_mb is not None:
         check_job_memory(resolved, shape, max_memory_mb)
     check_output_dir(Path(os.path.abspath(out)).parent, estimate_run_size(resolved, shape))
-    result = train(config, dataset, progress=progress, should_stop=should_stop)
+    result = train(config, dataset, progress=progress, should_stop=should_stop, checkpoint=checkpoint)
     if result.epochs_completed == 0 and result.interrupted and not save_empty:
         log.info("stopped before the first epoch finished; nothing saved")
         return None
-    return load_run(save_run(out, result, dataset, overwrite=overwrite))
+    run = load_run(save_run(out, result, dataset, overwrite=overwrite))
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)
+    return run
 
 
 # ------------------------------------------------------------------ processes

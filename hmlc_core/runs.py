@@ -218,6 +218,8 @@ def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, over
         "seconds_per_epoch": result.train_seconds / max(result.epochs_completed, 1),
         "n_train": dataset.train.n_samples,
         "n_resampled": result.n_resampled,
+        "resumed_epochs": result.resumed_epochs,
+        "resumed_seconds": result.resumed_seconds,
         "n_valid": dataset.valid.n_samples if dataset.valid is not None else 0,
         "heads": config.heads,
         "uncertainty_mode": mode,
@@ -614,9 +616,10 @@ def _parse_config(path: Path, doc: dict[str, Any]) -> TrainConfig:
 
 
 SUMMARY_COUNTS = ("coherence_violations", "epochs_completed", "epochs_planned", "heads", "n_eval_nodes",
-                  "n_eval_nodes_with_positives", "n_resampled", "n_test", "n_train", "n_valid")
+                  "n_eval_nodes_with_positives", "n_resampled", "n_test", "n_train", "n_valid", "resumed_epochs")
 """Fields of ``summary.json`` that must be integers >= 0 when present."""
-SUMMARY_NUMBERS = ("auprc_micro", "macro_precision", "macro_recall", "macro_f1", "train_seconds", "seconds_per_epoch")
+SUMMARY_NUMBERS = ("auprc_micro", "macro_precision", "macro_recall", "macro_f1", "train_seconds", "seconds_per_epoch",
+                   "resumed_seconds")
 """Fields of ``summary.json`` that must be numbers (NaN allowed) or null when present."""
 SUMMARY_TEXTS = ("created", "dataset", "decision", "status", "uncertainty_mode")
 """Fields of ``summary.json`` that must be strings when present."""

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hmlc_core.checkpoint import CHECKPOINT_SECONDS, checkpoint_key, load_checkpoint, save_checkpoint
 from hmlc_core.config import TrainConfig
 from hmlc_core.data import HMCDataset
 from hmlc_core.fused import FusedAdamEnsemble
@@ -134,9 +135,14 @@ class TrainResult:
     n_resampled : int
         Training rows added by LPROS.
     train_seconds : float
+        Training wall time in seconds, the earlier processes' included when resumed from a checkpoint.
     logit_shift : numpy.ndarray of float32, shape (C,), or None
         With logit adjustment, the constant ``tau * log(pi / (1 - pi))`` added
         to every member's logits in training only (:func:`training_outputs`).
+    resumed_epochs : int
+        Epochs restored from a checkpoint (0 when training started from the first epoch).
+    resumed_seconds : float
+        The training seconds of those epochs, spent by the earlier processes (part of ``train_seconds``).
     """
 
     config: TrainConfig
@@ -149,6 +155,8 @@ class TrainResult:
     n_resampled: int = 0
     train_seconds: float = 0.0
     logit_shift: np.ndarray | None = None
+    resumed_epochs: int = 0
+    resumed_seconds: float = 0.0
 
 
 @torch.no_grad()
@@ -296,6 +304,8 @@ def train(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     cache_dir: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
 ) -> TrainResult:
     """Train an ensemble on ``dataset`` as ``config`` says.
 
@@ -322,6 +332,14 @@ def train(
     cache_dir : path, optional
         Feature cache folder of a frozen encoder (default
         :func:`hmlc_core.images.features.default_cache_dir`).
+    checkpoint : path, optional
+        A checkpoint file (:mod:`hmlc_core.checkpoint`): training resumes from it when it holds a
+        checkpoint of this configuration and data, and writes it at the end of an epoch once at least
+        ``checkpoint_seconds`` have passed since the last one. The resumed run is the same, bit for bit, as
+        an uninterrupted one; the caller removes the file once the run is saved. Not for shortlist
+        training.
+    checkpoint_seconds : float, default :data:`hmlc_core.checkpoint.CHECKPOINT_SECONDS`
+        Least wall time between two checkpoints, in seconds (0: after every epoch).
 
     Returns
     -------
@@ -331,8 +349,9 @@ def train(
     ------
     ValueError
         On an invalid config, an image encoder for a tabular dataset, ``fit_on="train"`` for a dataset
-        without a valid split, or an encoder checkpoint that is missing, unreadable or does not fit
-        (:class:`~hmlc_core.images.encoders.EncoderCheckpointError`).
+        without a valid split, an encoder checkpoint that is missing, unreadable or does not fit
+        (:class:`~hmlc_core.images.encoders.EncoderCheckpointError`), or a training ``checkpoint`` with
+        shortlist training.
     TrainingDiverged
         After an epoch whose mean training loss is not finite or above :data:`DIVERGENCE_FACTOR` times
         the untrained model's loss, or after which a weight is not finite or above
@@ -356,6 +375,8 @@ def train(
         raise ValueError(f"dataset {dataset.name!r} has no valid split: use fit_on='train+valid'")
     torch.set_num_threads(config.threads)
     if config.shortlist is not None:
+        if checkpoint is not None:
+            raise ValueError("shortlist training writes no checkpoint: pass checkpoint=None")
         return _train_shortlist(config, dataset, progress, should_stop)
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
@@ -434,8 +455,24 @@ def train(
     reference = _reference_loss(criterion, outputs, model, x_all, y_all, config.batch_size)
     best_auprc, best_state = float("-inf"), None
     start = time.perf_counter()
+    first_epoch = 1
+    key = checkpoint_key(config.to_dict(), dataset.name, n, x_all.shape[1], hierarchy.n_nodes)
+    saved = load_checkpoint(checkpoint, key) if checkpoint is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        (fused if optimizer is None else optimizer).load_state_dict(saved["optimizer"])
+        gen.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        result.history = list(saved["history"])
+        result.epochs_completed = result.resumed_epochs = int(saved["epoch"])
+        first_epoch = result.epochs_completed + 1
+        best_auprc, result.best_epoch, best_state = saved["best_auprc"], saved["best_epoch"], saved["best_state"]
+        result.resumed_seconds = float(saved["train_seconds"])
+        start -= result.resumed_seconds
+        log.info("resumed from %s after epoch %d of %d", checkpoint, result.epochs_completed, config.epochs)
+    last_checkpoint = time.perf_counter()
     stop = False
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(first_epoch, config.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=gen)
@@ -482,6 +519,14 @@ def train(
                 log.info("early stop after epoch %d: best valid AUPRC %.4f at epoch %d", epoch, best_auprc,
                          result.best_epoch)
                 break
+        due = time.perf_counter() - last_checkpoint >= checkpoint_seconds
+        if checkpoint is not None and epoch < config.epochs and due:
+            save_checkpoint(checkpoint, key, {
+                "epoch": epoch, "history": result.history, "train_seconds": time.perf_counter() - start,
+                "model": model.state_dict(), "optimizer": (fused if optimizer is None else optimizer).state_dict(),
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "best_auprc": best_auprc,
+                "best_epoch": result.best_epoch, "best_state": best_state})
+            last_checkpoint = time.perf_counter()
     if best_state is not None:
         model.load_state_dict(best_state)
     result.train_seconds = time.perf_counter() - start

@@ -308,3 +308,34 @@ def test_sweep_resumes_after_the_client_is_killed(local_client: Any, tmp_path: P
     assert all(_complete(out / f) for f in folders)
     assert {f: (out / f / "model.pt").stat().st_mtime_ns for f in kept} == kept  # finished runs not retrained
     _check_registry(out, folders)
+
+
+# ----------------------------------------------------------------------- a long cell resumed from its checkpoint
+def test_a_cell_killed_mid_training_goes_on_from_its_checkpoint(tmp_path: Path) -> None:
+    import torch
+
+    from hmlc_core.catalog import open_dataset
+    from hmlc_core.sweeps.task import checkpoint_path
+    from hmlc_core.train import train
+
+    cell = build_spec(datasets=["synthetic"], configs=["chmcnn"], seeds=[0], epochs=4).cells()[0]
+    whole = train_cell(cell, str(tmp_path / "whole"))
+    out = tmp_path / "out"
+    out.mkdir()
+    checkpoint = checkpoint_path(out, cell)
+    assert checkpoint.parent == out and checkpoint.name.startswith(".")
+    finished: list[int] = []
+    # the first attempt: its worker dies in epoch 3, after the checkpoint of epoch 2 (what train_cell writes)
+    train(cell.train_config(), open_dataset("synthetic"), progress=lambda e: finished.append(e["epoch"]),
+          should_stop=lambda: len(finished) >= 2, checkpoint=checkpoint, checkpoint_seconds=0)
+    assert checkpoint.is_file() and plan([cell], out).todo == [cell]  # nothing saved: still to do
+    assert find_runs([out]) == []
+    result = train_cell(cell, str(out))
+    assert result["trained"] and result["resources"]["resumed_epochs"] == 2
+    assert whole["resources"]["resumed_epochs"] == 0
+    assert not checkpoint.exists()  # removed once the run is saved
+    saved = json.loads((out / cell.folder / "summary.json").read_text())
+    assert saved["resumed_epochs"] == 2 and saved["epochs_completed"] == 4
+    a = torch.load(tmp_path / "whole" / cell.folder / "model.pt", weights_only=True)
+    b = torch.load(out / cell.folder / "model.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the same run as without the kill

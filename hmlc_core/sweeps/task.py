@@ -6,6 +6,12 @@ worker died between saving and reporting) it returns that folder without trainin
 atomically (:func:`hmlc_core.runs.save_run`) and then records ``resources.json``. It never opens the run
 registry: only the sweep's client does (:mod:`hmlc_core.sweeps.engine`).
 
+Long cells survive their worker: training writes a checkpoint beside the run folder,
+``out/.<folder>.checkpoint.pt`` (:func:`checkpoint_path`, :mod:`hmlc_core.checkpoint`, at most every 5
+minutes), and a task that finds one (a retry after the worker died, or the same sweep started again after
+the client, the cluster or the session was stopped) goes on from its last finished epoch. The file is
+removed once the run is saved. Shortlist training writes none.
+
 Peak memory is per task although a Dask worker process runs many tasks: on Linux the process's peak
 resident size (``VmHWM``) is reset before training by writing ``5`` to ``/proc/self/clear_refs`` and read
 from ``/proc/self/status`` after saving (proc(5)), so it is the worker process's peak while the task ran
@@ -26,7 +32,7 @@ from typing import Any
 from hmlc_core.sweeps.grid import Cell
 from hmlc_core.sweeps.store import cell_state, read_resources, write_resources
 
-__all__ = ["train_cell", "reset_peak_rss", "peak_rss_mb"]
+__all__ = ["train_cell", "checkpoint_path", "reset_peak_rss", "peak_rss_mb"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def checkpoint_path(out: str | Path, cell: Cell) -> Path:
+    """Where the training checkpoint of ``cell`` lives while it trains: ``out/.<cell.folder>.checkpoint.pt``.
+
+    Hidden (a leading dot), so run listings (:func:`hmlc_core.runs.find_runs`) skip it.
+    """
+    return Path(out) / f".{cell.folder}.checkpoint.pt"
+
+
 def train_cell(cell: Cell, out: str) -> dict[str, Any]:
     """Train ``cell`` into ``out/<cell.folder>`` unless that run folder is already complete.
 
@@ -65,7 +79,9 @@ def train_cell(cell: Cell, out: str) -> dict[str, Any]:
     dict
         ``folder`` (str, the run folder's name), ``trained`` (bool, False when it was already there) and
         ``resources`` (the contents of ``resources.json``: ``wall_seconds``, ``train_seconds``,
-        ``cpu_seconds``, ``peak_rss_mb``, ``peak_rss_scope`` "task" or "process", ``host``, ``pid``).
+        ``cpu_seconds``, ``peak_rss_mb``, ``peak_rss_scope`` "task" or "process", ``host``, ``pid``,
+        ``resumed_epochs``). A cell resumed from a checkpoint reports the earlier tasks' training seconds in
+        ``wall_seconds`` and ``train_seconds`` too (``cpu_seconds`` and the peak are this task's).
 
     Raises
     ------
@@ -89,9 +105,14 @@ def train_cell(cell: Cell, out: str) -> dict[str, Any]:
     torch.set_num_threads(1)
     scope = "task" if reset_peak_rss() else "process"
     start, cpu_start = time.perf_counter(), time.process_time()
-    run = train_and_save(cell.train_config(), path)  # save_empty defaults to True: a Run is always returned
-    train_seconds = None if run is None else run.summary.get("train_seconds")
-    resources = {"wall_seconds": time.perf_counter() - start, "train_seconds": train_seconds,
+    config = cell.train_config()
+    checkpoint = checkpoint_path(out, cell) if config.shortlist is None else None
+    # save_empty defaults to True: a Run is always returned
+    run = train_and_save(config, path, checkpoint=checkpoint)
+    summary = {} if run is None else run.summary
+    earlier = float(summary.get("resumed_seconds") or 0.0)
+    resources = {"wall_seconds": time.perf_counter() - start + earlier, "train_seconds": summary.get("train_seconds"),
+                 "resumed_epochs": int(summary.get("resumed_epochs") or 0),
                  "cpu_seconds": time.process_time() - cpu_start, "peak_rss_mb": peak_rss_mb(),
                  "peak_rss_scope": scope, "host": socket.gethostname(), "pid": os.getpid(), "cell_id": cell.cell_id}
     write_resources(path, resources)
