@@ -25,8 +25,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_SECONDS", "checkpoint_key", "save_checkpoint", "load_checkpoint"]
 
 log = logging.getLogger(__name__)
@@ -79,6 +77,8 @@ def save_checkpoint(path: str | Path, key: dict[str, Any], state: dict[str, Any]
     OSError
         If the file cannot be written; ``path`` then still holds the previous checkpoint.
     """
+    import torch  # here, so that the torch-free modules (jobs, the CLI's parser) can read CHECKPOINT_SECONDS
+
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     try:
@@ -107,6 +107,8 @@ def load_checkpoint(path: str | Path, key: dict[str, Any]) -> dict[str, Any] | N
     dict or None
         The saved dict (``format``, ``key`` and the state of :func:`save_checkpoint`).
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         return None

@@ -27,6 +27,7 @@ from types import FrameType
 from typing import Any
 
 from hmlc_core.catalog import SHAPES, SYNTHETIC, available_datasets, open_dataset
+from hmlc_core.checkpoint import CHECKPOINT_SECONDS
 from hmlc_core.config import ANN_KINDS, ENCODERS, KERNELS
 from hmlc_core.data import DatasetNotFoundError, HMCDataset
 from hmlc_core.decision import DECISION_RULES, DEFAULT_SHRINKAGE
@@ -347,6 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_table_options(p_train)
     _add_image_options(p_train)
     p_train.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_train.add_argument("--checkpoint", action="store_true",
+                         help="for long runs: write a training checkpoint beside --out (.NAME.checkpoint.pt, at most "
+                              "every 5 minutes, removed once the run is saved); the same command run again after "
+                              "the process was killed goes on from its last finished epoch (not with --shortlist)")
+    p_train.add_argument("--checkpoint-every", type=float, default=CHECKPOINT_SECONDS, metavar="SECONDS",
+                         help="least seconds between two checkpoints of --checkpoint (default %(default)g)")
     p_eval = sub.add_parser("evaluate", help="print a run's test metrics")
     p_eval.add_argument("run_dir", help="a run directory written by 'train'")
     p_eval.add_argument("--json", action="store_true", help="print one JSON object")
@@ -459,7 +466,7 @@ def _progress_printer(quiet: bool, epochs: int) -> tuple[Any, Any]:
     def progress(event: dict[str, Any]) -> None:
         extra = f" valid AUPRC {event['valid_auprc']:.4f}" if "valid_auprc" in event else ""
         if bar is not None:
-            bar.update(1)
+            bar.update(event["epoch"] - bar.n)  # a run resumed from a checkpoint starts after its first epochs
             bar.set_postfix_str(f"loss {event['loss']:.4f}{extra}")
         elif not quiet:
             log.info("epoch %d/%d loss %.4f (%.1f s)%s", event["epoch"], event["epochs"], event["loss"],
@@ -469,9 +476,12 @@ def _progress_printer(quiet: bool, epochs: int) -> tuple[Any, Any]:
 
 
 def _run_training(config: TrainConfig, out: Path, overwrite: bool, quiet: bool,
-                  dataset: HMCDataset | None = None) -> Path:
+                  dataset: HMCDataset | None = None, checkpoint: bool = False,
+                  checkpoint_seconds: float = CHECKPOINT_SECONDS) -> Path:
+    saved = out.with_name(f".{out.name}.checkpoint.pt") if checkpoint else None
     with _interactive(quiet, config.resolved().epochs) as (progress, flag):
-        run = train_and_save(config, out, overwrite=overwrite, progress=progress, should_stop=flag, dataset=dataset)
+        run = train_and_save(config, out, overwrite=overwrite, progress=progress, should_stop=flag, dataset=dataset,
+                             checkpoint=saved, checkpoint_seconds=checkpoint_seconds)
     summary = run.summary
     log.info("saved %s run to %s: auprc_micro %.4f, macro recall %.4f, %.1f s/epoch", summary["status"], run.path,
              summary["auprc_micro"], summary["macro_recall"], summary["seconds_per_epoch"])
@@ -536,7 +546,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.resolved().validate()
             out = Path(args.out) if args.out else _default_out(config)
             _warn_if_name_taken(config, out)
-            print(_run_training(config, out, args.overwrite, args.quiet, dataset))
+            if args.checkpoint and config.shortlist is not None:
+                raise ValueError("--checkpoint: shortlist training writes no checkpoint")
+            if args.checkpoint_every < 0:
+                raise ValueError(f"--checkpoint-every must be >= 0 seconds, got {args.checkpoint_every:g}")
+            print(_run_training(config, out, args.overwrite, args.quiet, dataset, checkpoint=args.checkpoint,
+                                checkpoint_seconds=args.checkpoint_every))
         elif args.command == "demo":
             for folder, config in DEMO_RUNS.values():
                 config = dataclasses.replace(config, epochs=args.epochs)

@@ -49,6 +49,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from hmlc_core.catalog import GENERATED, open_dataset
+from hmlc_core.checkpoint import CHECKPOINT_SECONDS
 from hmlc_core.config import TrainConfig
 from hmlc_core.data import DatasetNotFoundError, HMCDataset, find_dataset_files
 from hmlc_core.limits import (DEFAULT_MAX_CONCURRENT_JOBS, DatasetShape, JobLimits, LimitError, check_job_memory,
@@ -92,6 +93,7 @@ def train_and_save(
     max_memory_mb: int | None = None,
     dataset: HMCDataset | None = None,
     checkpoint: str | Path | None = None,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
 ) -> Run | None:
     """Load the dataset, check the output folder, train, save the run directory and load it back.
 
@@ -119,7 +121,10 @@ def train_and_save(
         None opens ``config.dataset`` (:func:`hmlc_core.catalog.open_dataset`).
     checkpoint : path, optional
         Training checkpoint file (``train``'s ``checkpoint``, :mod:`hmlc_core.checkpoint`): resumed from when
-        it fits, written while training, and removed once the run is saved.
+        it fits, written while training, and removed once the finished run is saved (kept when training was
+        stopped, so the run can go on with ``overwrite``).
+    checkpoint_seconds : float, default :data:`hmlc_core.checkpoint.CHECKPOINT_SECONDS`
+        Least seconds between two checkpoints.
 
     Returns
     -------
@@ -150,12 +155,13 @@ def train_and_save(
     if max_memory_mb is not None:
         check_job_memory(resolved, shape, max_memory_mb)
     check_output_dir(Path(os.path.abspath(out)).parent, estimate_run_size(resolved, shape))
-    result = train(config, dataset, progress=progress, should_stop=should_stop, checkpoint=checkpoint)
+    result = train(config, dataset, progress=progress, should_stop=should_stop, checkpoint=checkpoint,
+                   checkpoint_seconds=checkpoint_seconds)
     if result.epochs_completed == 0 and result.interrupted and not save_empty:
         log.info("stopped before the first epoch finished; nothing saved")
         return None
     run = load_run(save_run(out, result, dataset, overwrite=overwrite))
-    if checkpoint is not None:
+    if checkpoint is not None and not result.interrupted:  # a stopped run may be resumed (with overwrite)
         Path(checkpoint).unlink(missing_ok=True)
     return run
 

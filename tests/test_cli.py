@@ -173,3 +173,26 @@ def test_default_out_is_readable_and_a_taken_name_is_warned_about(synthetic_run,
         _warn_if_name_taken(config, tmp_path / "runs" / "my-own-name")
         _warn_if_name_taken(config, tmp_path / "elsewhere" / "x")  # no registry there
     assert not caplog.records
+
+
+def test_a_killed_training_with_checkpoint_goes_on_when_run_again(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "hmlc_core", "train", "--dataset", "synthetic", "--epochs", "6", "--heads", "1",
+               "--weighting", "none", "--focal", "none", "--out", str(out), "--checkpoint", "--checkpoint-every", "0"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command + ["--quiet"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / ".run.checkpoint.pt"
+    deadline = time.time() + 120
+    for line in proc.stderr:  # killed outright (no Ctrl-C handler runs) once epoch 3 has finished
+        if "checkpoint after epoch 3" in line or time.time() > deadline:
+            break
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert checkpoint.is_file() and not out.exists()
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "resumed from" in proc.stderr and "after epoch 3 of 6" in proc.stderr
+    run = load_run(out)
+    assert run.summary["status"] == "finished" and run.summary["resumed_epochs"] == 3
+    assert run.summary["epochs_completed"] == 6 and len(run.history) == 6
+    assert not checkpoint.exists()
