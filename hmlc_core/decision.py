@@ -367,6 +367,40 @@ class DecisionRule:
             raise ValueError(f"probs must have shape (N, {self.thresholds.shape[0]}), got {p.shape}")
         return self.hierarchy.propagate(p > self.thresholds)
 
+    def predict_node(self, probs: np.ndarray, node: int) -> np.ndarray:
+        """Column ``node`` of :meth:`predict`, from that node and its descendants only.
+
+        ``pred[:, node] = max over v in {node} and the descendants of node of [p(v) > t(v)]`` (the upward
+        closure of :meth:`predict`), without deciding and propagating the other nodes: a node's
+        precision-recall point on a 111,111-node hierarchy reads its own subtree instead of the whole
+        (N, C) matrix.
+
+        Parameters
+        ----------
+        probs : array-like of float, shape (N, C)
+        node : int
+            Column index, in [0, C).
+
+        Returns
+        -------
+        numpy.ndarray of uint8, shape (N,)
+
+        Raises
+        ------
+        ValueError
+            If the last dimension is not C.
+        IndexError
+            If ``node`` is not a column.
+        """
+        p = np.asarray(probs)
+        if p.ndim != 2 or p.shape[1] != self.thresholds.shape[0]:
+            raise ValueError(f"probs must have shape (N, {self.thresholds.shape[0]}), got {p.shape}")
+        if not 0 <= node < p.shape[1]:
+            raise IndexError(f"node column {node} is outside [0, {p.shape[1]})")
+        h = self.hierarchy
+        columns = [node] + [h.index[d] for d in h.descendants(h.nodes[node])]
+        return (p[:, columns] > self.thresholds[columns]).any(axis=1).astype(np.uint8)
+
     def label(self) -> str:
         """Short display text: ``"fixed 0.5"``, ``"global 0.27"``, ``"per-node (m = 2)"``."""
         return _rule_label(self.rule, self.threshold, self.shrinkage)

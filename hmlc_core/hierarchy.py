@@ -112,6 +112,8 @@ class Hierarchy:
         skipped = set(self.roots) if skip_eval is None else {str(s) for s in skip_eval}
         self.skipped = sorted(s for s in skipped if s in self.index)
         self.eval_mask = np.array([n not in skipped for n in self.nodes], dtype=bool)
+        self._pairs: tuple[np.ndarray, np.ndarray] | None = None  # ancestor_pairs, built on first use
+        self._ancestor_csr: sp.csr_matrix | None = None
 
     # ------------------------------------------------------------------ queries
     def __len__(self) -> int:
@@ -203,16 +205,19 @@ class Hierarchy:
         node, ancestor : numpy.ndarray of int64, shape (P,)
             One entry per pair (i, a) where a is i or an ancestor of i;
             ``P = C + sum_i |ancestors(i)|`` (the number of non-zeros of R in
-            C-HMCNN). Sorted by ``node`` then ``ancestor``.
+            C-HMCNN). Sorted by ``node`` then ``ancestor``. Built once per hierarchy (the arrays returned
+            are copies).
         """
-        rows: list[int] = []
-        cols: list[int] = []
-        for n in self.nodes:
-            i = self.index[n]
-            anc = sorted([i] + [self.index[a] for a in self._ancestors[n]])
-            rows.extend([i] * len(anc))
-            cols.extend(anc)
-        return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+        if self._pairs is None:
+            rows: list[int] = []
+            cols: list[int] = []
+            for n in self.nodes:
+                i = self.index[n]
+                anc = sorted([i] + [self.index[a] for a in self._ancestors[n]])
+                rows.extend([i] * len(anc))
+                cols.extend(anc)
+            self._pairs = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+        return self._pairs[0].copy(), self._pairs[1].copy()
 
     def ancestor_matrix(self) -> np.ndarray:
         """Dense reflexive ancestor matrix.
@@ -262,9 +267,12 @@ class Hierarchy:
         return best.T.reshape(x.shape)
 
     def _ancestor_sparse(self) -> sp.csr_matrix:
-        rows, cols = self.ancestor_pairs()
-        data = np.ones(len(rows), dtype=np.int32)
-        return sp.csr_matrix((data, (rows, cols)), shape=(self.n_nodes, self.n_nodes))
+        """The reflexive ancestor matrix as int32 CSR, built once (callers must not modify it)."""
+        if self._ancestor_csr is None:
+            rows, cols = self.ancestor_pairs()
+            data = np.ones(len(rows), dtype=np.int32)
+            self._ancestor_csr = sp.csr_matrix((data, (rows, cols)), shape=(self.n_nodes, self.n_nodes))
+        return self._ancestor_csr
 
     # ----------------------------------------------------------- label helpers
     def propagate_sparse(self, labels: np.ndarray) -> sp.csr_matrix:

@@ -173,6 +173,10 @@ def test_every_rule_is_coherent_on_a_random_dag(seed):
         above = probs > fitted.thresholds
         np.testing.assert_array_equal(pred, h.propagate(above))
         assert (pred >= above).all()
+        for j in range(h.n_nodes):  # one node's column from its subtree alone (the PR curve's operating point)
+            np.testing.assert_array_equal(fitted.predict_node(probs, j), pred[:, j])
+    with pytest.raises(IndexError):
+        fitted.predict_node(p, h.n_nodes)
 
 
 def test_closure_follows_every_path_of_a_dag():

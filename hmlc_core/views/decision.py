@@ -181,7 +181,7 @@ def pr_curve_figure(y_true: np.ndarray, scores: np.ndarray, node: str, rules: Ma
         Node id, for the title (HTML-escaped: plotly renders some tags in titles).
     rules : mapping of str to DecisionRule
         Display label -> rule; each point is the :func:`operating_point` of the rule's predictions of
-        the node (``rule.predict(probs)[:, node_index]``: above its threshold, or an ancestor of a
+        the node (``rule.predict_node(probs, node_index)``: above its threshold, or an ancestor of a
         predicted node), which lies on the curve unless the closure added predictions.
     current : str, optional
         The label of the rule in use: its marker is larger and outlined.
@@ -221,7 +221,7 @@ def pr_curve_figure(y_true: np.ndarray, scores: np.ndarray, node: str, rules: Ma
             raise ValueError("node_index and probs are required to place the rules' operating points")
         for label, rule in rules.items():
             t = float(rule.thresholds[node_index])
-            p, r = operating_point(y, rule.predict(probs)[:, node_index])
+            p, r = operating_point(y, rule.predict_node(probs, node_index))
             chosen = label == current
             fig.add_trace(go.Scatter(
                 x=[r], y=[p], customdata=[t], mode="markers", name=label,
