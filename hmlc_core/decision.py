@@ -397,9 +397,14 @@ class DecisionRule:
             raise ValueError(f"probs must have shape (N, {self.thresholds.shape[0]}), got {p.shape}")
         if not 0 <= node < p.shape[1]:
             raise IndexError(f"node column {node} is outside [0, {p.shape[1]})")
+        pred = p[:, node] > self.thresholds[node]
+        if pred.all():  # a root (threshold -inf): its subtree, the whole hierarchy, need not be read
+            return pred.astype(np.uint8)
         h = self.hierarchy
-        columns = [node] + [h.index[d] for d in h.descendants(h.nodes[node])]
-        return (p[:, columns] > self.thresholds[columns]).any(axis=1).astype(np.uint8)
+        below = [h.index[d] for d in h.descendants(h.nodes[node])]
+        rest = ~pred
+        pred[rest] = (p[np.ix_(rest, below)] > self.thresholds[below]).any(axis=1) if below else False
+        return pred.astype(np.uint8)
 
     def label(self) -> str:
         """Short display text: ``"fixed 0.5"``, ``"global 0.27"``, ``"per-node (m = 2)"``."""
