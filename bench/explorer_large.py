@@ -21,7 +21,9 @@ and opens ``/hierarchy?run=KEY`` in headless Chromium (Playwright): the time fro
 the navigation until the sunburst (a ``.js-plotly-plot`` holding a sunburst sector) and the node card (the
 heading of the selected node) are both visible. ``cold`` is the first view after a fresh server start
 (run loading and every cached view computed), ``warm`` a new browser context (empty browser cache) on the
-same server afterwards; ``--app-dir`` twice compares two checkouts (``git archive HEAD | tar -x -C DIR``);
+same server afterwards, ``navigate`` the explorer reached by a click in the sidebar from a light page of
+the app (scripts loaded, websocket open: a user moving between pages; the light page's own start is
+``boot_s``); ``--app-dir`` twice compares two checkouts (``git archive HEAD | tar -x -C DIR``);
 ``--repeats`` of each (a fresh server per cold repeat); ``rendered_s`` is when the whole page is rendered
 (``bench/load_sessions.py``'s test). Also reported:
 ``figure``: the sectors the sunburst carries (``sectors``) and draws (``drawn``), and whether the page
@@ -162,14 +164,46 @@ async def _view(browser: Any, url: str, node: str, timeout_s: float) -> dict[str
         await context.close()
 
 
+TITLE_JS = """(title) => [...document.querySelectorAll("[data-testid='stMain'] h1")]
+    .some(h => h.textContent.includes(title))"""
+"""True when the main area's page title contains ``title``."""
+
+
+async def _navigate(browser: Any, base_url: str, key: str, node: str, timeout_s: float) -> dict[str, Any]:
+    """The explorer reached from another page of the app: seconds from the click on its link to sunburst + card.
+
+    A new browser context opens *How it works* (no chart, no run data) for the run, waits until its title is
+    shown (``boot_s``, the framework's own start: scripts, websocket, first script run), then clicks
+    *Hierarchy explorer* in the sidebar: ``shown_s`` counts from the click, with Streamlit's scripts loaded
+    and its websocket open, as a user moving between pages meets it.
+    """
+    context = await browser.new_context(viewport={"width": 1500, "height": 1100})
+    page = await context.new_page()
+    start = time.perf_counter()
+    try:
+        await page.goto(f"{base_url}/how-it-works?run={key}", timeout=timeout_s * 1000)
+        await page.wait_for_function(TITLE_JS, arg="How", polling=50, timeout=timeout_s * 1000)
+        boot = time.perf_counter() - start
+        await page.wait_for_timeout(1500)  # let the light page settle
+        start = time.perf_counter()
+        await page.get_by_role("link", name="Hierarchy explorer").click()
+        await page.wait_for_function(SHOWN_JS, arg=node, polling=50, timeout=timeout_s * 1000)
+        return {"boot_s": round(boot, 3), "shown_s": round(time.perf_counter() - start, 3)}
+    except Exception as exc:  # a timeout is a result of the benchmark, not its failure
+        return {"shown_s": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    finally:
+        await context.close()
+
+
 async def measure(app_dirs: list[Path], run_dirs: list[Path], repeats: int, timeout_s: float) -> list[dict[str, Any]]:
     """Cold and warm first renders of the explorer, ``repeats`` times per (run, app), a fresh server each time.
 
     Returns
     -------
     list of dict
-        One entry per (app_dir, run, repeat): ``cold`` and ``warm`` (:func:`_view`), ``server_cpu_s`` (of the
-        cold view), the run's node count and the load averages before.
+        One entry per (app_dir, run, repeat): ``cold`` and ``warm`` (:func:`_view`), ``navigate``
+        (:func:`_navigate`, on the same warm server), ``server_cpu_s`` (of the cold view), the run's node
+        count and the load averages before.
     """
     import tempfile
 
@@ -201,6 +235,7 @@ async def measure(app_dirs: list[Path], run_dirs: list[Path], repeats: int, time
                                 after = server.cpu_seconds()
                                 entry["server_cpu_s"] = None if cpu is None or after is None else round(after - cpu, 2)
                                 entry["warm"] = await _view(browser, url, node, timeout_s)
+                                entry["navigate"] = await _navigate(browser, server.url, key, node, timeout_s)
                             log.info("%s | %s | %d: cold %s s, warm %s s", app_dir, key, repeat,
                                      entry["cold"].get("shown_s"), entry["warm"].get("shown_s"))
                             results.append(entry)
@@ -210,20 +245,20 @@ async def measure(app_dirs: list[Path], run_dirs: list[Path], repeats: int, time
 
 
 def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Median and max of the cold and warm ``shown_s`` per (app_dir, run)."""
+    """Per (app_dir, run): every time and the median of the cold, warm and in-app-navigation views."""
     import statistics
 
     out = []
     for app_dir, run in dict.fromkeys((r["app_dir"], r["run"]) for r in results):
         rows = [r for r in results if r["app_dir"] == app_dir and r["run"] == run]
         line: dict[str, Any] = {"app_dir": app_dir, "run": run, "n_nodes": rows[0]["n_nodes"]}
-        for phase in ("cold", "warm"):
-            for what in ("shown_s", "rendered_s"):
-                times = [r[phase][what] for r in rows if r[phase].get(what) is not None]
-                line[f"{phase}_{what}"] = times
-                line[f"{phase}_{what}_median"] = round(statistics.median(times), 3) if times else None
+        for phase, what in (("cold", "shown_s"), ("cold", "rendered_s"), ("warm", "shown_s"), ("warm", "rendered_s"),
+                            ("navigate", "boot_s"), ("navigate", "shown_s")):
+            times = [r[phase][what] for r in rows if r.get(phase, {}).get(what) is not None]
+            line[f"{phase}_{what}"] = times
+            line[f"{phase}_{what}_median"] = round(statistics.median(times), 3) if times else None
         line["figure"] = next((r["warm"].get("figure") for r in rows if r["warm"].get("figure")), None)
-        line["errors"] = [r[p]["error"] for r in rows for p in ("cold", "warm") if "error" in r[p]]
+        line["errors"] = [r[p]["error"] for r in rows for p in ("cold", "warm", "navigate") if "error" in r.get(p, {})]
         out.append(line)
     return out
 
