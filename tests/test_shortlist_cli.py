@@ -127,8 +127,7 @@ def test_stopping_early_marks_the_result_interrupted() -> None:
 
 def test_divergence_is_reported() -> None:
     data = make_synthetic(n_train=60, n_valid=10, n_test=10, seed=0)
-    # the weights run away, or the probabilities turn NaN within the epoch (the zero-weight prior start)
-    with pytest.raises(TrainingDiverged, match="diverged in epoch 1: (a weight|the mean training loss).*lr = 1e\\+10"):
+    with pytest.raises(TrainingDiverged, match="diverged in epoch 1: a weight.*lr = 1e\\+10"):
         train(TrainConfig(**{**PLAIN, "lr": 1e10, "batch_size": 8}), data)
 
 

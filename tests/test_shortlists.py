@@ -226,8 +226,7 @@ def test_training_improves_precision_at_1() -> None:
     for name, result in (("untrained", untrained), ("trained", trained)):
         scores = predict_shortlist(result.model, result.index, h, data.test.X, k=8).dense()
         p1[name] = precision_at_k(data.test.Y, scores, 1, h.eval_mask)
-    # untrained, the classifier predicts each node's training prevalence (the prior start): the frequency baseline
-    assert p1["trained"] > p1["untrained"] + 0.1
+    assert p1["trained"] > p1["untrained"] + 0.2
     assert [e["phase"] for e in trained.history] == ["proxy"] + ["shortlist"] * 12
     assert trained.history[-1]["loss"] < trained.history[1]["loss"]
 
@@ -256,24 +255,3 @@ def test_bad_arguments_are_refused(small) -> None:
         ShortlistNetwork(4, 5, 8, n_layers=1)
     with pytest.raises(ValueError, match="no node can be shortlisted"):
         LabelIndex(np.zeros((3, 2)), np.zeros(3, dtype=bool))
-
-
-def test_a_prior_start_predicts_each_nodes_prevalence_until_it_is_scored(small) -> None:
-    h = small.hierarchy
-    prior = np.linspace(0.01, 0.9, h.n_nodes)
-    net = ShortlistNetwork(small.n_features, h.n_nodes, 16, 2, 3, 0.5, generator=torch.Generator().manual_seed(0),
-                           prior=torch.as_tensor(prior)).eval()
-    dense = net.to_ensemble()
-    with torch.no_grad():
-        raw = torch.sigmoid(dense.logits(torch.as_tensor(small.test.X))).numpy()  # (H, N, C), before the MCM
-    np.testing.assert_allclose(raw, np.broadcast_to(prior, raw.shape), rtol=1e-5)
-    for bad in (np.zeros(h.n_nodes), np.full(h.n_nodes - 1, 0.5)):
-        with pytest.raises(ValueError, match="prior"):
-            ShortlistNetwork(small.n_features, h.n_nodes, 16, prior=torch.as_tensor(bad))
-    # training starts there: a node no sample ever scores keeps its training prevalence
-    result = train_shortlist(small, k=2, hidden=16, epochs=2, proxy_epochs=0, seed=0, batch_size=16)
-    table = result.model.classifier.detach().view(h.n_nodes, 1, 17)
-    y = np.concatenate([small.train.Y, small.valid.Y])
-    untouched = (table[..., :-1] == 0).all(dim=-1).all(dim=-1).numpy()
-    expected = np.log((y.sum(0) + 0.5) / (len(y) + 1.0)) - np.log1p(-(y.sum(0) + 0.5) / (len(y) + 1.0))
-    np.testing.assert_allclose(table[untouched, 0, -1].numpy(), expected[untouched], rtol=1e-5)

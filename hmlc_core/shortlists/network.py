@@ -40,14 +40,7 @@ class ShortlistNetwork(nn.Module):
         Linear layers, >= 2 (the trunk needs at least one).
     dropout : float, default 0.7
     generator : torch.Generator, optional
-        Initialisation; without ``prior`` the classifier like :class:`torch.nn.Linear` (uniform in
-        ``±1/sqrt(h)``).
-    prior : array-like of float, shape (C,), optional
-        Each node's training prevalence, in (0, 1). The classifier then starts with zero weights and the
-        bias ``log(prior / (1 - prior))`` (the prior initialisation of Lin et al., *Focal Loss for Dense
-        Object Detection*, ICCV 2017, Section 4.1, per node): a node that shortlist training never scores
-        keeps predicting its training prevalence, where a random row would predict about 0.5 for every
-        sample and rank the never-scored rare nodes above the true ones.
+        Initialisation; the classifier like :class:`torch.nn.Linear` (uniform in ``±1/sqrt(h)``).
 
     Raises
     ------
@@ -56,8 +49,7 @@ class ShortlistNetwork(nn.Module):
     """
 
     def __init__(self, n_features: int, n_nodes: int, hidden: int, n_heads: int = 1, n_layers: int = 3,
-                 dropout: float = 0.7, generator: torch.Generator | None = None,
-                 prior: torch.Tensor | None = None) -> None:
+                 dropout: float = 0.7, generator: torch.Generator | None = None) -> None:
         super().__init__()
         if n_layers < 2:
             raise ValueError(f"shortlist training needs n_layers >= 2 (a trunk and a classifier), got {n_layers}")
@@ -68,13 +60,6 @@ class ShortlistNetwork(nn.Module):
         bound = 1.0 / math.sqrt(self.hidden)
         with torch.no_grad():
             table.uniform_(-bound, bound, generator=generator)
-            if prior is not None:
-                p = torch.as_tensor(prior, dtype=torch.float32)
-                if p.shape != (self.n_nodes,) or not bool(((p > 0) & (p < 1)).all()):
-                    raise ValueError(f"prior must hold {self.n_nodes} prevalences in (0, 1)")
-                rows = table.view(self.n_nodes, self.n_heads, self.hidden + 1)
-                rows[..., :-1] = 0.0
-                rows[..., -1] = torch.log(p / (1 - p))[:, None]
         self.classifier = nn.Parameter(table)
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,6 @@ similarity scores is not used (the classifier's probability alone, as C-HMCNN pr
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -152,8 +151,6 @@ def _epoch(model: ShortlistNetwork, optimisers: list[torch.optim.Optimizer], x: 
         scored = scored_set(ancestors, y[idx], negatives(idx))
         rep = model.representation(x[torch.from_numpy(idx)])
         probs = torch.sigmoid(model.entry_logits(rep, scored.sample, scored.node))
-        if not bool(torch.isfinite(probs).all()):  # diverged: the caller reports the NaN loss after the epoch
-            return math.nan, scored_total / max(first, 1)
         loss = scored_mc_loss(probs, scored, reduction)
         for opt in optimisers:
             opt.zero_grad(set_to_none=True)
@@ -255,11 +252,7 @@ def train_shortlist(
     y = sp.csr_matrix(sp.vstack([sp.csr_matrix(s.Y) for s in splits]), dtype=np.uint8)
     train_freq = np.asarray(sp.csr_matrix(dataset.train.Y).sum(axis=0)).ravel().astype(np.int64)
 
-    # Prevalence on the rows trained on, smoothed (a node without positives starts near 1 / (2 N), not at 0).
-    fit_freq = np.asarray(y.sum(axis=0)).ravel()
-    prior = torch.as_tensor((fit_freq + 0.5) / (x.shape[0] + 1.0), dtype=torch.float32)
-    model = ShortlistNetwork(x.shape[1], hierarchy.n_nodes, hidden, heads, n_layers, dropout, generator=gen,
-                             prior=prior)
+    model = ShortlistNetwork(x.shape[1], hierarchy.n_nodes, hidden, heads, n_layers, dropout, generator=gen)
     optimisers: list[torch.optim.Optimizer] = [
         torch.optim.Adam(model.trunk.parameters(), lr=lr, weight_decay=weight_decay),
         torch.optim.SparseAdam([model.classifier], lr=lr),
