@@ -257,6 +257,7 @@ def test_a_large_hierarchy_difference_sends_the_drawn_sectors_as_a_new_chart_per
     from hmlc_core.views import explore
 
     rings = explore.sunburst_rings
+    app_common.compare_difference_sunburst.clear()  # figures cached by earlier tests were drawn unpruned
     monkeypatch.setattr(explore, "SUNBURST_MAX_SECTORS", 10)  # the synthetic run counts as large
     monkeypatch.setattr(explore, "sunburst_rings", lambda h, max_sectors=10: rings(h, max_sectors))
     at = _page(run="run_a")
@@ -278,3 +279,4 @@ def test_a_large_hierarchy_difference_sends_the_drawn_sectors_as_a_new_chart_per
     assert ids == [hierarchy.nodes[i] for i in explore.sunburst_sectors(hierarchy, centre, rings(hierarchy, 10))]
     # a new chart per centre (its key, the end of the element id): the browser keeps no zoom of the old one
     assert first_id.endswith("-difference:1") and second_id.endswith("-difference:2")
+    app_common.compare_difference_sunburst.clear()  # nor leave pruned figures to the tests after this one
