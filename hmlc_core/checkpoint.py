@@ -25,7 +25,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_SECONDS", "checkpoint_key", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_SECONDS", "checkpoint_beside", "checkpoint_key", "save_checkpoint",
+           "load_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,16 @@ CHECKPOINT_SECONDS = 300.0
 
 A seq_GO checkpoint (hidden 9,000: weights and both Adam moments) is about 1.5 GB; every 5 minutes it costs
 a few seconds of a 200-second epoch."""
+
+
+def checkpoint_beside(run_dir: str | Path) -> Path:
+    """The checkpoint file of the run that will be saved at ``run_dir``: ``.<name>.checkpoint.pt`` beside it.
+
+    Hidden (a leading dot), so run listings (:func:`hmlc_core.runs.find_runs`) skip it; used by the CLI's
+    ``train --checkpoint`` and by sweep tasks.
+    """
+    run_dir = Path(run_dir)
+    return run_dir.with_name(f".{run_dir.name}.checkpoint.pt")
 
 
 def checkpoint_key(config: dict[str, Any], dataset: str, n_rows: int, n_features: int, n_nodes: int) -> dict[str, Any]:

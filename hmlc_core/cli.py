@@ -27,7 +27,7 @@ from types import FrameType
 from typing import Any
 
 from hmlc_core.catalog import SHAPES, SYNTHETIC, available_datasets, open_dataset
-from hmlc_core.checkpoint import CHECKPOINT_SECONDS
+from hmlc_core.checkpoint import CHECKPOINT_SECONDS, checkpoint_beside
 from hmlc_core.config import ANN_KINDS, ENCODERS, KERNELS
 from hmlc_core.data import DatasetNotFoundError, HMCDataset
 from hmlc_core.decision import DECISION_RULES, DEFAULT_SHRINKAGE
@@ -478,7 +478,7 @@ def _progress_printer(quiet: bool, epochs: int) -> tuple[Any, Any]:
 def _run_training(config: TrainConfig, out: Path, overwrite: bool, quiet: bool,
                   dataset: HMCDataset | None = None, checkpoint: bool = False,
                   checkpoint_seconds: float = CHECKPOINT_SECONDS) -> Path:
-    saved = out.with_name(f".{out.name}.checkpoint.pt") if checkpoint else None
+    saved = checkpoint_beside(out) if checkpoint else None
     with _interactive(quiet, config.resolved().epochs) as (progress, flag):
         run = train_and_save(config, out, overwrite=overwrite, progress=progress, should_stop=flag, dataset=dataset,
                              checkpoint=saved, checkpoint_seconds=checkpoint_seconds)

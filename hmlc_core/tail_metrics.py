@@ -348,9 +348,13 @@ def information_content(y_train: np.ndarray, hierarchy: Hierarchy) -> np.ndarray
     n_parents = np.full(hierarchy.n_nodes, float(y.shape[0]))
     child, parent = hierarchy.edge_index()
     n_parents[child] = n_node[parent]  # one parent: its own count; nodes of several parents are counted below
-    for node in np.flatnonzero(np.bincount(child, minlength=hierarchy.n_nodes) > 1):
-        parents = parent[child == node]
-        n_parents[node] = float(((y[:, parents] > 0).sum(axis=1) == len(parents)).sum())
+    order = np.argsort(child, kind="stable")  # the edges grouped by child: one pass, not one scan per node
+    child, parent = child[order], parent[order]
+    starts = np.flatnonzero(np.r_[True, child[1:] != child[:-1]])
+    for first, last in zip(starts, np.r_[starts[1:], child.size]):
+        if last - first > 1:
+            parents = parent[first:last]
+            n_parents[child[first]] = float(((y[:, parents] > 0).sum(axis=1) == len(parents)).sum())
     ic = np.zeros(hierarchy.n_nodes)
     seen = (n_node > 0) & (n_parents > 0)
     ic[seen] = -np.log2(n_node[seen] / n_parents[seen])

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hmlc_core.checkpoint import checkpoint_beside
 from hmlc_core.sweeps.grid import Cell
 from hmlc_core.sweeps.store import cell_state, read_resources, write_resources
 
@@ -58,11 +59,9 @@ def peak_rss_mb() -> float:
 
 
 def checkpoint_path(out: str | Path, cell: Cell) -> Path:
-    """Where the training checkpoint of ``cell`` lives while it trains: ``out/.<cell.folder>.checkpoint.pt``.
-
-    Hidden (a leading dot), so run listings (:func:`hmlc_core.runs.find_runs`) skip it.
-    """
-    return Path(out) / f".{cell.folder}.checkpoint.pt"
+    """Where the training checkpoint of ``cell`` lives while it trains: ``out/.<cell.folder>.checkpoint.pt``
+    (:func:`hmlc_core.checkpoint.checkpoint_beside` of its run folder)."""
+    return checkpoint_beside(Path(out) / cell.folder)
 
 
 def train_cell(cell: Cell, out: str) -> dict[str, Any]:
