@@ -13,17 +13,21 @@ batches, dropout masks and updates (``tests/test_checkpoint.py`` compares the we
 
 A checkpoint is written to ``PATH.partial`` and renamed over ``PATH`` (``os.replace``), so a process killed
 while writing leaves the previous checkpoint intact. Its ``key`` (the resolved training configuration and
-the data's shape) must match the run that opens it; one that does not, or that cannot be read, is reported
-with a warning and training starts from the first epoch (a checkpoint is a cache of an unfinished run, never
-its result).
+the data's shape) must match the run that opens it (a configuration field that one side lacks, such as an
+option added by a later version of the package, counts as its default value); one that does not, or that
+cannot be read, is reported with a warning and training starts from the first epoch (a checkpoint is a cache
+of an unfinished run, never its result).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
 from typing import Any
+
+from hmlc_core.config import TrainConfig
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_SECONDS", "checkpoint_beside", "checkpoint_key", "save_checkpoint",
            "load_checkpoint"]
@@ -147,7 +151,10 @@ def _first_difference(saved: Any, wanted: dict[str, Any]) -> str | None:
         if saved.get(field) != wanted[field]:
             return f"{field} {saved.get(field)!r}, this run {wanted[field]!r}"
     config = saved.get("config") if isinstance(saved.get("config"), dict) else {}
+    # A field one side lacks (added or removed since the checkpoint was written) counts as its default.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
     for name in sorted(set(config) | set(wanted["config"])):
-        if config.get(name) != wanted["config"].get(name):
-            return f"config {name} = {config.get(name)!r}, this run {wanted['config'].get(name)!r}"
+        old, new = config.get(name, defaults.get(name)), wanted["config"].get(name, defaults.get(name))
+        if old != new:
+            return f"config {name} = {old!r}, this run {new!r}"
     return None

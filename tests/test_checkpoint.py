@@ -83,3 +83,30 @@ def test_no_checkpoint_after_the_last_epoch_and_none_for_shortlist_training(data
     with pytest.raises(ValueError, match="checkpoint"):
         train(TrainConfig(dataset="synthetic", epochs=1, shortlist=5, weighting="none", focal="none"), dataset,
               checkpoint=path)
+
+
+def test_a_checkpoint_written_before_a_config_field_existed_resumes_if_the_field_is_at_its_default(
+        dataset, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Upgrading the package mid-run must not discard hours of training: a field the saved key lacks counts as
+    its default; a field this run sets away from its default still refuses the checkpoint."""
+    config = TrainConfig(dataset="synthetic", epochs=3, seed=3, fit_on="train", batch_size=4)
+    whole = train(config, dataset)
+    path = tmp_path / "run.checkpoint.pt"
+    progress, stop = _killed_after(1)
+    train(config, dataset, progress=lambda e: progress(e["epoch"]), should_stop=stop, checkpoint=path,
+          checkpoint_seconds=0)
+    saved = torch.load(path, weights_only=True)
+    del saved["key"]["config"]["shortlist_cycle"]  # as if written before the field was added
+    torch.save(saved, path)
+    resumed = train(config, dataset, checkpoint=path, checkpoint_seconds=0)
+    assert resumed.resumed_epochs == 1
+    _same_training(whole, resumed)
+    progress, stop = _killed_after(1)
+    train(config, dataset, progress=lambda e: progress(e["epoch"]), should_stop=stop, checkpoint=path,
+          checkpoint_seconds=0)
+    saved = torch.load(path, weights_only=True)
+    del saved["key"]["config"]["shortlist_cycle"]
+    torch.save(saved, path)
+    with caplog.at_level(logging.WARNING, logger="hmlc_core.checkpoint"):
+        fresh = train(TrainConfig(**{**config.to_dict(), "shortlist_cycle": 7}), dataset, checkpoint=path)
+    assert fresh.resumed_epochs == 0 and "shortlist_cycle" in caplog.text
