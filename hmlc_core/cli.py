@@ -263,6 +263,9 @@ def _add_train_options(p: argparse.ArgumentParser, dataset_required: bool = True
     g.add_argument("--shortlist-ann", choices=ANN_KINDS, default=d.shortlist_ann,
                    help="nearest-neighbour index: hnsw (approximate, faiss), exact (brute force), auto (exact for "
                         "a few thousand nodes, hnsw above; default %(default)s)")
+    g.add_argument("--shortlist-uniform", type=int, default=d.shortlist_uniform, metavar="M",
+                   help="also M negatives per sample drawn uniformly from all nodes at every step, weighted so the "
+                        "loss estimates MCLoss over every node (default %(default)s: hard negatives only)")
 
 
 def _add_table_options(p: argparse.ArgumentParser) -> None:
@@ -503,7 +506,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         threads=args.threads, kernel=args.kernel, decision=args.decision, encoder=args.encoder,
         encoder_checkpoint=args.encoder_checkpoint, encoder_width=args.encoder_width, shortlist=args.shortlist,
         shortlist_cycle=args.shortlist_cycle, shortlist_proxy_epochs=args.shortlist_proxy_epochs,
-        shortlist_ann=args.shortlist_ann,
+        shortlist_ann=args.shortlist_ann, shortlist_uniform=args.shortlist_uniform,
         decision_threshold=0.5 if args.threshold is None else args.threshold, decision_shrinkage=args.shrinkage,
     )
 

@@ -216,6 +216,7 @@ NUMBER_RANGES: dict[str, NumberRange] = {
     "shortlist": NumberRange(1, integer=True, optional=True),
     "shortlist_cycle": NumberRange(1, integer=True),
     "shortlist_proxy_epochs": NumberRange(0, integer=True),
+    "shortlist_uniform": NumberRange(0, integer=True),
 }
 """Allowed values of every numeric :class:`TrainConfig` field (NaN and infinities are never allowed).
 
@@ -352,6 +353,10 @@ class TrainConfig:
     shortlist_ann : {"auto", "hnsw", "exact"}
         Nearest-neighbour index over the label embeddings (:data:`ANN_KINDS`). With ``threads`` 1 (or
         ``"exact"``) a seed fixes the run.
+    shortlist_uniform : int
+        Negatives per sample drawn uniformly from the evaluated nodes at every step, beside the ``K`` hard ones,
+        weighted so that the loss estimates MCLoss over every node (:mod:`hmlc_core.shortlists.scored`), >= 0
+        (default 0: hard negatives only).
     """
 
     dataset: str
@@ -401,6 +406,7 @@ class TrainConfig:
     shortlist_cycle: int = 5
     shortlist_proxy_epochs: int = 1
     shortlist_ann: str = "auto"
+    shortlist_uniform: int = 0
 
     def for_dataset(self, images: bool, name: str | None = None) -> TrainConfig:
         """A copy with ``encoder="auto"`` resolved for a dataset: ``cnn`` for images, ``none`` for a table.

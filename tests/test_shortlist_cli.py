@@ -27,10 +27,12 @@ from hmlc_core.shortlists import train_shortlist
 from hmlc_core.synthetic import make_synthetic
 from hmlc_core.train import TrainingDiverged, _LabelRows, predict_members, train
 
-SHORTLIST_FIELDS = {"shortlist": 8, "shortlist_cycle": 2, "shortlist_proxy_epochs": 1, "shortlist_ann": "exact"}
+SHORTLIST_FIELDS = {"shortlist": 8, "shortlist_cycle": 2, "shortlist_proxy_epochs": 1, "shortlist_ann": "exact",
+                    "shortlist_uniform": 3}
 CLI = ["train", "--dataset", "synthetic", "--epochs", "3", "--hidden", "16", "--heads", "2", "--batch-size", "32",
        "--lr", "0.003", "--seed", "3", "--weighting", "none", "--focal", "none", "--shortlist", "8",
-       "--shortlist-cycle", "2", "--shortlist-proxy-epochs", "1", "--shortlist-ann", "exact", "--quiet"]
+       "--shortlist-cycle", "2", "--shortlist-proxy-epochs", "1", "--shortlist-ann", "exact",
+       "--shortlist-uniform", "3", "--quiet"]
 PLAIN = dict(dataset="synthetic", weighting="none", focal="none", shortlist=4, epochs=2, hidden=8, batch_size=64)
 
 
@@ -50,7 +52,7 @@ def test_cli_trains_what_train_shortlist_trains_and_the_run_loads(cli_run: Path)
     assert (run.summary["epochs_completed"], run.summary["epochs_planned"]) == (3, 3)
     # --epochs 3 with one proxy epoch: 1 proxy + 2 shortlist epochs, as a direct call with those numbers
     direct = train_shortlist(open_dataset("synthetic"), k=8, hidden=16, epochs=2, batch_size=32, lr=0.003,
-                             cycle=2, seed=3, heads=2, proxy_epochs=1, ann="exact", ann_threads=1)
+                             cycle=2, seed=3, heads=2, proxy_epochs=1, ann="exact", ann_threads=1, uniform=3)
     assert list(pd.read_csv(cli_run / "history.csv").columns) == ["epoch", "loss", "seconds"]
     assert run.history["epoch"].tolist() == [1, 2, 3]
     np.testing.assert_allclose(run.history["loss"], [e["loss"] for e in direct.history], rtol=1e-12)
@@ -75,6 +77,7 @@ def test_runs_without_the_shortlist_fields_load_as_full_training(cli_run: Path, 
     config = load_run(old).config
     assert config.shortlist is None and read_config(old).shortlist is None
     assert (config.shortlist_cycle, config.shortlist_proxy_epochs, config.shortlist_ann) == (5, 1, "auto")
+    assert config.shortlist_uniform == 0
     bundled = json.loads((DEMO_RUN_DIR / "config.json").read_text())["train"]
     assert "shortlist" not in bundled and load_run(DEMO_RUN_DIR).config.shortlist is None
 
@@ -84,6 +87,7 @@ def test_runs_without_the_shortlist_fields_load_as_full_training(cli_run: Path, 
     ("logit_adjust", 1.0), ("mixed_lambda", 0.5), ("ensemble", "shared"), ("ensemble", "mc-dropout"),
     ("patience", 2), ("encoder", "cnn"), ("encoder", "frozen"), ("kernel", "numba"), ("n_layers", 1),
     ("shortlist_proxy_epochs", 3), ("shortlist_cycle", 0), ("shortlist", 0), ("shortlist_ann", "annoy"),
+    ("shortlist_uniform", -1),
 ])
 def test_what_shortlist_training_cannot_do_is_refused_naming_the_field(field: str, value: object) -> None:
     extra = {"fit_on": "train"} if field == "patience" else {}
@@ -114,7 +118,7 @@ def test_cli_help_lists_the_shortlist_options(capsys: pytest.CaptureFixture[str]
         main(["train", "--help"])
     text = capsys.readouterr().out
     for option in ("--shortlist K", "--shortlist-cycle N", "--shortlist-proxy-epochs N",
-                   "--shortlist-ann {auto,hnsw,exact}"):
+                   "--shortlist-ann {auto,hnsw,exact}", "--shortlist-uniform M"):
         assert option in text
     assert "'synthetic'" in text and "'shapes'" in text
 
@@ -122,7 +126,24 @@ def test_cli_help_lists_the_shortlist_options(capsys: pytest.CaptureFixture[str]
 def test_stopping_early_marks_the_result_interrupted() -> None:
     data = make_synthetic(n_train=60, n_valid=10, n_test=10, seed=0)
     result = train(TrainConfig(**{**PLAIN, "epochs": 3}), data, should_stop=lambda: True)
-    assert (result.epochs_completed, result.interrupted) == (1, True)
+    assert (result.epochs_completed, result.interrupted) == (0, True)
+
+
+@pytest.mark.parametrize("proxy_epochs", [0, 1])
+def test_a_stop_request_is_honoured_after_the_current_step_not_at_the_end_of_the_epoch(proxy_epochs: int) -> None:
+    """An epoch of a 100k-node hierarchy takes minutes; a stop (Retrain page, a sweep's shutdown) must not wait."""
+    data = make_synthetic(n_train=120, n_valid=10, n_test=10, seed=0)  # 130 rows: 5 steps of 32 per epoch
+    polls: list[int] = []
+
+    def stop() -> bool:
+        polls.append(1)
+        return len(polls) >= 3
+
+    progress: list[dict] = []
+    result = train(TrainConfig(**{**PLAIN, "epochs": 3, "batch_size": 32, "shortlist_proxy_epochs": proxy_epochs}),
+                   data, progress=progress.append, should_stop=stop)
+    assert len(polls) == 3 and progress == [] and result.history == []
+    assert (result.epochs_completed, result.interrupted) == (0, True)
 
 
 def test_divergence_is_reported() -> None:
@@ -134,9 +155,10 @@ def test_divergence_is_reported() -> None:
 def test_the_estimator_passes_the_shortlist_options_through() -> None:
     data = make_synthetic(n_train=80, n_valid=10, n_test=20, seed=1)
     clf = HMCClassifier(hierarchy=data.hierarchy, shortlist=4, shortlist_cycle=1, shortlist_proxy_epochs=0,
-                        weighting="none", focal="none", epochs=2, hidden=8, batch_size=32)
+                        shortlist_uniform=2, weighting="none", focal="none", epochs=2, hidden=8, batch_size=32)
     clf.fit(data.train.X, data.train.Y)
     assert (clf.config_.shortlist, clf.config_.shortlist_cycle, clf.config_.shortlist_proxy_epochs) == (4, 1, 0)
+    assert clf.config_.shortlist_uniform == 2
     assert [e["phase"] for e in clf.train_result_.history] == ["shortlist", "shortlist"]
     assert clf.predict_proba(data.test.X).shape == (20, data.hierarchy.n_nodes)
 

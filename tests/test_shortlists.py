@@ -145,6 +145,53 @@ def test_partial_scored_set_on_a_dag() -> None:
     _check_partial(h, y, shortlist, rng)
 
 
+def test_sampled_negatives_are_weighted_and_scored_columns_are_not_drawn_twice(small) -> None:
+    h = small.hierarchy
+    y = small.train.Y[:3]
+    evaluated = np.flatnonzero(h.eval_mask)
+    negative = [np.flatnonzero((r == 0) & h.eval_mask) for r in y]
+    shortlist = np.array([[n[0], n[1]] for n in negative])
+    # Row 0 draws a positive, a shortlisted negative and one other node twice; rows 1 and 2 draw others once.
+    positive0 = np.flatnonzero(y[0] & h.eval_mask)[0]
+    sampled = np.array([[positive0, shortlist[0, 0], negative[0][5], negative[0][5]],
+                        [negative[1][2], negative[1][3], negative[1][4], negative[1][5]],
+                        [negative[2][2], negative[2][2], negative[2][2], negative[2][6]]])
+    scored = scored_set(AncestorLists(h), sp.csr_matrix(y), shortlist, sampled)
+    weight = {(int(b), int(j)): float(w) for b, j, w in zip(scored.sample, scored.node, scored.weight)}
+    label = {(int(b), int(j)): float(v) for b, j, v in zip(scored.sample, scored.node, scored.label)}
+    unit = evaluated.size / sampled.shape[1]
+    expected = {(0, negative[0][5]): 2 * unit, (2, negative[2][2]): 3 * unit, (2, negative[2][6]): unit}
+    expected.update({(1, j): unit for j in negative[1][2:6]})
+    assert len(scored) == y.sum() + shortlist.size + len(expected)
+    for key, value in expected.items():
+        assert weight[key] == pytest.approx(value) and label[key] == 0
+    for b in range(3):
+        assert all(weight[(b, j)] == 1 and label[(b, j)] == 1 for j in np.flatnonzero(y[b]))
+        assert all(weight[(b, j)] == 1 and label[(b, j)] == 0 for j in shortlist[b])
+    with pytest.raises(ValueError, match="evaluated"):
+        scored_set(AncestorLists(h), sp.csr_matrix(y), shortlist, np.zeros((3, 2), dtype=np.int64))
+
+
+def test_sampled_negatives_estimate_the_full_loss_sum_without_bias() -> None:
+    """On a flat hierarchy MCLoss is per-node BCE; the weighted sum over draws averages to the full sum."""
+    leaves = [f"n{i}" for i in range(40)]
+    h = Hierarchy([("root", leaf) for leaf in leaves], skip_eval={"root"})
+    rng = np.random.default_rng(11)
+    y = h.propagate(rng.random((6, h.n_nodes)) < 0.1)
+    probs = torch.as_tensor(rng.uniform(0.02, 0.98, (1, 6, h.n_nodes)), dtype=torch.float32)
+    p, t = probs[0].double().numpy(), y.astype(float)
+    full = -(t * np.log(p) + (1 - t) * np.log(1 - p))[:, h.eval_mask].sum()
+    evaluated = np.flatnonzero(h.eval_mask)
+    ancestors = AncestorLists(h)
+    estimates = []
+    for _ in range(3000):
+        scored = scored_set(ancestors, sp.csr_matrix(y), None, evaluated[rng.integers(evaluated.size, size=(6, 5))])
+        estimates.append(float(scored_mc_loss(probs[:, scored.sample, scored.node], scored, "sum")))
+    estimates = np.asarray(estimates)
+    assert abs(estimates.mean() - full) < 4 * estimates.std() / np.sqrt(estimates.size)
+    assert estimates.std() > 0
+
+
 def _check_partial(h: Hierarchy, y: np.ndarray, shortlist: np.ndarray, rng: np.random.Generator) -> None:
     """Restricted MCLoss outputs and plain maxima against a per-entry loop over ``Hierarchy.descendants``."""
     scored = scored_set(AncestorLists(h), sp.csr_matrix(y), shortlist)

@@ -140,15 +140,22 @@ def build_index(rep: np.ndarray, labels: sp.csr_matrix, eval_mask: np.ndarray, a
 
 def _epoch(model: ShortlistNetwork, optimisers: list[torch.optim.Optimizer], x: torch.Tensor,
            y: sp.csr_matrix, negatives: Callable[[np.ndarray], np.ndarray], ancestors: AncestorLists,
-           batch_size: int, gen: torch.Generator, reduction: str) -> tuple[float, float]:
-    """One pass over the rows in random order; returns (mean loss, mean scored entries per sample)."""
+           batch_size: int, gen: torch.Generator, reduction: str, uniform: int = 0,
+           should_stop: Callable[[], bool] | None = None) -> tuple[float, float] | None:
+    """One pass over the rows in random order; returns (mean loss, mean scored entries per sample).
+
+    ``uniform`` negatives per sample are drawn from the evaluated nodes with ``gen`` at every step.
+    ``should_stop`` is polled after every step; None is returned when it ends the pass.
+    """
     model.train()
     n = x.shape[0]
     order = torch.randperm(n, generator=gen).numpy()
+    pool = np.flatnonzero(ancestors.eval_mask)
     total, scored_total = 0.0, 0
     for first in range(0, n, batch_size):
         idx = order[first:first + batch_size]
-        scored = scored_set(ancestors, y[idx], negatives(idx))
+        drawn = pool[torch.randint(pool.size, (idx.size, uniform), generator=gen).numpy()] if uniform else None
+        scored = scored_set(ancestors, y[idx], negatives(idx), drawn)
         rep = model.representation(x[torch.from_numpy(idx)])
         probs = torch.sigmoid(model.entry_logits(rep, scored.sample, scored.node))
         loss = scored_mc_loss(probs, scored, reduction)
@@ -159,6 +166,8 @@ def _epoch(model: ShortlistNetwork, optimisers: list[torch.optim.Optimizer], x: 
             opt.step()
         total += float(loss.detach()) * idx.size
         scored_total += len(scored)
+        if should_stop is not None and should_stop():
+            return None
     return total / n, scored_total / n
 
 
@@ -178,6 +187,7 @@ def train_shortlist(
     weight_decay: float = 1e-5,
     proxy_epochs: int = 1,
     proxy_limit: int | None = None,
+    uniform: int = 0,
     ann: str = "auto",
     ann_threads: int = 1,
     fit_on: str = "train+valid",
@@ -211,6 +221,10 @@ def train_shortlist(
         Epochs of the surrogate task before the first shortlist (0 skips it).
     proxy_limit : int, optional
         Most surrogate nodes (:func:`proxy_nodes`); ``max(2 k, 64)`` if None.
+    uniform : int, default 0
+        Negatives per sample drawn uniformly from the evaluated nodes at every step of the shortlist phase,
+        beside the ``k`` hard ones, weighted so that the loss estimates MCLoss over all nodes
+        (:mod:`hmlc_core.shortlists.scored`, *Uniform negatives and their weights*).
     ann : {"auto", "hnsw", "exact"}
         See :class:`~hmlc_core.shortlists.ann.LabelIndex`.
     ann_threads : int
@@ -220,7 +234,7 @@ def train_shortlist(
     progress : callable, optional
         Called after every epoch with its history entry plus ``"epochs"`` (the total, proxy included).
     should_stop : callable, optional
-        Polled between epochs; True ends training early.
+        Polled after every step; True ends training there (the unfinished epoch is not in the history).
     check : callable, optional
         Called after every epoch with the model and the epoch's history entry, before the next shortlist
         is built; an exception it raises ends training (:func:`hmlc_core.train.train` raises
@@ -239,8 +253,8 @@ def train_shortlist(
                         ("heads", heads)):
         if int(value) < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
-    if epochs < 0 or proxy_epochs < 0:
-        raise ValueError(f"epochs and proxy_epochs must be >= 0, got {epochs} and {proxy_epochs}")
+    if epochs < 0 or proxy_epochs < 0 or uniform < 0:
+        raise ValueError(f"epochs, proxy_epochs and uniform must be >= 0, got {epochs}, {proxy_epochs} and {uniform}")
     if fit_on not in ("train+valid", "train"):
         raise ValueError(f"fit_on must be 'train+valid' or 'train', got {fit_on!r}")
     torch.manual_seed(seed)
@@ -257,8 +271,8 @@ def train_shortlist(
         torch.optim.Adam(model.trunk.parameters(), lr=lr, weight_decay=weight_decay),
         torch.optim.SparseAdam([model.classifier], lr=lr),
     ]
-    log.info("shortlist training %s: %d samples, %d nodes, k=%d, cycle=%d, %d proxy + %d epochs",
-             dataset.name, x.shape[0], hierarchy.n_nodes, k, cycle, proxy_epochs, epochs)
+    log.info("shortlist training %s: %d samples, %d nodes, k=%d, %d uniform, cycle=%d, %d proxy + %d epochs",
+             dataset.name, x.shape[0], hierarchy.n_nodes, k, uniform, cycle, proxy_epochs, epochs)
     history: list[dict[str, Any]] = []
     total_epochs = proxy_epochs + epochs
     start = time.perf_counter()
@@ -271,19 +285,19 @@ def train_shortlist(
             progress({**entry, "epochs": total_epochs})
 
     surrogate = proxy_nodes(hierarchy, max(2 * k, 64) if proxy_limit is None else proxy_limit)
+    stopped = False
     for epoch in range(1, proxy_epochs + 1):
         t0 = time.perf_counter()
-        loss, per = _epoch(model, optimisers, x, y, lambda idx: np.broadcast_to(surrogate, (idx.size, surrogate.size)),
-                           ancestors, batch_size, gen, reduction)
-        report({"epoch": epoch, "phase": "proxy", "loss": loss, "seconds": time.perf_counter() - t0,
-                "shortlist_seconds": 0.0, "scored_per_sample": per})
-        if should_stop is not None and should_stop():
+        done = _epoch(model, optimisers, x, y, lambda idx: np.broadcast_to(surrogate, (idx.size, surrogate.size)),
+                      ancestors, batch_size, gen, reduction, should_stop=should_stop)
+        if done is None:
+            stopped = True
             break
+        report({"epoch": epoch, "phase": "proxy", "loss": done[0], "seconds": time.perf_counter() - t0,
+                "shortlist_seconds": 0.0, "scored_per_sample": done[1]})
     index: LabelIndex | None = None
     shortlist = np.zeros((0, k), dtype=np.int64)
-    for step in range(epochs):
-        if should_stop is not None and should_stop():
-            break
+    for step in range(0 if stopped else epochs):
         t0 = time.perf_counter()
         rebuilt = step % cycle == 0
         if rebuilt:
@@ -291,11 +305,13 @@ def train_shortlist(
             index = build_index(rep, y, hierarchy.eval_mask, ann, ann_threads)
             shortlist = shortlist_negatives(index, rep, y, k)
         t1 = time.perf_counter()
-        loss, per = _epoch(model, optimisers, x, y, lambda idx: shortlist[idx], ancestors, batch_size, gen,
-                           reduction)
-        report({"epoch": proxy_epochs + step + 1, "phase": "shortlist", "loss": loss,
+        done = _epoch(model, optimisers, x, y, lambda idx: shortlist[idx], ancestors, batch_size, gen, reduction,
+                      uniform, should_stop)
+        if done is None:
+            break
+        report({"epoch": proxy_epochs + step + 1, "phase": "shortlist", "loss": done[0],
                 "seconds": time.perf_counter() - t1, "shortlist_seconds": t1 - t0 if rebuilt else 0.0,
-                "scored_per_sample": per})
+                "scored_per_sample": done[1]})
     if index is None:
         index = build_index(embed(model, x), y, hierarchy.eval_mask, ann, ann_threads)
     model.eval()
