@@ -22,6 +22,7 @@ Session and URL state
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import html
 import logging
@@ -779,6 +780,75 @@ def chart_config(image_format: str = "svg") -> dict[str, Any]:
     """
     fmt = image_format if image_format in FIGURE_FORMATS else "svg"
     return {"displaylogo": False, "toImageButtonOptions": {"format": fmt, "scale": 2 if fmt == "png" else 1}}
+
+
+_CHART_DRAWN_JS = """
+export default function ({ setTriggerValue }) {
+    const drawn = () => document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot .main-svg path.surface");
+    let fired = false;
+    const fire = () => {
+        if (fired) return;
+        fired = true;
+        clearInterval(poll);
+        clearTimeout(limit);
+        requestAnimationFrame(() => setTimeout(() => setTriggerValue("drawn", true)));  // after that frame's paint
+    };
+    const poll = setInterval(() => { if (drawn()) fire(); }, 50);
+    const limit = setTimeout(fire, %d);
+    return () => { clearInterval(poll); clearTimeout(limit); };
+}
+"""
+CHART_DRAWN_TIMEOUT_S = 10
+"""Seconds after which :func:`when_chart_drawn` reports a chart that never showed as drawn (a Plotly error)."""
+_chart_drawn = st.components.v2.component("hmlc_chart_drawn", js=_CHART_DRAWN_JS % (CHART_DRAWN_TIMEOUT_S * 1000))
+
+
+def when_chart_drawn(key: str, on_drawn: Callable[[], None]) -> None:
+    """Call ``on_drawn``, and rerun the app, once the browser has drawn a Plotly chart of the page.
+
+    An empty ``st.components.v2`` component (no HTML) whose script waits until the page holds a drawn
+    Plotly chart with sectors (``path.surface``: a sunburst, treemap or pie), then for that frame's paint,
+    and sends one trigger; after :data:`CHART_DRAWN_TIMEOUT_S` seconds it sends it anyway. A page that
+    sends its heavy elements only after this rerun lets the browser load and draw them after the chart,
+    not before it. The script is fixed text: no data of the run reaches it.
+
+    Parameters
+    ----------
+    key : str
+        Widget key of the component (one mount per page).
+    on_drawn : callable
+        Called without arguments before the rerun (sets the page's session state).
+    """
+    _chart_drawn(key=key, on_drawn_change=on_drawn)
+
+
+def prepare_node_details(path: str, stamp: int, node: str, threshold: float, color_by: str,
+                         decision: Decision) -> None:
+    """Compute and cache the explorer's node charts and neighbourhood without drawing them.
+
+    The explorer calls it while the browser draws the overview (:func:`when_chart_drawn`), so the rerun
+    that sends them finds them cached. Unreadable test predictions are left to that rerun, which reports them.
+
+    Parameters
+    ----------
+    path : str
+        Run folder.
+    stamp : int
+        :func:`run_stamp` of ``path``.
+    node : str
+        The selected node.
+    threshold : float
+        The node's decision threshold drawn in :func:`member_probs`.
+    color_by : str
+        Colour quantity of :func:`neighbourhood_html`.
+    decision : Decision
+        The sidebar's decision rule.
+    """
+    with contextlib.suppress(RunError):
+        member_probs(path, stamp, node, threshold)
+        pr_curve(path, stamp, node, decision)
+    neighbourhood_html(path, stamp, node, color_by, decision)
+    recall_by_depth(path, stamp, decision)
 
 
 @st.cache_data(max_entries=2, show_spinner=False)

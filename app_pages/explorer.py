@@ -24,7 +24,13 @@ A hierarchy of :data:`hmlc_core.views.explore.NODE_SEARCH_MIN_NODES` nodes or mo
 per-node table is built only while its tab is open; above
 :data:`hmlc_core.views.explore.SUNBURST_MAX_SECTORS` nodes the sunburst carries
 only the sectors it draws around the selected node (bench/README.md, *The
-explorer on a 100k-node run*).
+explorer on a 100k-node run*). From
+:data:`hmlc_core.views.explore.DETAILS_AFTER_DRAW_MIN_NODES` nodes on, a session's
+first view sends the page down to the node card's facts, with the sunburst; the
+browser reports when it has drawn the sunburst
+(:func:`app_pages.common.when_chart_drawn`), and that rerun sends the rest
+(session state ``_explorer_details``), whose charts and neighbourhood the first
+run has computed and cached meanwhile.
 """
 
 from __future__ import annotations
@@ -76,6 +82,18 @@ def _select_from_sunburst(chart_key: str) -> None:
     if node is not None:
         st.session_state["node"] = node
 
+
+# A large hierarchy's first view in a session sends the overview and the node card's heading first; the browser
+# reports when it has drawn the sunburst, and only that rerun sends the rest of the page (its loading and drawing
+# delayed the sunburst: bench/README.md, The explorer on a 100k-node run).
+DETAILS_KEY = "_explorer_details"
+
+
+def _show_details() -> None:
+    st.session_state[DETAILS_KEY] = True
+
+
+details_shown = hierarchy.n_nodes < explore.DETAILS_AFTER_DRAW_MIN_NODES or st.session_state.get(DETAILS_KEY, False)
 
 left, right = st.columns([3, 2], gap="large")
 
@@ -156,116 +174,127 @@ with right:
         st.caption("This node is skipped in evaluation (a root); its metrics are not part of the averages.")
     elif int(row["support"]) == 0:
         st.caption("No positive test sample: recall, F1 and AP are undefined (shown as 0 / n/a).")
-    relatives = explore.relatives_table(run, node)
-    if relatives.empty:
-        st.caption("No parents or children.")
-    else:
-        st.markdown(f"**Parents and children** ({int(row['n_parents'])} / {int(row['n_children'])})")
-        st.dataframe(
-            relatives, height=min(38 + 35 * len(relatives), 300),
-            column_config=app_common.METRIC_COLUMNS,
-            column_order=app_common.metric_column_order(relatives.columns, ("precision", "recall", "f1", "relation")),
-        )
-    test_images = app_common.run_images(run)
-    if test_images is not None:
-        # The labels are the options: a bound widget's URL value is its shown label (Streamlit 1.67).
-        shown_order = st.radio("Images", list(image_views.ORDERS.values()), key="image_order", horizontal=True,
-                               bind="query-params",
-                               help="Most confidently wrong first: missed positives with the lowest probability, "
-                                    "false positives with the highest. Nearest the threshold first: the near misses.")
-        order = {label: key for key, label in image_views.ORDERS.items()}[shown_order]
-        try:
-            errors = app_common.node_image_errors(path, stamp, node, decision, order=order)
-        except RunError as exc:
-            st.error(f"Cannot show this node's test images: {app_common.md_text(exc)}")
+    if details_shown:
+        relatives = explore.relatives_table(run, node)
+        if relatives.empty:
+            st.caption("No parents or children.")
         else:
-            for title, shown, total in (("Missed positives", errors.false_negatives, errors.n_false_negatives),
-                                        ("False positives", errors.false_positives, errors.n_false_positives)):
-                st.markdown(f"**{title}** ({total}{f', the first {len(shown)} shown' if len(shown) < total else ''})")
-                app_common.image_strip(test_images, shown)
-            st.caption(f"Test images of this run (its images.npz) that the decision rule "
-                       f"({app_common.md_text(app_common.rule_text(run))}) gets wrong for "
-                       f"{app_common.md_text(node)}, with the node's ensemble-mean probability; "
-                       f"{image_views.ORDERS[order]}.")
-    st.markdown("**Ensemble members on the positive test samples**")
-    try:
-        st.plotly_chart(app_common.member_probs(path, stamp, node, max(node_threshold, 0.0)), key="member_probs",
-                        config=app_common.chart_config())
-        st.caption(f"Each member's probability of {app_common.md_text(node)} on the test samples where it is a "
-                   "true label, and the ensemble mean that the metrics threshold at the node's decision threshold "
-                   f"({explore.threshold_text(node_threshold)}): points below the dashed line are misses. Hover a "
-                   "point for its test-sample index (nodes with more than "
-                   f"{explore.MAX_STRIP_POINTS} positives show the boxes and outliers only).")
-    except RunError as exc:
-        st.warning(f"Cannot read this run's test predictions: {app_common.md_text(exc)}")
-    st.markdown("**Precision-recall curve and the decision rules**")
-    try:
-        st.plotly_chart(app_common.pr_curve(path, stamp, node, decision), key="pr_curve",
-                        config=app_common.chart_config())
-        st.caption("The node's test precision and recall at every threshold, and where each decision rule puts it "
-                   "(the sidebar's rule is the large circle). A point at recall 0 on a curve that starts high is a "
-                   "threshold failure: the node's positives are ranked first, but no probability clears the rule's "
-                   "threshold." + ("" if app_common.has_held_out(path, stamp) else
-                                              " The tuned rules need held-out predictions, which this run lacks."))
-    except RunError as exc:
-        st.warning(f"Cannot read this run's test predictions: {app_common.md_text(exc)}")
-    st.markdown("**Uncertainty by mode**")
-    st.dataframe(
-        explore.uncertainty_by_mode(run, node), key="uncertainty_modes",
-        column_config={
-            "mode": None,
-            "uncertainty": st.column_config.NumberColumn("mean", format="%.4f", help="Mean over the test set."),
-            "percentile": st.column_config.ProgressColumn(
-                "pct.", format="%.0f", min_value=0, max_value=100, width="small",
-                help="Percentile: share of evaluated nodes with at most this node's uncertainty."),
-            "display": st.column_config.CheckboxColumn("shown", width="small",
-                                                       help="The run's display mode, used in the colours."),
-        },
-    )
-    st.caption("Mean per-sample uncertainty over the whole test set (docs/method.md, *Uncertainty modes*); "
-               "entropies in bits, epistemic (KL) is unbounded. Percentile: rank among the evaluated nodes.")
-
-
-# -------------------------------------------------------------- neighbourhood
-shown = explore.neighbourhood(hierarchy, node)
-total = len(explore.neighbourhood(hierarchy, node, max_nodes=hierarchy.n_nodes))
-st.subheader(f"Neighbourhood of {app_common.md_text(node)}")
-caption = ("Ancestors, children and siblings; colour as above, size grows with training frequency. "
-           "Hover a node for its metrics; drag to pan, scroll to zoom.")
-if len(shown) < total:
-    caption += f" Showing {len(shown)} of {total} nodes (siblings cut)."
-st.caption(caption)
-st.iframe(app_common.neighbourhood_html(path, stamp, node, color_by, decision), height=560)
-
-# ------------------------------------------------------------- depth & table
-# A large hierarchy's table (111,111 rows for the 100k-node benchmark) is built only while its tab is open.
-lazy_table = hierarchy.n_nodes >= explore.NODE_SEARCH_MIN_NODES
-tab_depth, tab_table = (st.tabs(["Recall by depth", "Per-node table"], key="table_tab", on_change="rerun")
-                        if lazy_table else st.tabs(["Recall by depth", "Per-node table"]))
-with tab_depth:
-    st.plotly_chart(app_common.recall_by_depth(path, stamp, decision), key="recall_by_depth",
-                    config=app_common.chart_config())
-    st.caption("Macro recall over the evaluated nodes at each depth; nodes without a positive test sample count as 0.")
-
-with tab_table:
-    if lazy_table and not tab_table.open:
-        st.caption("The table is built when this tab is opened.")
-    else:
-        depth_options = sorted(int(d) for d in nm["depth"].unique())
-        c1, c2 = st.columns([3, 1])
-        depths = c1.multiselect("Depths", depth_options, default=[], key="table_depths",
-                                placeholder="all depths")
-        evaluated_only = c2.toggle("Evaluated nodes only", value=True, key="table_evaluated")
-        table = explore.node_table(run, depths, evaluated_only=evaluated_only)
-
-        def _select_from_table() -> None:
-            picked = explore.node_from_row_selection(st.session_state.get("node_table"), list(table.index))
-            if picked is not None:
-                st.session_state["node"] = picked
-
-        st.caption(f"{len(table)} nodes. Click a column header to sort; select a row to inspect the node.")
+            st.markdown(f"**Parents and children** ({int(row['n_parents'])} / {int(row['n_children'])})")
+            st.dataframe(
+                relatives, height=min(38 + 35 * len(relatives), 300),
+                column_config=app_common.METRIC_COLUMNS,
+                column_order=app_common.metric_column_order(relatives.columns,
+                                                            ("precision", "recall", "f1", "relation")),
+            )
+        test_images = app_common.run_images(run)
+        if test_images is not None:
+            # The labels are the options: a bound widget's URL value is its shown label (Streamlit 1.67).
+            shown_order = st.radio("Images", list(image_views.ORDERS.values()), key="image_order", horizontal=True,
+                                   bind="query-params",
+                                   help="Most confidently wrong first: missed positives with the lowest "
+                                        "probability, false positives with the highest. Nearest the threshold "
+                                        "first: the near misses.")
+            order = {label: key for key, label in image_views.ORDERS.items()}[shown_order]
+            try:
+                errors = app_common.node_image_errors(path, stamp, node, decision, order=order)
+            except RunError as exc:
+                st.error(f"Cannot show this node's test images: {app_common.md_text(exc)}")
+            else:
+                for title, shown, total in (("Missed positives", errors.false_negatives, errors.n_false_negatives),
+                                            ("False positives", errors.false_positives, errors.n_false_positives)):
+                    cut = f", the first {len(shown)} shown" if len(shown) < total else ""
+                    st.markdown(f"**{title}** ({total}{cut})")
+                    app_common.image_strip(test_images, shown)
+                st.caption(f"Test images of this run (its images.npz) that the decision rule "
+                           f"({app_common.md_text(app_common.rule_text(run))}) gets wrong for "
+                           f"{app_common.md_text(node)}, with the node's ensemble-mean probability; "
+                           f"{image_views.ORDERS[order]}.")
+        st.markdown("**Ensemble members on the positive test samples**")
+        try:
+            st.plotly_chart(app_common.member_probs(path, stamp, node, max(node_threshold, 0.0)), key="member_probs",
+                            config=app_common.chart_config())
+            st.caption(f"Each member's probability of {app_common.md_text(node)} on the test samples where it is a "
+                       "true label, and the ensemble mean that the metrics threshold at the node's decision threshold "
+                       f"({explore.threshold_text(node_threshold)}): points below the dashed line are misses. Hover a "
+                       "point for its test-sample index (nodes with more than "
+                       f"{explore.MAX_STRIP_POINTS} positives show the boxes and outliers only).")
+        except RunError as exc:
+            st.warning(f"Cannot read this run's test predictions: {app_common.md_text(exc)}")
+        st.markdown("**Precision-recall curve and the decision rules**")
+        try:
+            st.plotly_chart(app_common.pr_curve(path, stamp, node, decision), key="pr_curve",
+                            config=app_common.chart_config())
+            st.caption("The node's test precision and recall at every threshold, and where each decision rule puts it "
+                       "(the sidebar's rule is the large circle). A point at recall 0 on a curve that starts high is a "
+                       "threshold failure: the node's positives are ranked first, but no probability clears the rule's "
+                       "threshold." + ("" if app_common.has_held_out(path, stamp) else
+                                                  " The tuned rules need held-out predictions, which this run lacks."))
+        except RunError as exc:
+            st.warning(f"Cannot read this run's test predictions: {app_common.md_text(exc)}")
+        st.markdown("**Uncertainty by mode**")
         st.dataframe(
-            explore.na_text(table, ["average_precision"]), key="node_table", on_select=_select_from_table,
-            selection_mode="single-row", height=420, column_config=app_common.METRIC_COLUMNS,
-            column_order=app_common.metric_column_order(table.columns),
+            explore.uncertainty_by_mode(run, node), key="uncertainty_modes",
+            column_config={
+                "mode": None,
+                "uncertainty": st.column_config.NumberColumn("mean", format="%.4f", help="Mean over the test set."),
+                "percentile": st.column_config.ProgressColumn(
+                    "pct.", format="%.0f", min_value=0, max_value=100, width="small",
+                    help="Percentile: share of evaluated nodes with at most this node's uncertainty."),
+                "display": st.column_config.CheckboxColumn("shown", width="small",
+                                                           help="The run's display mode, used in the colours."),
+            },
         )
+        st.caption("Mean per-sample uncertainty over the whole test set (docs/method.md, *Uncertainty modes*); "
+                   "entropies in bits, epistemic (KL) is unbounded. Percentile: rank among the evaluated nodes.")
+    else:
+        st.caption("The node's parents and children, its charts, its neighbourhood and the per-node table follow "
+                   "once the overview is drawn.")
+        app_common.when_chart_drawn("explorer_drawn", _show_details)
+        app_common.prepare_node_details(path, stamp, node, max(node_threshold, 0.0), color_by, decision)
+
+
+if details_shown:
+    # -------------------------------------------------------------- neighbourhood
+    shown = explore.neighbourhood(hierarchy, node)
+    total = len(explore.neighbourhood(hierarchy, node, max_nodes=hierarchy.n_nodes))
+    st.subheader(f"Neighbourhood of {app_common.md_text(node)}")
+    caption = ("Ancestors, children and siblings; colour as above, size grows with training frequency. "
+               "Hover a node for its metrics; drag to pan, scroll to zoom.")
+    if len(shown) < total:
+        caption += f" Showing {len(shown)} of {total} nodes (siblings cut)."
+    st.caption(caption)
+    st.iframe(app_common.neighbourhood_html(path, stamp, node, color_by, decision), height=560)
+
+    # ------------------------------------------------------------- depth & table
+    # A large hierarchy's table (111,111 rows for the 100k-node benchmark) is built only while its tab is open.
+    lazy_table = hierarchy.n_nodes >= explore.NODE_SEARCH_MIN_NODES
+    tab_depth, tab_table = (st.tabs(["Recall by depth", "Per-node table"], key="table_tab", on_change="rerun")
+                            if lazy_table else st.tabs(["Recall by depth", "Per-node table"]))
+    with tab_depth:
+        st.plotly_chart(app_common.recall_by_depth(path, stamp, decision), key="recall_by_depth",
+                        config=app_common.chart_config())
+        st.caption("Macro recall over the evaluated nodes at each depth; nodes without a positive test sample "
+                   "count as 0.")
+
+    with tab_table:
+        if lazy_table and not tab_table.open:
+            st.caption("The table is built when this tab is opened.")
+        else:
+            depth_options = sorted(int(d) for d in nm["depth"].unique())
+            c1, c2 = st.columns([3, 1])
+            depths = c1.multiselect("Depths", depth_options, default=[], key="table_depths",
+                                    placeholder="all depths")
+            evaluated_only = c2.toggle("Evaluated nodes only", value=True, key="table_evaluated")
+            table = explore.node_table(run, depths, evaluated_only=evaluated_only)
+
+            def _select_from_table() -> None:
+                picked = explore.node_from_row_selection(st.session_state.get("node_table"), list(table.index))
+                if picked is not None:
+                    st.session_state["node"] = picked
+
+            st.caption(f"{len(table)} nodes. Click a column header to sort; select a row to inspect the node.")
+            st.dataframe(
+                explore.na_text(table, ["average_precision"]), key="node_table", on_select=_select_from_table,
+                selection_mode="single-row", height=420, column_config=app_common.METRIC_COLUMNS,
+                column_order=app_common.metric_column_order(table.columns),
+            )

@@ -25,7 +25,8 @@ same server afterwards, ``navigate`` the explorer reached by a click in the side
 the app (scripts loaded, websocket open: a user moving between pages; the light page's own start is
 ``boot_s``); ``--app-dir`` twice compares two checkouts (``git archive HEAD | tar -x -C DIR``);
 ``--repeats`` of each (a fresh server per cold repeat); ``rendered_s`` is when the whole page is rendered
-(``bench/load_sessions.py``'s test). Also reported:
+(the neighbourhood's iframe is there and ``bench/load_sessions.py``'s test holds: :data:`COMPLETE_JS`).
+Also reported:
 ``figure``: the sectors the sunburst carries (``sectors``) and draws (``drawn``), and whether the page
 shows the node search box (``search_box``), read in the browser.
 """
@@ -139,9 +140,19 @@ def measurement_runs(run_dirs: list[Path], folder: Path) -> dict[str, Path]:
     return {key: path for key, path in found.items()}
 
 
+COMPLETE_JS = """() => !!document.querySelector("[data-testid='stMain'] iframe") && (RENDERED_JS)()"""
+"""True when the page holds the neighbourhood (an iframe) and is rendered (``RENDERED_JS`` stands for
+``bench/load_sessions.py``'s test, put in by :func:`_view`).
+
+From :data:`hmlc_core.views.explore.DETAILS_AFTER_DRAW_MIN_NODES` nodes on, the explorer sends its lower part in
+a second script run, after the browser has drawn the sunburst; between the two runs the page looks rendered."""
+
+
 async def _view(browser: Any, url: str, node: str, timeout_s: float) -> dict[str, Any]:
-    """One page view in a new browser context: seconds to the sunburst and node card, and to fully rendered."""
+    """One page view in a new browser context: seconds to the sunburst and node card, and to the whole page."""
     from bench.load_sessions import RENDERED_JS
+
+    complete_js = COMPLETE_JS.replace("RENDERED_JS", RENDERED_JS)
 
     context = await browser.new_context(viewport={"width": 1500, "height": 1100})
     page = await context.new_page()
@@ -152,7 +163,7 @@ async def _view(browser: Any, url: str, node: str, timeout_s: float) -> dict[str
         shown = time.perf_counter() - start
         figure = await page.evaluate(FIGURE_JS)
         remaining = timeout_s - (time.perf_counter() - start)
-        await page.wait_for_function(RENDERED_JS, polling=50, timeout=max(remaining, 1) * 1000)
+        await page.wait_for_function(complete_js, polling=50, timeout=max(remaining, 1) * 1000)
         rendered = time.perf_counter() - start
         errors = await page.locator("[data-testid='stException']").count()
         return {"shown_s": round(shown, 3), "rendered_s": round(rendered, 3), "figure": figure,
@@ -172,10 +183,11 @@ TITLE_JS = """(title) => [...document.querySelectorAll("[data-testid='stMain'] h
 async def _navigate(browser: Any, base_url: str, key: str, node: str, timeout_s: float) -> dict[str, Any]:
     """The explorer reached from another page of the app: seconds from the click on its link to sunburst + card.
 
-    A new browser context opens *How it works* (no chart, no run data) for the run, waits until its title is
-    shown (``boot_s``, the framework's own start: scripts, websocket, first script run), then clicks
-    *Hierarchy explorer* in the sidebar: ``shown_s`` counts from the click, with Streamlit's scripts loaded
-    and its websocket open, as a user moving between pages meets it.
+    A new browser context opens *How it works* (small teaching charts, no run data) for the run, waits until
+    its title is shown (``boot_s``, the framework's own start: scripts, websocket, first script run), then
+    clicks *Hierarchy explorer* in the sidebar: ``shown_s`` counts from the click, with Streamlit's scripts
+    loaded (plotly.js among them, for the teaching charts) and its websocket open, as a user moving between
+    pages meets it.
     """
     context = await browser.new_context(viewport={"width": 1500, "height": 1100})
     page = await context.new_page()

@@ -267,3 +267,39 @@ def test_md_text_escapes_every_markdown_character() -> None:
     assert re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", escaped) == text  # unescaping gives the text back
     assert not re.search(r"(?<!\\)[!-/:-@\[-`{-~]", re.sub(r"\\.", "", escaped))  # nothing left unescaped
     assert app_common.md_text("two\nlines") == "two lines"
+
+
+# ------------------------------------------- a large hierarchy: the details after the sunburst (issue 17)
+def _page_order(at: AppTest) -> list[str]:
+    """Every main-area element in page order: its type, and its key or text where it has one."""
+    return [f"{e.type}:{getattr(e, 'key', None) or getattr(e, 'value', '')}"[:80] for e in at.main
+            if e.type not in ("flex_container", "column", "tab_container", "tab", "main")]
+
+
+def test_a_large_explorer_sends_the_details_once_the_browser_has_drawn_the_sunburst(
+        app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hmlc_core.views import explore
+
+    whole = _explorer(run=app_env.name, node="2.3")  # the synthetic run is small: one pass
+    assert not whole.exception and whole.get("iframe")
+    monkeypatch.setattr(explore, "DETAILS_AFTER_DRAW_MIN_NODES", 10)  # the synthetic run counts as large
+    at = _explorer(run=app_env.name, node="2.3")
+    assert not at.exception and not at.warning
+    # first pass: the page down to the node card's facts, in the same order as the whole page, then a note and
+    # the component that reports the drawn sunburst; no other chart, table, tab or iframe yet
+    first, every = _page_order(at), _page_order(whole)
+    assert first[:-2] == every[:len(first) - 2]
+    note, drawn = list(at.main)[-2:]
+    assert note.type == "caption" and "once the overview is drawn" in note.value
+    assert drawn.type == "bidi_component" and drawn.proto.component_name == "hmlc_chart_drawn"
+    assert [json.loads(c.proto.spec)["data"][0]["type"] for c in at.get("plotly_chart")] == ["sunburst"]
+    assert not at.get("iframe") and not at.dataframe and not at.tabs
+    assert any(s.value == app_common.md_text("2.3") for s in at.subheader)  # the node card's heading
+    # the browser's report (the component's trigger, whose callback sets this key) reruns with every element
+    at.session_state["_explorer_details"] = True
+    at.run()
+    assert not at.exception and _page_order(at) == every
+    assert '"2.3.1"' in _srcdoc(at)
+    # the rest of the session keeps them: a new node is shown whole at once
+    at.selectbox(key="node").set_value("3.1").run()
+    assert not at.exception and '"3.1.2"' in _srcdoc(at) and not at.get("bidi_component")

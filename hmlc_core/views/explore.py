@@ -99,6 +99,7 @@ __all__ = [
     "FirstParentTree",
     "NODE_SEARCH_MIN_NODES",
     "NODE_SEARCH_LIMIT",
+    "DETAILS_AFTER_DRAW_MIN_NODES",
     "search_nodes",
     "sunburst_figure",
     "hierarchy_sunburst",
@@ -596,6 +597,13 @@ selectbox, which would send every node id to the browser."""
 
 NODE_SEARCH_LIMIT = 50
 """Most matches :func:`search_nodes` returns (the search box's list)."""
+
+DETAILS_AFTER_DRAW_MIN_NODES = 1_000
+"""From this many nodes on, the explorer's first view in a session sends the overview and the node card's
+heading and facts first, and the rest of the page (the node's tables and charts, its neighbourhood, the
+depth chart and the per-node table) once the browser has drawn the sunburst: loading and drawing those in
+the same pass delayed the sunburst of the 100k-node benchmark by about 1.5 s (bench/README.md, *The
+explorer on a 100k-node run*). Smaller hierarchies (the demo runs) keep the single pass."""
 
 
 def search_nodes(hierarchy: Hierarchy, query: str, limit: int = NODE_SEARCH_LIMIT) -> tuple[list[str], int]:
