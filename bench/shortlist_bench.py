@@ -201,7 +201,7 @@ def full_side(name: str, data_dir: str | None, seed: int, heads: int, hidden: in
 
 def shortlist_side(name: str, data_dir: str | None, seed: int, heads: int, hidden: int | None, lr: float | None,
                    batch: int, train_steps: int, warmup: int, eval_rows: int, threads: int, k: int, epochs: int,
-                   proxy_epochs: int, cycle: int) -> dict[str, Any]:
+                   proxy_epochs: int, cycle: int, uniform: int = 0) -> dict[str, Any]:
     """Shortlist training (``hmlc_core.shortlists.train_shortlist``) on the same rows at the same batch size.
 
     Skipped, with the reason, when :mod:`hmlc_core.shortlists` cannot be imported. Its epoch time is the
@@ -230,7 +230,7 @@ def shortlist_side(name: str, data_dir: str | None, seed: int, heads: int, hidde
     rate = lr if lr is not None else float(preset_for(name).lr)
     t = time.perf_counter()
     result = train_shortlist(small, k=k, hidden=width, lr=rate, epochs=epochs, batch_size=batch, cycle=cycle, seed=seed,
-                             heads=heads, proxy_epochs=proxy_epochs)
+                             heads=heads, proxy_epochs=proxy_epochs, uniform=uniform)
     info["train_s"] = time.perf_counter() - t
     n_rows = small.train.n_samples
     steps = math.ceil(n_rows / batch)
@@ -250,7 +250,7 @@ def shortlist_side(name: str, data_dir: str | None, seed: int, heads: int, hidde
     info["predict_s"] = time.perf_counter() - t
     info["quality"] = quality(small.test.Y, scores, small.hierarchy, full["train_frequency"], full["n_train"])
     info.update({"k": k, "hidden": width, "lr": rate, "heads": heads, "batch": batch, "epochs": epochs,
-                 "proxy_epochs": proxy_epochs, "cycle": cycle, "train_rows": n_rows,
+                 "proxy_epochs": proxy_epochs, "cycle": cycle, "uniform": uniform, "train_rows": n_rows,
                  "eval_rows": small.test.n_samples, "peak_reset": reset, "training_peak_rss_mb": peak_rss_mb(reset),
                  "threads": torch.get_num_threads()})
     return info
@@ -266,7 +266,7 @@ def compare(name: str, args: argparse.Namespace) -> dict[str, Any]:
     full = run_in_child(full_side, args.timeout, **common)
     log(f"{name}: shortlist training ...")
     short = run_in_child(shortlist_side, args.timeout, **common, k=args.k, epochs=args.sl_epochs,
-                         proxy_epochs=args.sl_proxy_epochs, cycle=args.cycle)
+                         proxy_epochs=args.sl_proxy_epochs, cycle=args.cycle, uniform=args.uniform)
     out: dict[str, Any] = {"dataset": name, "full": full, "shortlist": short}
     ok = "error" not in full and "error" not in short and "skipped" not in short
     out["ratio_epoch_s"] = short["epoch_s_extrapolated"] / full["epoch_s_extrapolated"] if ok else None
@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sl-epochs", type=int, default=1, help="shortlist: epochs after the proxy phase")
     p.add_argument("--sl-proxy-epochs", type=int, default=0, help="shortlist: proxy epochs")
     p.add_argument("--cycle", type=int, default=5, help="shortlist: epochs between rebuilds")
+    p.add_argument("--uniform", type=int, default=0, help="shortlist: uniform negatives per sample and step")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per side")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--out", default=None, help="also write the JSON here")
