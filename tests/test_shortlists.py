@@ -262,13 +262,14 @@ def test_predictions_are_coherent_and_ancestor_closed(small) -> None:
     assert (dense > 0).sum(axis=1).min() >= 4
 
 
-def test_training_improves_precision_at_1() -> None:
+@pytest.mark.parametrize("options", [{}, {"uniform": 4, "row_optimizer": "catch-up-adam"}])
+def test_training_improves_precision_at_1(options: dict) -> None:
     data = make_synthetic(n_train=400, n_valid=50, n_test=200, n_features=16, depth=3, branching=4, seed=2,
                           noise=1.0)
     h = data.hierarchy
     untrained = train_shortlist(data, k=8, hidden=32, epochs=0, proxy_epochs=0, seed=0)
     trained = train_shortlist(data, k=8, hidden=32, epochs=12, batch_size=32, lr=3e-3, cycle=4, seed=0,
-                              dropout=0.3)
+                              dropout=0.3, **options)
     p1 = {}
     for name, result in (("untrained", untrained), ("trained", trained)):
         scores = predict_shortlist(result.model, result.index, h, data.test.X, k=8).dense()
@@ -296,6 +297,8 @@ def test_progress_reports_every_epoch_and_a_seed_fixes_the_run(small) -> None:
 def test_bad_arguments_are_refused(small) -> None:
     with pytest.raises(ValueError, match="k must be >= 1"):
         train_shortlist(small, k=0)
+    with pytest.raises(ValueError, match="row_optimizer"):
+        train_shortlist(small, row_optimizer="sgd")
     with pytest.raises(ValueError, match="ann kind"):
         LabelIndex(np.ones((3, 2)), np.ones(3, dtype=bool), kind="annoy")
     with pytest.raises(ValueError, match="n_layers >= 2"):

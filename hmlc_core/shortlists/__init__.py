@@ -19,8 +19,9 @@ label embeddings start as the mean of the representations of each label's positi
 2. shortlists: the ``k`` nearest non-positive label embeddings of each training sample's representation
    (:mod:`hmlc_core.shortlists.ann`);
 3. MCLoss restricted to each sample's positives (ancestors included, as labels are propagated) and
-   shortlisted negatives, the hierarchy constraint taken within that set (:mod:`hmlc_core.shortlists.scored`,
-   which states the approximation and its cost).
+   shortlisted negatives, optionally with weighted uniform negatives, the hierarchy constraint taken within
+   that set (:mod:`hmlc_core.shortlists.scored`, which states the approximation and its cost); the classifier
+   rows with SparseAdam or :class:`~hmlc_core.shortlists.optim.CatchUpAdam` (dense Adam's updates).
 
 Prediction scores the ``k`` nearest label embeddings of a sample and their ancestors and returns sparse
 scores (:class:`~hmlc_core.shortlists.training.SparseScores`).
@@ -42,10 +43,11 @@ NN-descent graph is randomised.
 
 from hmlc_core.shortlists.ann import ANN_KINDS, LabelIndex, label_embeddings, shortlist_negatives
 from hmlc_core.shortlists.network import ShortlistNetwork
+from hmlc_core.shortlists.optim import CatchUpAdam
 from hmlc_core.shortlists.scored import AncestorLists, ScoredSet, constrained_scored, scored_mc_loss, scored_set
-from hmlc_core.shortlists.training import (ShortlistResult, SparseScores, build_index, embed, predict_shortlist,
-                                           proxy_nodes, train_shortlist)
+from hmlc_core.shortlists.training import (ROW_OPTIMIZERS, ShortlistResult, SparseScores, build_index, embed,
+                                           predict_shortlist, proxy_nodes, train_shortlist)
 
-__all__ = ["ANN_KINDS", "LabelIndex", "label_embeddings", "shortlist_negatives", "ShortlistNetwork",
-           "AncestorLists", "ScoredSet", "constrained_scored", "scored_mc_loss", "scored_set", "ShortlistResult",
-           "SparseScores", "build_index", "embed", "predict_shortlist", "proxy_nodes", "train_shortlist"]
+__all__ = ["ANN_KINDS", "CatchUpAdam", "ROW_OPTIMIZERS", "LabelIndex", "label_embeddings", "shortlist_negatives",
+           "ShortlistNetwork", "AncestorLists", "ScoredSet", "constrained_scored", "scored_mc_loss", "scored_set",
+           "ShortlistResult", "SparseScores", "build_index", "embed", "predict_shortlist", "proxy_nodes", "train_shortlist"]

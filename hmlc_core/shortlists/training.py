@@ -35,14 +35,18 @@ from hmlc_core.data import HMCDataset
 from hmlc_core.hierarchy import Hierarchy
 from hmlc_core.shortlists.ann import LabelIndex, label_embeddings, shortlist_negatives
 from hmlc_core.shortlists.network import ShortlistNetwork
+from hmlc_core.shortlists.optim import CatchUpAdam
 from hmlc_core.shortlists.scored import AncestorLists, constrained_scored, scored_mc_loss, scored_set
 
-__all__ = ["SparseScores", "ShortlistResult", "proxy_nodes", "embed", "build_index", "train_shortlist",
-           "predict_shortlist"]
+__all__ = ["ROW_OPTIMIZERS", "SparseScores", "ShortlistResult", "proxy_nodes", "embed", "build_index",
+           "train_shortlist", "predict_shortlist"]
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[dict[str, Any]], None]
+
+ROW_OPTIMIZERS = ("sparse-adam", "catch-up-adam")
+"""Optimisers of the classifier rows (``train_shortlist(row_optimizer=...)``)."""
 
 
 @dataclass
@@ -188,6 +192,7 @@ def train_shortlist(
     proxy_epochs: int = 1,
     proxy_limit: int | None = None,
     uniform: int = 0,
+    row_optimizer: str = "sparse-adam",
     ann: str = "auto",
     ann_threads: int = 1,
     fit_on: str = "train+valid",
@@ -225,6 +230,10 @@ def train_shortlist(
         Negatives per sample drawn uniformly from the evaluated nodes at every step of the shortlist phase,
         beside the ``k`` hard ones, weighted so that the loss estimates MCLoss over all nodes
         (:mod:`hmlc_core.shortlists.scored`, *Uniform negatives and their weights*).
+    row_optimizer : {"sparse-adam", "catch-up-adam"}, default "sparse-adam"
+        Optimiser of the classifier rows: :class:`torch.optim.SparseAdam` (lazy: a row moves only at the
+        steps that score it) or :class:`~hmlc_core.shortlists.optim.CatchUpAdam` (moves every row as dense
+        Adam would, as in full training).
     ann : {"auto", "hnsw", "exact"}
         See :class:`~hmlc_core.shortlists.ann.LabelIndex`.
     ann_threads : int
@@ -247,7 +256,7 @@ def train_shortlist(
     Raises
     ------
     ValueError
-        On a non-positive size, ``cycle < 1``, an unknown ``fit_on`` or ANN kind.
+        On a non-positive size, ``cycle < 1``, an unknown ``fit_on``, ANN kind or ``row_optimizer``.
     """
     for name, value in (("k", k), ("hidden", hidden), ("batch_size", batch_size), ("cycle", cycle),
                         ("heads", heads)):
@@ -257,6 +266,8 @@ def train_shortlist(
         raise ValueError(f"epochs, proxy_epochs and uniform must be >= 0, got {epochs}, {proxy_epochs} and {uniform}")
     if fit_on not in ("train+valid", "train"):
         raise ValueError(f"fit_on must be 'train+valid' or 'train', got {fit_on!r}")
+    if row_optimizer not in ROW_OPTIMIZERS:
+        raise ValueError(f"row_optimizer must be one of {ROW_OPTIMIZERS}, got {row_optimizer!r}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     hierarchy = dataset.hierarchy
@@ -269,7 +280,7 @@ def train_shortlist(
     model = ShortlistNetwork(x.shape[1], hierarchy.n_nodes, hidden, heads, n_layers, dropout, generator=gen)
     optimisers: list[torch.optim.Optimizer] = [
         torch.optim.Adam(model.trunk.parameters(), lr=lr, weight_decay=weight_decay),
-        torch.optim.SparseAdam([model.classifier], lr=lr),
+        (torch.optim.SparseAdam if row_optimizer == "sparse-adam" else CatchUpAdam)([model.classifier], lr=lr),
     ]
     log.info("shortlist training %s: %d samples, %d nodes, k=%d, %d uniform, cycle=%d, %d proxy + %d epochs",
              dataset.name, x.shape[0], hierarchy.n_nodes, k, uniform, cycle, proxy_epochs, epochs)
@@ -312,6 +323,8 @@ def train_shortlist(
         report({"epoch": proxy_epochs + step + 1, "phase": "shortlist", "loss": done[0],
                 "seconds": time.perf_counter() - t1, "shortlist_seconds": t1 - t0 if rebuilt else 0.0,
                 "scored_per_sample": done[1]})
+    if isinstance(optimisers[1], CatchUpAdam):
+        optimisers[1].flush()
     if index is None:
         index = build_index(embed(model, x), y, hierarchy.eval_mask, ann, ann_threads)
     model.eval()
