@@ -72,6 +72,8 @@ class AncestorLists:
         ``indices[indptr[j]:indptr[j + 1]]`` are ``j`` and its ancestors.
     n_nodes : int
     eval_mask : numpy.ndarray of bool, shape (C,)
+    n_evaluated : int
+        ``C_e``, the number of evaluated nodes (uniform negatives are drawn from them).
     """
 
     def __init__(self, hierarchy: Hierarchy) -> None:
@@ -80,6 +82,7 @@ class AncestorLists:
         self.indptr = np.concatenate([[0], np.cumsum(np.bincount(nodes, minlength=self.n_nodes))]).astype(np.int64)
         self.indices = ancestors.astype(np.int64)
         self.eval_mask = hierarchy.eval_mask.copy()
+        self.n_evaluated = int(self.eval_mask.sum())
 
     def closure(self, nodes: np.ndarray) -> np.ndarray:
         """The sorted union of ``nodes`` and all their ancestors."""
@@ -191,8 +194,8 @@ def scored_set(ancestors: AncestorLists, positives: sp.csr_matrix, negatives: np
         if drawn.size and (drawn.min() < 0 or drawn.max() >= c or not ancestors.eval_mask[drawn].all()):
             raise ValueError("sampled columns must be evaluated nodes")
         drawn_keys, counts = np.unique(np.arange(b, dtype=np.int64)[:, None] * c + drawn, return_counts=True)
-        fresh = ~np.isin(drawn_keys, pos_keys) & ~np.isin(drawn_keys, neg_keys)
-        scale = int(ancestors.eval_mask.sum()) / max(drawn.shape[1], 1)
+        fresh = ~np.isin(drawn_keys, np.concatenate([pos_keys, neg_keys]))
+        scale = ancestors.n_evaluated / max(drawn.shape[1], 1)
         drawn_keys, drawn_weight = drawn_keys[fresh], (counts[fresh] * scale).astype(np.float32)
     keys = np.concatenate([pos_keys, neg_keys, drawn_keys])
     label = np.concatenate([np.ones(pos_keys.size, np.float32), np.zeros(neg_keys.size + drawn_keys.size, np.float32)])
