@@ -266,6 +266,9 @@ def _add_train_options(p: argparse.ArgumentParser, dataset_required: bool = True
     g.add_argument("--shortlist-uniform", type=int, default=d.shortlist_uniform, metavar="M",
                    help="also M negatives per sample drawn uniformly from all nodes at every step, weighted so the "
                         "loss estimates MCLoss over every node (default %(default)s: hard negatives only)")
+    g.add_argument("--shortlist-full-epochs", type=int, default=d.shortlist_full_epochs, metavar="N",
+                   help="last N epochs: full MCLoss on every node, which puts the nodes' scores on one scale "
+                        "(each costs an epoch of full training; default %(default)s)")
 
 
 def _add_table_options(p: argparse.ArgumentParser) -> None:
@@ -507,6 +510,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         encoder_checkpoint=args.encoder_checkpoint, encoder_width=args.encoder_width, shortlist=args.shortlist,
         shortlist_cycle=args.shortlist_cycle, shortlist_proxy_epochs=args.shortlist_proxy_epochs,
         shortlist_ann=args.shortlist_ann, shortlist_uniform=args.shortlist_uniform,
+        shortlist_full_epochs=args.shortlist_full_epochs,
         decision_threshold=0.5 if args.threshold is None else args.threshold, decision_shrinkage=args.shrinkage,
     )
 

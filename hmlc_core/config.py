@@ -217,6 +217,7 @@ NUMBER_RANGES: dict[str, NumberRange] = {
     "shortlist_cycle": NumberRange(1, integer=True),
     "shortlist_proxy_epochs": NumberRange(0, integer=True),
     "shortlist_uniform": NumberRange(0, integer=True),
+    "shortlist_full_epochs": NumberRange(0, integer=True),
 }
 """Allowed values of every numeric :class:`TrainConfig` field (NaN and infinities are never allowed).
 
@@ -344,7 +345,7 @@ class TrainConfig:
         on each sample's positives and its ``K`` nearest negative nodes by label embedding, instead of on every
         node, for very large hierarchies. None (the default): full training. Plain MCLoss only: the fields of
         :data:`SHORTLIST_REQUIRES` must hold their listed values. ``epochs`` counts every epoch, the
-        proxy epochs included; the saved model is the equal dense ensemble, scored on every node.
+        proxy and full epochs included; the saved model is the equal dense ensemble, scored on every node.
     shortlist_cycle : int
         Epochs between rebuilds of the label embeddings, ANN index and shortlists, >= 1 (default 5).
     shortlist_proxy_epochs : int
@@ -357,6 +358,10 @@ class TrainConfig:
         Negatives per sample drawn uniformly from the evaluated nodes at every step, beside the ``K`` hard ones,
         weighted so that the loss estimates MCLoss over every node (:mod:`hmlc_core.shortlists.scored`), >= 0
         (default 0: hard negatives only).
+    shortlist_full_epochs : int
+        Last epochs of shortlist training spent on the full MCLoss over every node (each costs an epoch of
+        full training; they put the nodes' scores on one scale, docs/method.md *Shortlist training*), >= 0,
+        with ``shortlist_proxy_epochs`` at most ``epochs`` (default 0).
     """
 
     dataset: str
@@ -407,6 +412,7 @@ class TrainConfig:
     shortlist_proxy_epochs: int = 1
     shortlist_ann: str = "auto"
     shortlist_uniform: int = 0
+    shortlist_full_epochs: int = 0
 
     def for_dataset(self, images: bool, name: str | None = None) -> TrainConfig:
         """A copy with ``encoder="auto"`` resolved for a dataset: ``cnn`` for images, ``none`` for a table.
@@ -523,7 +529,8 @@ class TrainConfig:
         ------
         ValueError
             Naming every field whose value shortlist training cannot train and the value it needs, or if
-            ``shortlist_proxy_epochs`` exceeds ``epochs`` or ``n_layers`` is below 2.
+            ``shortlist_proxy_epochs`` plus ``shortlist_full_epochs`` exceeds ``epochs`` or ``n_layers`` is
+            below 2.
         """
         wrong = [f"{name!r} = {value!r} (needs {needed!r})" for name, needed in SHORTLIST_REQUIRES.items()
                  if (value := getattr(self, name)) != needed
@@ -538,6 +545,10 @@ class TrainConfig:
         if self.epochs is not None and self.shortlist_proxy_epochs > self.epochs:
             raise ValueError(f"config field 'shortlist_proxy_epochs' = {self.shortlist_proxy_epochs!r} exceeds "
                              f"'epochs' = {self.epochs!r} (epochs counts the proxy epochs too)")
+        if self.epochs is not None and self.shortlist_proxy_epochs + self.shortlist_full_epochs > self.epochs:
+            raise ValueError(f"config field 'shortlist_full_epochs' = {self.shortlist_full_epochs!r} plus "
+                             f"'shortlist_proxy_epochs' = {self.shortlist_proxy_epochs!r} exceeds 'epochs' = "
+                             f"{self.epochs!r} (epochs counts the proxy and full epochs too)")
 
     def check_numbers(self) -> None:
         """Check every numeric field against :data:`NUMBER_RANGES`, alone (no cross-field rules).

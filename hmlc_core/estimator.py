@@ -56,7 +56,7 @@ CONFIG_PARAMS: tuple[str, ...] = (
     "label_smoothing", "schedule", "schedule_k", "mixed_lambda", "lpros", "cb_beta", "asl_gamma_pos",
     "asl_gamma_neg", "asl_clip", "logit_adjust", "patience", "threads", "kernel", "eval_batch_size", "decision",
     "decision_threshold", "decision_shrinkage", "shortlist", "shortlist_cycle", "shortlist_proxy_epochs",
-    "shortlist_ann", "shortlist_uniform",
+    "shortlist_ann", "shortlist_uniform", "shortlist_full_epochs",
 )
 """The estimator parameters that are :class:`TrainConfig` fields of the same name. The other fields are
 set by the estimator: ``dataset`` (:data:`DATASET_NAME`), ``data_dir`` (None), ``seed`` (from
@@ -179,7 +179,7 @@ class HMCClassifier(ClassifierMixin, BaseEstimator):
         ``T`` of the fixed rule.
     decision_shrinkage : float >= 0 or None, default None
         ``m`` of the per-node rule; None: :data:`hmlc_core.decision.DEFAULT_SHRINKAGE`.
-    shortlist, shortlist_cycle, shortlist_proxy_epochs, shortlist_ann, shortlist_uniform
+    shortlist, shortlist_cycle, shortlist_proxy_epochs, shortlist_ann, shortlist_uniform, shortlist_full_epochs
         As :class:`TrainConfig`: shortlist training for very large hierarchies (:mod:`hmlc_core.shortlists`),
         off by default (``shortlist=None``); it needs ``weighting="none"`` and ``focal="none"``. The fitted
         model is the dense ensemble, so prediction is as for full training.
@@ -266,6 +266,7 @@ class HMCClassifier(ClassifierMixin, BaseEstimator):
         shortlist_proxy_epochs: int = 1,
         shortlist_ann: str = "auto",
         shortlist_uniform: int = 0,
+        shortlist_full_epochs: int = 0,
         validation_fraction: float | None = None,
         random_state: int | np.random.RandomState | None = 0,
     ) -> None:
@@ -311,6 +312,7 @@ class HMCClassifier(ClassifierMixin, BaseEstimator):
         self.shortlist_proxy_epochs = shortlist_proxy_epochs
         self.shortlist_ann = shortlist_ann
         self.shortlist_uniform = shortlist_uniform
+        self.shortlist_full_epochs = shortlist_full_epochs
         self.validation_fraction = validation_fraction
         self.random_state = random_state
 

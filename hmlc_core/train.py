@@ -285,13 +285,13 @@ def _train_shortlist(config: TrainConfig, dataset: HMCDataset, progress: Progres
             raise TrainingDiverged(f"training diverged in epoch {entry['epoch']}: {reason}; lower the learning "
                                    f"rate (lr = {config.lr:g})")
 
-    proxy = config.shortlist_proxy_epochs
+    proxy, full = config.shortlist_proxy_epochs, config.shortlist_full_epochs
     found = train_shortlist(
-        dataset, k=config.shortlist, hidden=config.hidden, epochs=config.epochs - proxy,
+        dataset, k=config.shortlist, hidden=config.hidden, epochs=config.epochs - proxy - full,
         batch_size=config.batch_size, lr=config.lr, cycle=config.shortlist_cycle, seed=config.seed,
         heads=config.heads, n_layers=config.n_layers, dropout=config.dropout, weight_decay=config.weight_decay,
         proxy_epochs=proxy, ann=config.shortlist_ann, ann_threads=config.threads, uniform=config.shortlist_uniform,
-        fit_on=config.fit_on,
+        full_epochs=full, fit_on=config.fit_on,
         reduction=config.reduction, progress=progress, should_stop=should_stop, check=check)
     done = len(found.history)
     return TrainResult(config=config, model=found.model.to_ensemble(), train_frequency=found.train_frequency,
@@ -364,8 +364,9 @@ def train(
     With ``config.shortlist`` set, :func:`hmlc_core.shortlists.train_shortlist` trains instead (LightDXML's
     cycle of label embeddings, ANN shortlists and MCLoss restricted to positives and shortlisted
     negatives; Mishra et al., IJCNN 2023): ``shortlist_proxy_epochs`` proxy epochs, then ``epochs`` minus
-    those in shortlist phase, the shortlists rebuilt every ``shortlist_cycle`` epochs with index
-    ``shortlist_ann`` (``threads`` faiss threads) and ``shortlist_uniform`` uniform negatives per sample. The
+    those and ``shortlist_full_epochs`` in shortlist phase, the shortlists rebuilt every ``shortlist_cycle``
+    epochs with index ``shortlist_ann`` (``threads`` faiss threads) and ``shortlist_uniform`` uniform
+    negatives per sample, then ``shortlist_full_epochs`` epochs of the full MCLoss on every node. The
     result's model is the equal dense ensemble (:meth:`~hmlc_core.shortlists.ShortlistNetwork.to_ensemble`),
     so saving, loading and every view treat the run like any other; its history entries also hold
     ``phase``, ``shortlist_seconds`` and ``scored_per_sample``, and no ``valid_auprc``.

@@ -51,6 +51,7 @@ RANGES = {
     "shortlist": (1, True, INF, False, True, True), "shortlist_cycle": (1, True, INF, False, True, False),
     "shortlist_proxy_epochs": (0, True, INF, False, True, False),
     "shortlist_uniform": (0, True, INF, False, True, False),
+    "shortlist_full_epochs": (0, True, INF, False, True, False),
 }
 # Fields whose non-default values need another field set (label smoothing needs ZLPR, patience needs
 # fit_on="train", mixed_lambda needs MCLoss, which is the default).

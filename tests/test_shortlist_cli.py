@@ -28,11 +28,11 @@ from hmlc_core.synthetic import make_synthetic
 from hmlc_core.train import TrainingDiverged, _LabelRows, predict_members, train
 
 SHORTLIST_FIELDS = {"shortlist": 8, "shortlist_cycle": 2, "shortlist_proxy_epochs": 1, "shortlist_ann": "exact",
-                    "shortlist_uniform": 3}
-CLI = ["train", "--dataset", "synthetic", "--epochs", "3", "--hidden", "16", "--heads", "2", "--batch-size", "32",
+                    "shortlist_uniform": 3, "shortlist_full_epochs": 1}
+CLI = ["train", "--dataset", "synthetic", "--epochs", "4", "--hidden", "16", "--heads", "2", "--batch-size", "32",
        "--lr", "0.003", "--seed", "3", "--weighting", "none", "--focal", "none", "--shortlist", "8",
        "--shortlist-cycle", "2", "--shortlist-proxy-epochs", "1", "--shortlist-ann", "exact",
-       "--shortlist-uniform", "3", "--quiet"]
+       "--shortlist-uniform", "3", "--shortlist-full-epochs", "1", "--quiet"]
 PLAIN = dict(dataset="synthetic", weighting="none", focal="none", shortlist=4, epochs=2, hidden=8, batch_size=64)
 
 
@@ -49,12 +49,14 @@ def test_cli_trains_what_train_shortlist_trains_and_the_run_loads(cli_run: Path)
     saved = json.loads((cli_run / "config.json").read_text())["train"]
     assert {name: saved[name] for name in SHORTLIST_FIELDS} == SHORTLIST_FIELDS
     assert run.summary["status"] == "finished"
-    assert (run.summary["epochs_completed"], run.summary["epochs_planned"]) == (3, 3)
-    # --epochs 3 with one proxy epoch: 1 proxy + 2 shortlist epochs, as a direct call with those numbers
+    assert (run.summary["epochs_completed"], run.summary["epochs_planned"]) == (4, 4)
+    # --epochs 4 with one proxy and one full epoch: 1 proxy + 2 shortlist + 1 full, as a direct call with those numbers
     direct = train_shortlist(open_dataset("synthetic"), k=8, hidden=16, epochs=2, batch_size=32, lr=0.003,
-                             cycle=2, seed=3, heads=2, proxy_epochs=1, ann="exact", ann_threads=1, uniform=3)
+                             cycle=2, seed=3, heads=2, proxy_epochs=1, ann="exact", ann_threads=1, uniform=3,
+                             full_epochs=1)
+    assert [e["phase"] for e in direct.history] == ["proxy", "shortlist", "shortlist", "full"]
     assert list(pd.read_csv(cli_run / "history.csv").columns) == ["epoch", "loss", "seconds"]
-    assert run.history["epoch"].tolist() == [1, 2, 3]
+    assert run.history["epoch"].tolist() == [1, 2, 3, 4]
     np.testing.assert_allclose(run.history["loss"], [e["loss"] for e in direct.history], rtol=1e-12)
     model = run.load_model()
     reference = direct.model.to_ensemble()
@@ -77,7 +79,7 @@ def test_runs_without_the_shortlist_fields_load_as_full_training(cli_run: Path, 
     config = load_run(old).config
     assert config.shortlist is None and read_config(old).shortlist is None
     assert (config.shortlist_cycle, config.shortlist_proxy_epochs, config.shortlist_ann) == (5, 1, "auto")
-    assert config.shortlist_uniform == 0
+    assert (config.shortlist_uniform, config.shortlist_full_epochs) == (0, 0)
     bundled = json.loads((DEMO_RUN_DIR / "config.json").read_text())["train"]
     assert "shortlist" not in bundled and load_run(DEMO_RUN_DIR).config.shortlist is None
 
@@ -87,7 +89,7 @@ def test_runs_without_the_shortlist_fields_load_as_full_training(cli_run: Path, 
     ("logit_adjust", 1.0), ("mixed_lambda", 0.5), ("ensemble", "shared"), ("ensemble", "mc-dropout"),
     ("patience", 2), ("encoder", "cnn"), ("encoder", "frozen"), ("kernel", "numba"), ("n_layers", 1),
     ("shortlist_proxy_epochs", 3), ("shortlist_cycle", 0), ("shortlist", 0), ("shortlist_ann", "annoy"),
-    ("shortlist_uniform", -1),
+    ("shortlist_uniform", -1), ("shortlist_full_epochs", -1), ("shortlist_full_epochs", 2),
 ])
 def test_what_shortlist_training_cannot_do_is_refused_naming_the_field(field: str, value: object) -> None:
     extra = {"fit_on": "train"} if field == "patience" else {}
@@ -118,7 +120,7 @@ def test_cli_help_lists_the_shortlist_options(capsys: pytest.CaptureFixture[str]
         main(["train", "--help"])
     text = capsys.readouterr().out
     for option in ("--shortlist K", "--shortlist-cycle N", "--shortlist-proxy-epochs N",
-                   "--shortlist-ann {auto,hnsw,exact}", "--shortlist-uniform M"):
+                   "--shortlist-ann {auto,hnsw,exact}", "--shortlist-uniform M", "--shortlist-full-epochs N"):
         assert option in text
     assert "'synthetic'" in text and "'shapes'" in text
 
@@ -155,11 +157,11 @@ def test_divergence_is_reported() -> None:
 def test_the_estimator_passes_the_shortlist_options_through() -> None:
     data = make_synthetic(n_train=80, n_valid=10, n_test=20, seed=1)
     clf = HMCClassifier(hierarchy=data.hierarchy, shortlist=4, shortlist_cycle=1, shortlist_proxy_epochs=0,
-                        shortlist_uniform=2, weighting="none", focal="none", epochs=2, hidden=8, batch_size=32)
+                        shortlist_uniform=2, shortlist_full_epochs=1, weighting="none", focal="none", epochs=2, hidden=8, batch_size=32)
     clf.fit(data.train.X, data.train.Y)
     assert (clf.config_.shortlist, clf.config_.shortlist_cycle, clf.config_.shortlist_proxy_epochs) == (4, 1, 0)
-    assert clf.config_.shortlist_uniform == 2
-    assert [e["phase"] for e in clf.train_result_.history] == ["shortlist", "shortlist"]
+    assert (clf.config_.shortlist_uniform, clf.config_.shortlist_full_epochs) == (2, 1)
+    assert [e["phase"] for e in clf.train_result_.history] == ["shortlist", "full"]
     assert clf.predict_proba(data.test.X).shape == (20, data.hierarchy.n_nodes)
 
 

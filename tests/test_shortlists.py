@@ -15,8 +15,9 @@ import torch
 from hmlc_core.hierarchy import Hierarchy
 from hmlc_core.losses import mc_loss
 from hmlc_core.model import MCM
-from hmlc_core.shortlists import (AncestorLists, LabelIndex, ShortlistNetwork, constrained_scored, label_embeddings,
-                                  predict_shortlist, scored_mc_loss, scored_set, shortlist_negatives, train_shortlist)
+from hmlc_core.shortlists import (AncestorLists, LabelIndex, ShortlistNetwork, build_index, constrained_scored, embed,
+                                  label_embeddings, predict_shortlist, scored_mc_loss, scored_set, shortlist_negatives,
+                                  train_shortlist)
 from hmlc_core.synthetic import make_synthetic
 from hmlc_core.tail_metrics import precision_at_k
 
@@ -305,3 +306,53 @@ def test_bad_arguments_are_refused(small) -> None:
         ShortlistNetwork(4, 5, 8, n_layers=1)
     with pytest.raises(ValueError, match="no node can be shortlisted"):
         LabelIndex(np.zeros((3, 2)), np.zeros(3, dtype=bool))
+
+
+def test_dense_logits_equal_the_ensemble_and_the_entry_logits(small) -> None:
+    net = _net(small)
+    x = torch.as_tensor(small.test.X[:7])
+    dense = net.logits(x)
+    assert dense.shape == (2, 7, small.hierarchy.n_nodes)
+    torch.testing.assert_close(dense, net.to_ensemble().logits(x), rtol=1e-5, atol=1e-6)
+    sample = torch.arange(7).repeat_interleave(small.hierarchy.n_nodes)
+    node = torch.arange(small.hierarchy.n_nodes).repeat(7)
+    torch.testing.assert_close(dense.reshape(2, -1), net.entry_logits(net.representation(x), sample, node),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_full_epochs_train_the_dense_network_with_mcloss_and_adam(small) -> None:
+    """A full epoch is an epoch of the project's MCLoss on every node with a fresh torch Adam (whole data in one
+    batch, no dropout: the step is independent of the batch order), and the index is rebuilt after it."""
+    h = small.hierarchy
+    kwargs = dict(k=5, hidden=16, epochs=2, batch_size=1000, lr=0.01, cycle=1, seed=3, heads=2, dropout=0.0,
+                  weight_decay=1e-3, ann="exact", uniform=2)
+    before = train_shortlist(small, **kwargs)
+    after = train_shortlist(small, full_epochs=2, **kwargs)
+    assert [e["phase"] for e in after.history] == ["proxy", "shortlist", "shortlist", "full", "full"]
+    assert [e["epoch"] for e in after.history] == [1, 2, 3, 4, 5]
+    assert after.history[3]["scored_per_sample"] == h.n_nodes
+    for mine, theirs in zip(before.history, after.history[:3]):
+        assert mine["loss"] == theirs["loss"]
+
+    reference = before.model.to_ensemble()
+    opt = torch.optim.Adam(reference.parameters(), lr=0.01, weight_decay=1e-3)
+    x = torch.as_tensor(np.concatenate([small.train.X, small.valid.X]))
+    y = torch.as_tensor(np.concatenate([small.train.Y, small.valid.Y]), dtype=torch.float32)
+    mcm, mask = MCM(h), torch.as_tensor(h.eval_mask)
+    losses = []
+    for _ in range(2):
+        reference.train()
+        loss = mc_loss(torch.sigmoid(reference.logits(x)), y, mcm, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    np.testing.assert_allclose([e["loss"] for e in after.history[3:]], losses, rtol=1e-5)
+    trained = after.model.to_ensemble()
+    for mine, theirs in zip(trained.parameters(), reference.parameters()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-6)
+    rebuilt = build_index(embed(after.model, x), sp.csr_matrix(y.numpy()), h.eval_mask, "exact")
+    queries = embed(after.model, torch.as_tensor(small.test.X))
+    np.testing.assert_array_equal(after.index.search(queries, 5)[0], rebuilt.search(queries, 5)[0])
+    stale = build_index(embed(before.model, x), sp.csr_matrix(y.numpy()), h.eval_mask, "exact")
+    assert not np.array_equal(stale.search(queries, 5)[0], rebuilt.search(queries, 5)[0])

@@ -110,6 +110,21 @@ class ShortlistNetwork(nn.Module):
         logits = torch.bmm(rep.reshape(self.n_heads * b, 1, self.hidden), weight).view(self.n_heads, b, width)
         return logits[:, sample, col] + rows[sample, col, :, -1].T
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Member logits of every node, as :meth:`HMCEnsemble.logits` (the full MCLoss phase of training).
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B, D), float32
+
+        Returns
+        -------
+        torch.Tensor, shape (H, B, C); the classifier's gradient is dense (every row).
+        """
+        rep = self.representation(x)
+        table = self.classifier.view(self.n_nodes, self.n_heads, self.hidden + 1)
+        return torch.baddbmm(table[..., -1].T.unsqueeze(1), rep, table[..., :-1].permute(1, 2, 0))
+
     def to_ensemble(self) -> HMCEnsemble:
         """The equal dense :class:`HMCEnsemble` (``kind="heads"``), for the project's saving, metrics and views.
 

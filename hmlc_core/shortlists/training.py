@@ -12,7 +12,13 @@ embeddings and (3) training the final classifier on the positives and the shortl
   (:func:`~hmlc_core.shortlists.ann.label_embeddings`), (2) a new ANN index and shortlist of ``k`` hard
   negatives per training sample (:func:`~hmlc_core.shortlists.ann.shortlist_negatives`), then (3) ``cycle``
   epochs of MCLoss restricted to positives and shortlisted negatives (:mod:`hmlc_core.shortlists.scored`),
-  the trunk with Adam and the classifier rows with SparseAdam (sparse gradients).
+  the trunk with Adam and the classifier rows with SparseAdam (sparse gradients);
+- last (``full_epochs``, none by default): epochs of the full MCLoss over every node, the whole network with
+  a fresh dense Adam, and the index rebuilt from the final representation. Not a LightDXML phase: restricted
+  training ranks a node's samples well but leaves the scores of different nodes on unequal scales (the
+  negatives never scored keep the probability of their initialisation); a few full epochs re-align them,
+  which micro AUPRC, a ranking of all (sample, node) pairs together, needs (measured in bench/README.md,
+  *cellcycle_GO*). Each costs one epoch of full training.
 
 Prediction (:func:`predict_shortlist`) scores each sample's ``k`` nearest label embeddings and their
 ancestors, coherent through the max over scored descendants; LightDXML's blend of classifier and ANN
@@ -33,6 +39,8 @@ import torch
 
 from hmlc_core.data import HMCDataset
 from hmlc_core.hierarchy import Hierarchy
+from hmlc_core.losses import mc_loss
+from hmlc_core.model import MCM
 from hmlc_core.shortlists.ann import LabelIndex, label_embeddings, shortlist_negatives
 from hmlc_core.shortlists.network import ShortlistNetwork
 from hmlc_core.shortlists.optim import CatchUpAdam
@@ -95,7 +103,7 @@ class ShortlistResult:
         The last cycle's ANN index (for :func:`predict_shortlist`).
     train_frequency : numpy.ndarray of int64, shape (C,)
     history : list of dict
-        Per epoch: ``epoch``, ``phase`` ("proxy" or "shortlist"), ``loss``, ``seconds`` (training steps),
+        Per epoch: ``epoch``, ``phase`` ("proxy", "shortlist" or "full"), ``loss``, ``seconds`` (training steps),
         ``shortlist_seconds`` (embedding, index and shortlist, 0 when not rebuilt), ``scored_per_sample``.
     train_seconds : float
     """
@@ -175,6 +183,31 @@ def _epoch(model: ShortlistNetwork, optimisers: list[torch.optim.Optimizer], x: 
     return total / n, scored_total / n
 
 
+def _full_epoch(model: ShortlistNetwork, optimiser: torch.optim.Optimizer, x: torch.Tensor, y: sp.csr_matrix,
+                mcm: MCM, eval_mask: torch.Tensor, batch_size: int, gen: torch.Generator, reduction: str,
+                should_stop: Callable[[], bool] | None = None) -> float | None:
+    """One pass of the full MCLoss (every node) over the rows in random order; returns the mean loss.
+
+    ``should_stop`` is polled after every step; None is returned when it ends the pass.
+    """
+    model.train()
+    n = x.shape[0]
+    order = torch.randperm(n, generator=gen).numpy()
+    total = 0.0
+    for first in range(0, n, batch_size):
+        idx = order[first:first + batch_size]
+        targets = torch.as_tensor(y[idx].toarray(), dtype=torch.float32)
+        loss = mc_loss(torch.sigmoid(model.logits(x[torch.from_numpy(idx)])), targets, mcm, eval_mask,
+                       reduction=reduction)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        total += float(loss.detach()) * idx.size
+        if should_stop is not None and should_stop():
+            return None
+    return total / n
+
+
 def train_shortlist(
     dataset: HMCDataset,
     k: int = 100,
@@ -192,6 +225,7 @@ def train_shortlist(
     proxy_epochs: int = 1,
     proxy_limit: int | None = None,
     uniform: int = 0,
+    full_epochs: int = 0,
     row_optimizer: str = "sparse-adam",
     ann: str = "auto",
     ann_threads: int = 1,
@@ -210,7 +244,7 @@ def train_shortlist(
         Shortlisted negatives per sample (and nodes searched per sample at prediction).
     hidden, n_layers, dropout, heads : network (:class:`ShortlistNetwork`).
     epochs : int
-        Epochs after the proxy phase.
+        Epochs of the shortlist phase (after the proxy phase, before the full one).
     batch_size : int
     lr : float
         Adam (trunk) and SparseAdam (classifier rows) learning rate.
@@ -230,6 +264,11 @@ def train_shortlist(
         Negatives per sample drawn uniformly from the evaluated nodes at every step of the shortlist phase,
         beside the ``k`` hard ones, weighted so that the loss estimates MCLoss over all nodes
         (:mod:`hmlc_core.shortlists.scored`, *Uniform negatives and their weights*).
+    full_epochs : int, default 0
+        Epochs of the full MCLoss over every node (:func:`hmlc_core.losses.mc_loss`; Giunchiglia and
+        Lukasiewicz, NeurIPS 2020, section 3) after the shortlist phase: the whole network with a fresh
+        :class:`torch.optim.Adam` (``lr``, ``weight_decay`` on every parameter, as full training), then the
+        index is rebuilt. Each costs one epoch of full training (memory too: ``batch_size x C`` scores).
     row_optimizer : {"sparse-adam", "catch-up-adam"}, default "sparse-adam"
         Optimiser of the classifier rows: :class:`torch.optim.SparseAdam` (lazy: a row moves only at the
         steps that score it) or :class:`~hmlc_core.shortlists.optim.CatchUpAdam` (moves every row as dense
@@ -262,8 +301,9 @@ def train_shortlist(
                         ("heads", heads)):
         if int(value) < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
-    if epochs < 0 or proxy_epochs < 0 or uniform < 0:
-        raise ValueError(f"epochs, proxy_epochs and uniform must be >= 0, got {epochs}, {proxy_epochs} and {uniform}")
+    if min(epochs, proxy_epochs, uniform, full_epochs) < 0:
+        raise ValueError(f"epochs, proxy_epochs, uniform and full_epochs must be >= 0, got {epochs}, {proxy_epochs}, "
+                         f"{uniform} and {full_epochs}")
     if fit_on not in ("train+valid", "train"):
         raise ValueError(f"fit_on must be 'train+valid' or 'train', got {fit_on!r}")
     if row_optimizer not in ROW_OPTIMIZERS:
@@ -282,10 +322,11 @@ def train_shortlist(
         torch.optim.Adam(model.trunk.parameters(), lr=lr, weight_decay=weight_decay),
         (torch.optim.SparseAdam if row_optimizer == "sparse-adam" else CatchUpAdam)([model.classifier], lr=lr),
     ]
-    log.info("shortlist training %s: %d samples, %d nodes, k=%d, %d uniform, cycle=%d, %d proxy + %d epochs",
-             dataset.name, x.shape[0], hierarchy.n_nodes, k, uniform, cycle, proxy_epochs, epochs)
+    log.info("shortlist training %s: %d samples, %d nodes, k=%d, %d uniform, cycle=%d, %d proxy + %d + %d full "
+             "epochs", dataset.name, x.shape[0], hierarchy.n_nodes, k, uniform, cycle, proxy_epochs, epochs,
+             full_epochs)
     history: list[dict[str, Any]] = []
-    total_epochs = proxy_epochs + epochs
+    total_epochs = proxy_epochs + epochs + full_epochs
     start = time.perf_counter()
 
     def report(entry: dict[str, Any]) -> None:
@@ -319,12 +360,25 @@ def train_shortlist(
         done = _epoch(model, optimisers, x, y, lambda idx: shortlist[idx], ancestors, batch_size, gen, reduction,
                       uniform, should_stop)
         if done is None:
+            stopped = True
             break
         report({"epoch": proxy_epochs + step + 1, "phase": "shortlist", "loss": done[0],
                 "seconds": time.perf_counter() - t1, "shortlist_seconds": t1 - t0 if rebuilt else 0.0,
                 "scored_per_sample": done[1]})
     if isinstance(optimisers[1], CatchUpAdam):
         optimisers[1].flush()
+    if full_epochs and not stopped:
+        dense = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        mcm, eval_mask = MCM(hierarchy), torch.as_tensor(hierarchy.eval_mask)
+        for step in range(full_epochs):
+            t0 = time.perf_counter()
+            loss = _full_epoch(model, dense, x, y, mcm, eval_mask, batch_size, gen, reduction, should_stop)
+            if loss is None:
+                break
+            report({"epoch": proxy_epochs + epochs + step + 1, "phase": "full", "loss": loss,
+                    "seconds": time.perf_counter() - t0, "shortlist_seconds": 0.0,
+                    "scored_per_sample": float(hierarchy.n_nodes)})
+        index = None
     if index is None:
         index = build_index(embed(model, x), y, hierarchy.eval_mask, ann, ann_threads)
     model.eval()
