@@ -13,7 +13,8 @@ all of that node's ancestors, and evaluation skips the root(s).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import networkx as nx
@@ -26,8 +27,9 @@ __all__ = ["Hierarchy"]
 class Hierarchy:
     """A rooted label hierarchy (tree or DAG) with a fixed node order.
 
-    Edges are given as ``(parent, child)`` pairs. Internally the graph is a
-    :class:`networkx.DiGraph` whose edges point from parent to child.
+    Edges are given as ``(parent, child)`` pairs. The queries use plain parent and
+    child dicts; :attr:`graph`, a :class:`networkx.DiGraph` whose edges point from
+    parent to child, is built on first use.
 
     Parameters
     ----------
@@ -52,7 +54,7 @@ class Hierarchy:
     n_nodes : int
         Number of nodes ``C``.
     graph : networkx.DiGraph
-        Parent -> child edges.
+        Parent -> child edges (built on first use, then kept; do not modify it).
     roots : list of str
         Nodes without parents.
     depth : numpy.ndarray of int64, shape (C,)
@@ -75,37 +77,41 @@ class Hierarchy:
         nodes: Iterable[str] | None = None,
         skip_eval: Iterable[str] | None = None,
     ) -> None:
-        graph = nx.DiGraph()
+        # Plain dicts in networkx's insertion order (nodes given, then new edge ends; neighbours in edge order):
+        # building a networkx graph of a 111k-node hierarchy took most of a run's load time, so ``graph`` is
+        # built from these only when asked for (bench/README.md, *The explorer on a 100k-node run*).
+        succ: dict[str, dict[str, None]] = {}
+        pred: dict[str, dict[str, None]] = {}
         if nodes is not None:
-            graph.add_nodes_from(str(n) for n in nodes)
+            for n in nodes:
+                n = str(n)
+                if n not in succ:
+                    succ[n] = {}
+                    pred[n] = {}
         pairs = [(str(parent), str(child)) for parent, child in edges]
         for parent, child in pairs:
             if parent == child:
                 raise ValueError(f"hierarchy edge {parent!r} -> {child!r} is a self-loop")
-        graph.add_edges_from(pairs)
-        if graph.number_of_nodes() == 0:
+        for parent, child in pairs:
+            if parent not in succ:
+                succ[parent] = {}
+                pred[parent] = {}
+            if child not in succ:
+                succ[child] = {}
+                pred[child] = {}
+            succ[parent][child] = None
+            pred[child][parent] = None
+        if not succ:
             raise ValueError("a hierarchy needs at least one node")
-        try:
-            order = list(nx.topological_sort(graph))
-        except nx.NetworkXUnfeasible:
-            cycle = nx.find_cycle(graph)
-            path = " -> ".join([cycle[0][0]] + [v for _, v in cycle])
-            raise ValueError(f"the hierarchy has a cycle: {path}") from None
-
-        self.graph = graph
-        self.roots = sorted(n for n in graph.nodes if graph.in_degree(n) == 0)
-        # Shortest-path depth from the roots: in topological order every parent's depth is final, so a node's is
-        # one more than its shallowest parent's (one pass over the edges; a 111k-node tree in well under a second).
-        depth_of: dict[str, int] = {}
-        self._ancestors: dict[str, frozenset[str]] = {}
-        for n in order:
-            parents = list(graph.predecessors(n))
-            depth_of[n] = min(depth_of[p] for p in parents) + 1 if parents else 0
-            anc: set[str] = set(parents)
-            for p in parents:
-                anc |= self._ancestors[p]
-            self._ancestors[n] = frozenset(anc)
-        self.nodes = sorted(graph.nodes, key=lambda n: (depth_of[n], n))
+        self._succ = succ
+        self._pred = pred
+        self._edge_pairs = pairs
+        self._order, depth_of = self._topological_depths()
+        self.roots = sorted(n for n, parents in pred.items() if not parents)
+        by_depth: dict[int, list[str]] = {}
+        for n, d in depth_of.items():
+            by_depth.setdefault(d, []).append(n)
+        self.nodes = [n for d in sorted(by_depth) for n in sorted(by_depth[d])]  # by (depth, id)
         self.index = {n: i for i, n in enumerate(self.nodes)}
         self.n_nodes = len(self.nodes)
         self.depth = np.array([depth_of[n] for n in self.nodes], dtype=np.int64)
@@ -114,6 +120,47 @@ class Hierarchy:
         self.eval_mask = np.array([n not in skipped for n in self.nodes], dtype=bool)
         self._pairs: tuple[np.ndarray, np.ndarray] | None = None  # ancestor_pairs, built on first use
         self._ancestor_csr: sp.csr_matrix | None = None
+
+    def _topological_depths(self) -> tuple[list[str], dict[str, int]]:
+        """A topological order (Kahn's algorithm) and each node's shortest-path depth from the roots.
+
+        A node's depth is one more than its shallowest parent's: every parent comes before it in the order,
+        so it is final when the node is reached (one pass over the edges).
+
+        Raises
+        ------
+        ValueError
+            If the graph has a cycle; the message names one (networkx's ``find_cycle``).
+        """
+        succ = self._succ
+        waiting = {n: len(parents) for n, parents in self._pred.items() if parents}
+        depth_of = {n: 0 for n, parents in self._pred.items() if not parents}
+        order = list(depth_of)
+        for n in order:  # grows while it is walked
+            below = depth_of[n] + 1
+            for child in succ[n]:
+                if below < depth_of.get(child, below + 1):
+                    depth_of[child] = below
+                waiting[child] -= 1
+                if not waiting[child]:
+                    order.append(child)
+        if len(order) < len(succ):
+            cycle = nx.find_cycle(self.graph)
+            path = " -> ".join([cycle[0][0]] + [v for _, v in cycle])
+            raise ValueError(f"the hierarchy has a cycle: {path}")
+        return order, depth_of
+
+    @functools.cached_property
+    def graph(self) -> nx.DiGraph:
+        """Parent -> child edges as a :class:`networkx.DiGraph`, built on first use (then kept).
+
+        Its nodes and each node's neighbours are in the order the constructor met them, as when the graph
+        was built there.
+        """
+        graph = nx.DiGraph()
+        graph.add_nodes_from(self._succ)
+        graph.add_edges_from(self._edge_pairs)
+        return graph
 
     # ------------------------------------------------------------------ queries
     def __len__(self) -> int:
@@ -125,7 +172,7 @@ class Hierarchy:
     def __repr__(self) -> str:
         kind = "tree" if self.is_tree else "DAG"
         return (
-            f"Hierarchy({kind}, {self.n_nodes} nodes, {self.graph.number_of_edges()} edges, "
+            f"Hierarchy({kind}, {self.n_nodes} nodes, {self.n_edges} edges, "
             f"max depth {int(self.depth.max())}, {int(self.eval_mask.sum())} evaluated)"
         )
 
@@ -142,23 +189,34 @@ class Hierarchy:
         KeyError
             If ``node`` is not in the hierarchy.
         """
-        return sorted(self.graph.predecessors(self._check(node)), key=self.index.__getitem__)
+        return sorted(self._pred[self._check(node)], key=self.index.__getitem__)
 
     def children(self, node: str) -> list[str]:
         """Direct children of ``node`` in column order (empty for a leaf)."""
-        return sorted(self.graph.successors(self._check(node)), key=self.index.__getitem__)
+        return sorted(self._succ[self._check(node)], key=self.index.__getitem__)
 
     def ancestors(self, node: str) -> list[str]:
         """All proper ancestors of ``node`` (every node with a path to it), in column order."""
-        return sorted(self._ancestors[self._check(node)], key=self.index.__getitem__)
+        return self._reached(node, self._pred)
 
     def descendants(self, node: str) -> list[str]:
         """All proper descendants of ``node``, in column order."""
-        return sorted(nx.descendants(self.graph, self._check(node)), key=self.index.__getitem__)
+        return self._reached(node, self._succ)
+
+    def _reached(self, node: str, links: dict[str, dict[str, None]]) -> list[str]:
+        """The nodes reached from ``node`` (not itself) along ``links`` (parents or children), in column order."""
+        found: set[str] = set()
+        stack = [self._check(node)]
+        while stack:
+            for other in links[stack.pop()]:
+                if other not in found:
+                    found.add(other)
+                    stack.append(other)
+        return sorted(found, key=self.index.__getitem__)
 
     def siblings(self, node: str) -> list[str]:
         """Other children of ``node``'s parents, in column order."""
-        sibs = {c for p in self.parents(node) for c in self.graph.successors(p)} - {node}
+        sibs = {c for p in self.parents(node) for c in self._succ[p]} - {node}
         return sorted(sibs, key=self.index.__getitem__)
 
     def first_parent(self, node: str) -> str | None:
@@ -172,17 +230,34 @@ class Hierarchy:
     @property
     def is_tree(self) -> bool:
         """True when every node has at most one parent."""
-        return all(d <= 1 for _, d in self.graph.in_degree())
+        return all(len(parents) <= 1 for parents in self._pred.values())
 
     @property
     def leaves(self) -> list[str]:
         """Nodes without children, in column order."""
-        return [n for n in self.nodes if self.graph.out_degree(n) == 0]
+        return [n for n in self.nodes if not self._succ[n]]
 
     @property
     def n_edges(self) -> int:
         """Number of parent -> child edges ``E``."""
-        return self.graph.number_of_edges()
+        return sum(len(children) for children in self._succ.values())
+
+    def edges(self, among: Collection[str] | None = None) -> list[tuple[str, str]]:
+        """The ``(parent, child)`` edges, each once, in the order of ``graph.edges`` (without building ``graph``).
+
+        Parameters
+        ----------
+        among : collection of str, optional
+            Keep only the edges whose two ends are in it (only its nodes' children are walked).
+
+        Returns
+        -------
+        list of (str, str)
+        """
+        if among is None:
+            return [(p, c) for p, children in self._succ.items() for c in children]
+        keep = set(among)
+        return [(p, c) for p, children in self._succ.items() if p in keep for c in children if c in keep]
 
     # ----------------------------------------------------------------- matrices
     def edge_index(self) -> tuple[np.ndarray, np.ndarray]:
@@ -193,7 +268,7 @@ class Hierarchy:
         child, parent : numpy.ndarray of int64, shape (E,)
             ``child[e]`` and ``parent[e]`` are the columns of edge ``e``.
         """
-        pairs = np.array([(self.index[c], self.index[p]) for p, c in self.graph.edges], dtype=np.int64)
+        pairs = np.array([(self.index[c], self.index[p]) for p, c in self.edges()], dtype=np.int64)
         pairs = pairs.reshape(-1, 2)
         return pairs[:, 0].copy(), pairs[:, 1].copy()
 
@@ -209,13 +284,19 @@ class Hierarchy:
             are copies).
         """
         if self._pairs is None:
+            ancestors: dict[str, frozenset[str]] = {}
+            for n in self._order:  # every parent's set is complete before its children's
+                anc: set[str] = set(self._pred[n])
+                for p in self._pred[n]:
+                    anc |= ancestors[p]
+                ancestors[n] = frozenset(anc)
             rows: list[int] = []
             cols: list[int] = []
             for n in self.nodes:
                 i = self.index[n]
-                anc = sorted([i] + [self.index[a] for a in self._ancestors[n]])
-                rows.extend([i] * len(anc))
-                cols.extend(anc)
+                anc_cols = sorted([i] + [self.index[a] for a in ancestors[n]])
+                rows.extend([i] * len(anc_cols))
+                cols.extend(anc_cols)
             self._pairs = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
         return self._pairs[0].copy(), self._pairs[1].copy()
 
@@ -378,7 +459,7 @@ class Hierarchy:
         """JSON-serialisable form: nodes in column order, (parent, child) edges, skipped nodes."""
         return {
             "nodes": list(self.nodes),
-            "edges": [[p, c] for p, c in sorted(self.graph.edges, key=lambda e: (self.index[e[1]], self.index[e[0]]))],
+            "edges": [[p, c] for p, c in sorted(self.edges(), key=lambda e: (self.index[e[1]], self.index[e[0]]))],
             "skip_eval": list(self.skipped),
         }
 
@@ -395,7 +476,7 @@ class Hierarchy:
         for field in ("nodes", "edges", "skip_eval"):
             if field not in data:
                 raise ValueError(f"hierarchy data lacks the field {field!r}")
-        h = cls([tuple(e) for e in data["edges"]], nodes=data["nodes"], skip_eval=data["skip_eval"])
+        h = cls(data["edges"], nodes=data["nodes"], skip_eval=data["skip_eval"])
         if h.nodes != list(data["nodes"]):
             raise ValueError("hierarchy data: the stored node order does not match the (depth, id) order")
         return h

@@ -131,3 +131,131 @@ def test_depth_ancestors_and_propagation_match_networkx(dag_edges, rng):
 def test_cycle_is_named_in_the_error():
     with pytest.raises(ValueError, match=r"cycle: (b -> c -> d -> b|c -> d -> b -> c|d -> b -> c -> d)"):
         Hierarchy([("root", "a"), ("a", "b"), ("b", "c"), ("c", "d"), ("d", "b")])
+
+
+def _reference(edges, nodes=None, skip_eval=None):
+    """What ``Hierarchy`` computed when it was built on a networkx graph (the code before the dict-based one).
+
+    Returns the graph and every attribute, or the ValueError's message (a self-loop, no node, a cycle).
+    """
+    graph = nx.DiGraph()
+    if nodes is not None:
+        graph.add_nodes_from(str(n) for n in nodes)
+    pairs = [(str(p), str(c)) for p, c in edges]
+    for p, c in pairs:
+        if p == c:
+            return f"hierarchy edge {p!r} -> {c!r} is a self-loop"
+    graph.add_edges_from(pairs)
+    if graph.number_of_nodes() == 0:
+        return "a hierarchy needs at least one node"
+    try:
+        order = list(nx.topological_sort(graph))
+    except nx.NetworkXUnfeasible:
+        cycle = nx.find_cycle(graph)
+        return "the hierarchy has a cycle: " + " -> ".join([cycle[0][0]] + [v for _, v in cycle])
+    depth, ancestors = {}, {}
+    for n in order:
+        parents = list(graph.predecessors(n))
+        depth[n] = min(depth[p] for p in parents) + 1 if parents else 0
+        ancestors[n] = set(parents).union(*(ancestors[p] for p in parents))
+    ordered = sorted(graph.nodes, key=lambda n: (depth[n], n))
+    index = {n: i for i, n in enumerate(ordered)}
+    skipped = {n for n in graph if graph.in_degree(n) == 0} if skip_eval is None else {str(s) for s in skip_eval}
+    return {"graph": graph, "nodes": ordered, "index": index, "depth": [depth[n] for n in ordered],
+            "ancestors": ancestors, "roots": sorted(n for n in graph if graph.in_degree(n) == 0),
+            "skipped": sorted(s for s in skipped if s in index), "eval_mask": [n not in skipped for n in ordered]}
+
+
+def _assert_same_as_reference(h: Hierarchy, ref: dict) -> None:
+    g, index = ref["graph"], ref["index"]
+    by_column = index.__getitem__
+    assert h.nodes == ref["nodes"] and h.index == index and h.n_nodes == len(index)
+    assert h.depth.dtype == np.int64 and h.depth.tolist() == ref["depth"]
+    assert h.eval_mask.dtype == bool and h.eval_mask.tolist() == ref["eval_mask"]
+    assert h.roots == ref["roots"] and h.skipped == ref["skipped"]
+    assert h.is_tree == all(d <= 1 for _, d in g.in_degree())
+    assert h.n_edges == g.number_of_edges()
+    assert h.leaves == [n for n in ref["nodes"] if g.out_degree(n) == 0]
+    for n in ref["nodes"]:
+        assert h.parents(n) == sorted(g.predecessors(n), key=by_column)
+        assert h.children(n) == sorted(g.successors(n), key=by_column)
+        assert h.ancestors(n) == sorted(ref["ancestors"][n], key=by_column)
+        assert h.descendants(n) == sorted(nx.descendants(g, n), key=by_column)
+        assert h.siblings(n) == sorted({c for p in g.predecessors(n) for c in g.successors(p)} - {n}, key=by_column)
+    # the graph itself: node order and each node's neighbour order as networkx built them from the same input
+    assert list(h.graph.nodes) == list(g.nodes) and list(h.graph.edges) == list(g.edges)
+    for n in g:
+        assert list(h.graph.predecessors(n)) == list(g.predecessors(n))
+        assert list(h.graph.successors(n)) == list(g.successors(n))
+    assert h.edges() == list(g.edges)
+    some = set(ref["nodes"][::2])
+    assert h.edges(among=some) == [(p, c) for p, c in g.edges if p in some and c in some]
+    child, parent = h.edge_index()
+    assert child.tolist() == [index[c] for _, c in g.edges] and parent.tolist() == [index[p] for p, _ in g.edges]
+    rows, cols = h.ancestor_pairs()
+    want = [(index[n], a) for n in ref["nodes"] for a in sorted([index[n], *(index[x] for x in ref["ancestors"][n])])]
+    assert list(zip(rows.tolist(), cols.tolist())) == want
+    assert h.to_dict() == {"nodes": ref["nodes"],
+                           "edges": [[p, c] for p, c in sorted(g.edges, key=lambda e: (index[e[1]], index[e[0]]))],
+                           "skip_eval": ref["skipped"]}
+    kind = "tree" if h.is_tree else "DAG"
+    assert repr(h) == (f"Hierarchy({kind}, {len(index)} nodes, {g.number_of_edges()} edges, "
+                       f"max depth {max(ref['depth'])}, {sum(ref['eval_mask'])} evaluated)")
+
+
+@st.composite
+def hierarchy_inputs(draw):
+    """Constructor arguments in any order: shuffled and repeated edges, extra (lone) nodes, ids that do not sort
+    like their numbers (so the insertion order, the column order and networkx's orders all differ)."""
+    nodes, edges = draw(random_dags())
+    name = {n: f"{draw(st.sampled_from('zab'))}{int(n[1:]) * 7 % 31}_{n}" for n in nodes}
+    edges = [(name[p], name[c]) for p, c in edges]
+    edges = draw(st.permutations(edges + draw(st.lists(st.sampled_from(edges), max_size=3)) if edges else edges))
+    given = draw(st.none() | st.permutations([name[n] for n in nodes]).map(lambda ns: ns[: len(ns) // 2]))
+    skip = draw(st.none() | st.lists(st.sampled_from([name[n] for n in nodes] + ["GO0003674"]), max_size=3))
+    return edges, given, skip
+
+
+@settings(max_examples=120, deadline=None)
+@given(hierarchy_inputs())
+def test_dict_based_hierarchy_gives_exactly_what_the_networkx_one_gave(inputs):
+    edges, nodes, skip_eval = inputs
+    ref = _reference(edges, nodes, skip_eval)
+    if isinstance(ref, str):
+        with pytest.raises(ValueError) as error:
+            Hierarchy(edges, nodes=nodes, skip_eval=skip_eval)
+        assert str(error.value) == ref
+        return
+    h = Hierarchy(edges, nodes=nodes, skip_eval=skip_eval)
+    _assert_same_as_reference(h, ref)
+    again = Hierarchy.from_dict(h.to_dict())  # a run's hierarchy.json read back
+    _assert_same_as_reference(again, _reference(h.to_dict()["edges"], h.nodes, h.skipped))
+
+
+@pytest.mark.parametrize("edges", [
+    [("a", "b"), ("b", "c"), ("c", "a")],
+    [("root", "a"), ("a", "b"), ("b", "c"), ("c", "d"), ("d", "b")],
+    [("r", "x"), ("y", "z"), ("z", "w"), ("w", "y"), ("x", "q")],
+    [("r", "a"), ("a", "a")],
+    [("r", "a"), ("a", "r"), ("b", "b")],
+    [],
+])
+def test_cycle_self_loop_and_empty_errors_are_the_networkx_ones(edges):
+    with pytest.raises(ValueError) as error:
+        Hierarchy(edges)
+    assert str(error.value) == _reference(edges)
+
+
+def test_graph_is_built_once_and_only_when_asked_for(dag):
+    assert "graph" not in vars(dag)
+    dag.parents("d"), dag.children("a"), dag.descendants("a"), dag.ancestors("d"), dag.to_dict(), dag.edge_index()
+    assert "graph" not in vars(dag)
+    assert dag.graph is dag.graph
+
+
+def test_depth_is_one_below_the_shallowest_parent_even_when_a_deeper_parent_is_met_first():
+    # x's parents: a (depth 1, but after c in every topological order, as c is also a's parent) and c (depth 2)
+    edges = [("root", "a"), ("root", "b"), ("b", "c"), ("c", "a"), ("a", "x"), ("c", "x")]
+    h = Hierarchy(edges)
+    assert dict(zip(h.nodes, h.depth.tolist())) == {"root": 0, "a": 1, "b": 1, "c": 2, "x": 2}
+    _assert_same_as_reference(h, _reference(edges))

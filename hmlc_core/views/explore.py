@@ -1072,9 +1072,7 @@ def pyvis_html(run: Run, node: str, color_by: str = DEFAULT_COLOR, max_nodes: in
                          font={"size": 18, "face": "sans-serif"})
         net.add_node(n, label=n, **attrs)
     # the kept nodes' edges in the order of h.graph.edges, without walking every edge of a large hierarchy
-    kept_edges = ((parent, child) for parent in h.graph if parent in keep_set
-                  for child in h.graph.successors(parent) if child in keep_set)
-    for parent, child in kept_edges:
+    for parent, child in h.edges(among=keep_set):
         first = h.first_parent(child) == parent
         net.add_edge(parent, child, color="#888888" if first else "#c0c0c0", width=1.5 if first else 1.0)
     # Deep DAG neighbourhoods have many levels: shrink the level gap so the drawing is not zoomed far out.
