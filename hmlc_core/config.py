@@ -360,8 +360,8 @@ class TrainConfig:
         (default 0: hard negatives only).
     shortlist_full_epochs : int
         Last epochs of shortlist training spent on the full MCLoss over every node (each costs an epoch of
-        full training; they put the nodes' scores on one scale, docs/method.md *Shortlist training*), >= 0,
-        with ``shortlist_proxy_epochs`` at most ``epochs`` (default 0).
+        full training; they put the nodes' scores on one scale, docs/method.md *Shortlist training*), >= 0;
+        its sum with ``shortlist_proxy_epochs`` is at most ``epochs`` (default 0).
     """
 
     dataset: str
