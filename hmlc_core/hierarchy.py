@@ -92,7 +92,6 @@ class Hierarchy:
         for parent, child in pairs:
             if parent == child:
                 raise ValueError(f"hierarchy edge {parent!r} -> {child!r} is a self-loop")
-        for parent, child in pairs:
             if parent not in succ:
                 succ[parent] = {}
                 pred[parent] = {}

@@ -150,62 +150,64 @@ def build_index(rep: np.ndarray, labels: sp.csr_matrix, eval_mask: np.ndarray, a
     return LabelIndex(emb, eval_mask & (np.abs(emb).sum(axis=1) > 0), ann, threads)
 
 
-def _epoch(model: ShortlistNetwork, optimisers: list[torch.optim.Optimizer], x: torch.Tensor,
-           y: sp.csr_matrix, negatives: Callable[[np.ndarray], np.ndarray], ancestors: AncestorLists,
-           batch_size: int, gen: torch.Generator, reduction: str, uniform: int = 0,
-           should_stop: Callable[[], bool] | None = None) -> tuple[float, float] | None:
-    """One pass over the rows in random order; returns (mean loss, mean scored entries per sample).
+def _pass(model: ShortlistNetwork, optimisers: list[torch.optim.Optimizer], n: int, batch_size: int,
+          gen: torch.Generator, step_loss: Callable[[np.ndarray], tuple[torch.Tensor, int]],
+          should_stop: Callable[[], bool] | None = None) -> tuple[float, float] | None:
+    """One pass over ``n`` rows in random order; returns (mean loss, mean scored entries per sample).
 
-    ``uniform`` negatives per sample are drawn from the evaluated nodes with ``gen`` at every step.
-    ``should_stop`` is polled after every step; None is returned when it ends the pass.
+    ``step_loss(idx)`` gives a batch's loss and its scored entries. ``should_stop`` is polled after every
+    step; None is returned when it ends the pass.
     """
     model.train()
-    n = x.shape[0]
     order = torch.randperm(n, generator=gen).numpy()
-    pool = np.flatnonzero(ancestors.eval_mask)
     total, scored_total = 0.0, 0
     for first in range(0, n, batch_size):
         idx = order[first:first + batch_size]
-        drawn = pool[torch.randint(pool.size, (idx.size, uniform), generator=gen).numpy()] if uniform else None
-        scored = scored_set(ancestors, y[idx], negatives(idx), drawn)
-        rep = model.representation(x[torch.from_numpy(idx)])
-        probs = torch.sigmoid(model.entry_logits(rep, scored.sample, scored.node))
-        loss = scored_mc_loss(probs, scored, reduction)
+        loss, scored = step_loss(idx)
         for opt in optimisers:
             opt.zero_grad(set_to_none=True)
         loss.backward()
         for opt in optimisers:
             opt.step()
         total += float(loss.detach()) * idx.size
-        scored_total += len(scored)
+        scored_total += scored
         if should_stop is not None and should_stop():
             return None
     return total / n, scored_total / n
 
 
+def _epoch(model: ShortlistNetwork, optimisers: list[torch.optim.Optimizer], x: torch.Tensor,
+           y: sp.csr_matrix, negatives: Callable[[np.ndarray], np.ndarray], ancestors: AncestorLists,
+           batch_size: int, gen: torch.Generator, reduction: str, uniform: int = 0,
+           should_stop: Callable[[], bool] | None = None) -> tuple[float, float] | None:
+    """One pass of MCLoss restricted to positives and ``negatives(idx)`` (:func:`_pass`).
+
+    ``uniform`` negatives per sample are drawn from the evaluated nodes with ``gen`` at every step.
+    """
+    pool = np.flatnonzero(ancestors.eval_mask)
+
+    def step_loss(idx: np.ndarray) -> tuple[torch.Tensor, int]:
+        drawn = pool[torch.randint(pool.size, (idx.size, uniform), generator=gen).numpy()] if uniform else None
+        scored = scored_set(ancestors, y[idx], negatives(idx), drawn)
+        rep = model.representation(x[torch.from_numpy(idx)])
+        probs = torch.sigmoid(model.entry_logits(rep, scored.sample, scored.node))
+        return scored_mc_loss(probs, scored, reduction), len(scored)
+
+    return _pass(model, optimisers, x.shape[0], batch_size, gen, step_loss, should_stop)
+
+
 def _full_epoch(model: ShortlistNetwork, optimiser: torch.optim.Optimizer, x: torch.Tensor, y: sp.csr_matrix,
                 mcm: MCM, eval_mask: torch.Tensor, batch_size: int, gen: torch.Generator, reduction: str,
-                should_stop: Callable[[], bool] | None = None) -> float | None:
-    """One pass of the full MCLoss (every node) over the rows in random order; returns the mean loss.
+                should_stop: Callable[[], bool] | None = None) -> tuple[float, float] | None:
+    """One pass of the full MCLoss on every node (:func:`_pass`)."""
 
-    ``should_stop`` is polled after every step; None is returned when it ends the pass.
-    """
-    model.train()
-    n = x.shape[0]
-    order = torch.randperm(n, generator=gen).numpy()
-    total = 0.0
-    for first in range(0, n, batch_size):
-        idx = order[first:first + batch_size]
+    def step_loss(idx: np.ndarray) -> tuple[torch.Tensor, int]:
         targets = torch.as_tensor(y[idx].toarray(), dtype=torch.float32)
         loss = mc_loss(torch.sigmoid(model.logits(x[torch.from_numpy(idx)])), targets, mcm, eval_mask,
                        reduction=reduction)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        total += float(loss.detach()) * idx.size
-        if should_stop is not None and should_stop():
-            return None
-    return total / n
+        return loss, idx.size * model.n_nodes
+
+    return _pass(model, [optimiser], x.shape[0], batch_size, gen, step_loss, should_stop)
 
 
 def train_shortlist(
@@ -372,12 +374,11 @@ def train_shortlist(
         mcm, eval_mask = MCM(hierarchy), torch.as_tensor(hierarchy.eval_mask)
         for step in range(full_epochs):
             t0 = time.perf_counter()
-            loss = _full_epoch(model, dense, x, y, mcm, eval_mask, batch_size, gen, reduction, should_stop)
-            if loss is None:
+            done = _full_epoch(model, dense, x, y, mcm, eval_mask, batch_size, gen, reduction, should_stop)
+            if done is None:
                 break
-            report({"epoch": proxy_epochs + epochs + step + 1, "phase": "full", "loss": loss,
-                    "seconds": time.perf_counter() - t0, "shortlist_seconds": 0.0,
-                    "scored_per_sample": float(hierarchy.n_nodes)})
+            report({"epoch": proxy_epochs + epochs + step + 1, "phase": "full", "loss": done[0],
+                    "seconds": time.perf_counter() - t0, "shortlist_seconds": 0.0, "scored_per_sample": done[1]})
         index = None
     if index is None:
         index = build_index(embed(model, x), y, hierarchy.eval_mask, ann, ann_threads)
