@@ -47,6 +47,7 @@ PROFILE_COST = pd.DataFrame(
 # Form widget key -> TrainConfig field (fields with an on/off toggle are handled separately).
 FIELDS = {
     "rt_profile": "profile", "rt_epochs": "epochs", "rt_seed": "seed", "rt_fit_on": "fit_on",
+    "rt_valid_fraction": "valid_fraction",
     "rt_patience": "patience", "rt_weighting": "weighting", "rt_omega": "omega", "rt_counting": "counting",
     "rt_weight_indexing": "weight_indexing", "rt_focal": "focal", "rt_focal_k": "focal_k",
     "rt_focal_min": "focal_min", "rt_heads": "heads", "rt_ensemble": "ensemble", "rt_loss": "loss",
@@ -86,6 +87,13 @@ HELP = {
     "rt_fit_on":
         "What the final model is trained on: **train** (the default here, so you can watch a run) or "
         "**train+valid** (C-HMCNN's final protocol, the CLI's default). The note below says what each gives. "
+        "See docs/method.md, *Data and hierarchy*.",
+    "rt_valid_fraction":
+        "For a dataset shipped without a validation split (Diatoms, ImCLEF07A/D, your uploaded tables): the share "
+        "of its training rows held out as one, from 0 to 0.9, the same rows in every run. With \"Fit on\" = train "
+        "the run then shows its validation AUPRC live, can stop early, and the tuned decision rules (global, "
+        "per-node) are fitted on those rows. 0 (the default) holds nothing out; about 0.34 matches the share of the "
+        "FUN and GO datasets' own validation split. Disabled for a dataset that has its own. "
         "See docs/method.md, *Data and hierarchy*.",
     "rt_patience":
         "Early stopping: stop when the validation AUPRC has not improved for this many epochs and keep the "
@@ -578,6 +586,8 @@ with data_col:
                     help=HELP["rt_epochs"])
     st.number_input("Seed", min_value=0, step=1, key="rt_seed", help=HELP["rt_seed"])
     st.radio("Fit on", ["train", "train+valid"], key="rt_fit_on", horizontal=True, help=HELP["rt_fit_on"])
+    st.number_input("Valid share held out of train", min_value=0.0, max_value=0.9, step=0.05, format="%.2f",
+                    key="rt_valid_fraction", disabled=jobs.has_valid_split(dataset), help=HELP["rt_valid_fraction"])
     st.caption("**train** keeps the validation split aside, so the validation micro AUPRC is shown live after "
                "every epoch (and early stopping is possible); **train+valid** is C-HMCNN's final protocol: it "
                "sees a third more data (about 0.01 higher test AUPRC in `docs/performance.md`) but only the loss "

@@ -56,7 +56,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from hmlc_core.data import list_datasets, resolve_data_dir  # noqa: E402
 from hmlc_core.decision import DEFAULT_SHRINKAGE  # noqa: E402
 from hmlc_core.experiments import SEED_METRICS, paired_wilcoxon  # noqa: E402
+from hmlc_core.jobs import has_valid_split  # noqa: E402
 from hmlc_core.runs import Run, evaluate_run, load_run  # noqa: E402
 from hmlc_core.sweeps.configs import CHMCNN, CONFIGS, PAPER, PLAIN  # noqa: E402
 from hmlc_core.sweeps.grid import FOLDER_SEPARATOR, Cell, build_spec, split_folder  # noqa: E402
@@ -181,6 +182,12 @@ METRIC_NAMES = {"auprc_micro": "AUPRC", "macro_precision": "macro P", "macro_rec
                 "macro_f1": "macro F1", "rare_node_recall": "rare-node R"}
 
 
+HELD_OUT_VALID = 0.34
+"""``valid_fraction`` of the runs that keep a valid split aside (``fit_on="train"``) on a dataset shipped without
+one (Diatoms, ImCLEF07A, ImCLEF07D): the share of train+valid that the FUN and GO datasets' own valid split
+holds (0.333-0.350 over the 15 of them), held out of the training rows with a fixed seed
+(:func:`hmlc_core.data.hold_out_valid`)."""
+
 FIT_ON_SUFFIX = {"train+valid": "", "train": "-fit-train"}
 """Budget-folder suffix per ``fit_on``: runs trained on train+valid (no held-out predictions) and runs that kept
 the valid split aside are never mixed in one table."""
@@ -204,14 +211,22 @@ def budget_cells(datasets: Sequence[str], configs: Sequence[str], seeds: Sequenc
                  epochs: int | None, data_dir: str | None, fit_on: str = "train+valid") -> list[Cell]:
     """The sweep cells of a budget: every dataset x configuration of :data:`CONFIGS` x seed, seed-major.
 
+    With ``fit_on="train"``, a dataset without a valid split of its own holds :data:`HELD_OUT_VALID` of its
+    training rows out as one (``valid_fraction``), so its runs can tune the decision rules too.
+
     Raises
     ------
     ValueError
         On an unknown configuration or a cell whose TrainConfig is invalid
         (:meth:`hmlc_core.sweeps.grid.GridSpec.cells`).
     """
-    return build_spec(datasets=list(datasets), configs=list(configs), seeds=list(seeds), profile=profile,
-                      epochs=epochs, fit_on=fit_on, data_dir=data_dir).cells()
+    cells = build_spec(datasets=list(datasets), configs=list(configs), seeds=list(seeds), profile=profile,
+                       epochs=epochs, fit_on=fit_on, data_dir=data_dir).cells()
+    if fit_on != "train":
+        return cells
+    without = {d for d in datasets if not has_valid_split(d, data_dir)}
+    return [replace(c, overrides=tuple(sorted({**dict(c.overrides), "valid_fraction": HELD_OUT_VALID}.items())))
+            if c.dataset in without else c for c in cells]
 
 
 def _machine() -> str:

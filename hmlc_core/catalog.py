@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hmlc_core.data import DatasetNotFoundError, HMCDataset, list_datasets, load_dataset, resolve_data_dir
+from hmlc_core.data import (DatasetNotFoundError, HMCDataset, hold_out_valid, list_datasets, load_dataset,
+                            resolve_data_dir)
 from hmlc_core.images.folders import find_image_dataset, list_image_datasets, load_images
 from hmlc_core.images.teaching import make_shapes
 from hmlc_core.synthetic import make_synthetic
@@ -22,7 +23,7 @@ GENERATED = frozenset({SYNTHETIC, SHAPES})
 """The built-in datasets: generated in memory, with a valid split, needing no data directory."""
 
 
-def open_dataset(name: str, data_dir: str | Path | None = None) -> HMCDataset:
+def open_dataset(name: str, data_dir: str | Path | None = None, valid_fraction: float = 0.0) -> HMCDataset:
     """Load ``synthetic``, ``shapes`` or a named dataset from ``data_dir`` (default ``HMLC_DATA_DIR``).
 
     An ARFF dataset of that name comes first; otherwise a table dataset
@@ -31,14 +32,26 @@ def open_dataset(name: str, data_dir: str | Path | None = None) -> HMCDataset:
     (``<name>/images.csv`` or ``<name>/images/``, :func:`hmlc_core.images.folders.list_image_datasets`) with
     the defaults of :func:`hmlc_core.images.folders.load_images`.
 
+    Parameters
+    ----------
+    name : str
+    data_dir : str or pathlib.Path, optional
+    valid_fraction : float in [0, 1), default 0
+        A run's ``TrainConfig.valid_fraction``: the share of the training rows held out as the valid split
+        when the dataset has none (:func:`hmlc_core.data.hold_out_valid`).
+
     Raises
     ------
     DatasetNotFoundError
         If the data directory or the dataset is missing (the message lists
         the datasets found).
     ValueError
-        If a file is malformed (the message names file and line).
+        If a file is malformed (the message names file and line), or from :func:`hmlc_core.data.hold_out_valid`.
     """
+    return hold_out_valid(_open(name, data_dir), valid_fraction)
+
+
+def _open(name: str, data_dir: str | Path | None) -> HMCDataset:
     if name == SYNTHETIC:
         return make_synthetic(seed=0)
     if name == SHAPES:

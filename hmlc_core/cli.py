@@ -227,6 +227,11 @@ def _add_train_options(p: argparse.ArgumentParser, dataset_required: bool = True
                    help="loss reduction (default %(default)s)")
     p.add_argument("--fit-on", choices=("train+valid", "train"), default=d.fit_on,
                    help="'train' keeps the valid split aside and reports its AUPRC each epoch (default %(default)s)")
+    p.add_argument("--valid-fraction", type=float, default=None, metavar="F",
+                   help="share of the training rows held out as the valid split when the data has none (Diatoms, "
+                        "ImCLEF07A/D, --table, --images), the same rows for every run (seed 0); needed there by "
+                        "--fit-on train and the tuned decision rules; ignored by a dataset with its own valid "
+                        "split (default 0; 0.15 for --images, as for an image dataset in the data dir)")
     _add_decision_options(p, d.decision, "the run's default decision rule, stored with it; 'global' and 'per-node' "
                                          "are tuned on the valid split and need --fit-on train")
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (default %(default)s)")
@@ -283,10 +288,7 @@ def _add_table_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--test-table", default=None, metavar="FILE",
                    help="test table with the same columns (default: hold out --test-fraction of --table, seed 0)")
     g.add_argument("--test-fraction", type=float, default=TEST_FRACTION, help="default %(default)s")
-    g.add_argument("--valid-fraction", type=float, default=None,
-                   help="share of the training rows held out as the valid split (seed 0; needed by --fit-on train "
-                        "and the tuned decision rules; default 0 for --table, 0.15 for --images, as for an image "
-                        "dataset in the data dir)")
+
 
 
 def _add_image_options(p: argparse.ArgumentParser) -> None:
@@ -313,8 +315,8 @@ def _table_dataset(args: argparse.Namespace) -> HMCDataset | None:
             raise ValueError("--images takes neither --dataset nor --table")
         from hmlc_core.images.folders import load_images
 
-        valid = IMAGE_VALID_FRACTION if args.valid_fraction is None else args.valid_fraction
-        dataset = load_images(args.images, size=args.image_size, valid_fraction=valid,
+        args.valid_fraction = IMAGE_VALID_FRACTION if args.valid_fraction is None else args.valid_fraction
+        dataset = load_images(args.images, size=args.image_size, valid_fraction=args.valid_fraction,
                               test_fraction=args.test_fraction)
         args.dataset = dataset.name
         return dataset
@@ -326,7 +328,7 @@ def _table_dataset(args: argparse.Namespace) -> HMCDataset | None:
         raise ValueError("--table needs --hierarchy FILE and no --dataset")
     dataset = load_table_dataset(args.table, args.hierarchy, label_column=args.label_column,
                                  test_table=args.test_table, test_fraction=args.test_fraction,
-                                 valid_fraction=0.0 if args.valid_fraction is None else args.valid_fraction,
+                                 valid_fraction=args.valid_fraction or 0.0,
                                  relations=("is_a", "part_of") if args.part_of else ("is_a",))
     args.dataset = dataset.name
     return dataset
@@ -504,6 +506,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         weight_indexing=args.weight_indexing, focal=args.focal, focal_k=args.focal_k, focal_min=args.focal_min,
         reduction=args.reduction, loss=args.loss, label_smoothing=args.label_smoothing, schedule=args.schedule,
         schedule_k=args.schedule_k, mixed_lambda=args.mixed_lambda, lpros=args.lpros, fit_on=args.fit_on,
+        valid_fraction=args.valid_fraction or 0.0,
         cb_beta=args.cb_beta, asl_gamma_pos=args.asl_gamma_pos, asl_gamma_neg=args.asl_gamma_neg,
         asl_clip=args.asl_clip, logit_adjust=args.logit_adjust,
         threads=args.threads, kernel=args.kernel, decision=args.decision, encoder=args.encoder,
@@ -590,7 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.resolved().validate()
             if not args.out:
                 raise ValueError("'seeds' needs --out DIR (each seed is saved as DIR/seed-S)")
-            dataset = open_dataset(config.dataset, config.data_dir)
+            dataset = open_dataset(config.dataset, config.data_dir, config.valid_fraction)
             with _interactive(args.quiet, config.resolved().epochs * len(args.seeds)) as (progress, flag):
                 paths = train_seeds(config, dataset, args.seeds, args.out, progress=progress, should_stop=flag)
             print(seed_table(args.out).drop(columns="run").to_string(index=False) if paths else "no seed finished")

@@ -218,6 +218,7 @@ NUMBER_RANGES: dict[str, NumberRange] = {
     "shortlist_proxy_epochs": NumberRange(0, integer=True),
     "shortlist_uniform": NumberRange(0, integer=True),
     "shortlist_full_epochs": NumberRange(0, integer=True),
+    "valid_fraction": NumberRange(0, 1, high_open=True),
 }
 """Allowed values of every numeric :class:`TrainConfig` field (NaN and infinities are never allowed).
 
@@ -306,6 +307,11 @@ class TrainConfig:
     fit_on : {"train+valid", "train"}
         "train+valid" is C-HMCNN's final protocol; "train" keeps valid aside
         and reports its micro AUPRC after every epoch.
+    valid_fraction : float
+        For a dataset without a valid split of its own (Diatoms and the ImageCLEF sets, a table): the share of
+        its training rows held out as one, in [0, 1), the same rows in every run
+        (:func:`hmlc_core.data.hold_out_valid`); with ``fit_on="train"`` the run then tunes its decision rules
+        and stops early on them. 0 (the default) holds out nothing; a dataset with its own valid split ignores it.
     patience : int or None
         Early stopping (needs ``fit_on="train"``): stop when the validation
         micro AUPRC has not improved for this many epochs, and keep the
@@ -397,6 +403,7 @@ class TrainConfig:
     asl_clip: float = 0.05
     logit_adjust: float | None = None
     fit_on: str = "train+valid"
+    valid_fraction: float = 0.0
     patience: int | None = None
     threads: int = 1
     kernel: str = "auto"

@@ -26,7 +26,7 @@ import os
 import re
 from array import array
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,7 +48,10 @@ __all__ = [
     "GO_ROOTS",
     "MAX_ABS_VALUE",
     "MAX_DENSE_BYTES",
+    "SPLIT_SEED",
     "find_dataset_files",
+    "held_out_rows",
+    "hold_out_valid",
     "list_datasets",
     "load_arff_files",
     "load_dataset",
@@ -72,6 +75,10 @@ MAX_ABS_VALUE = 1e150
 #: Fixed allowance for the dense feature matrix of one file; beyond it the matrix may take at most
 #: 64 bytes per byte of the file (only very wide one-hot blocks of nominal attributes go beyond).
 MAX_DENSE_BYTES = 256 * 2**20
+
+#: Seed of every split this project draws from a file's rows (a table's test split, a valid split held out of
+#: the training rows): the same rows in every run, so runs of different configurations and seeds compare.
+SPLIT_SEED = 0
 
 #: Name of the artificial top node of tree (FunCat-style) hierarchies.
 ROOT = "root"
@@ -1080,6 +1087,88 @@ def load_arff_files(
         dataset.n_features,
     )
     return dataset
+
+
+def held_out_rows(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the rows kept for training and of those held out, drawn with :data:`SPLIT_SEED`.
+
+    scikit-learn's ``train_test_split`` on ``range(n)`` with ``test_size=fraction``: ``ceil(fraction * n)`` rows
+    are held out.
+
+    Parameters
+    ----------
+    n : int
+        Number of rows, >= 2.
+    fraction : float in (0, 1)
+        Share of the rows held out.
+
+    Returns
+    -------
+    (kept, held_out) : numpy.ndarray of int64
+        Sorted, disjoint, together ``range(n)``; neither is empty.
+
+    Raises
+    ------
+    ValueError
+        If ``fraction`` is outside (0, 1) or either part would be empty (the message gives ``n``).
+    """
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the held-out fraction must be in (0, 1), got {fraction}")
+    if n < 2 or math.ceil(fraction * n) >= n:
+        raise ValueError(f"{n} row(s) are too few to hold out a fraction {fraction} and keep the rest")
+    kept, held = train_test_split(np.arange(n), test_size=fraction, random_state=SPLIT_SEED)
+    return np.sort(kept), np.sort(held)
+
+
+def hold_out_valid(dataset: HMCDataset, fraction: float) -> HMCDataset:
+    """``dataset`` with ``fraction`` of its training rows held out as the valid split, if it has none.
+
+    For datasets shipped without a valid split (Diatoms and the ImageCLEF sets of the CLUS benchmark, a user's
+    table): the held-out rows let a run keep data aside (``fit_on="train"``) to tune the decision rules and
+    stop early, as the valid split of the FUN and GO datasets does. The rows are drawn with :data:`SPLIT_SEED`
+    (:func:`held_out_rows`), so every run holds out the same ones. Features are not re-standardised: the
+    statistics came from the training rows, which are train+valid now, as for a dataset with its own valid split
+    (:func:`standardize_features`).
+
+    Parameters
+    ----------
+    dataset : HMCDataset
+    fraction : float in [0, 1)
+        Share of the training rows held out; 0 returns ``dataset`` unchanged. A dataset with a valid split
+        of its own is returned unchanged (logged at INFO): its own split is the one to tune on.
+
+    Returns
+    -------
+    HMCDataset
+        A new dataset sharing the hierarchy, test split and ``images``; ``source["valid"]`` says where the
+        rows came from.
+
+    Raises
+    ------
+    ValueError
+        If ``fraction`` is outside [0, 1), or the training split is too small to hold out a row and keep one
+        (the dataset is named).
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"valid_fraction must be in [0, 1), got {fraction}")
+    if fraction == 0.0:
+        return dataset
+    if dataset.valid is not None:
+        logger.info("dataset %r has its own valid split (%d rows): valid_fraction %g is not used", dataset.name,
+                    dataset.valid.n_samples, fraction)
+        return dataset
+    try:
+        kept, held = held_out_rows(dataset.train.n_samples, fraction)
+    except ValueError as exc:
+        raise ValueError(f"dataset {dataset.name!r}: its training split: {exc}") from None
+    train = dataset.train
+    logger.info("dataset %r: %d of its %d training rows held out as the valid split (seed %d)", dataset.name,
+                len(held), train.n_samples, SPLIT_SEED)
+    return replace(dataset, train=Split(train.X[kept], train.Y[kept]), valid=Split(train.X[held], train.Y[held]),
+                   source={**dataset.source,
+                           "valid": f"{fraction:g} of the training rows of {dataset.source.get('train', 'train')}"})
 
 
 def _column_name(table: ArffTable, i: int) -> str:

@@ -61,7 +61,8 @@ CONFIG_PARAMS: tuple[str, ...] = (
 """The estimator parameters that are :class:`TrainConfig` fields of the same name. The other fields are
 set by the estimator: ``dataset`` (:data:`DATASET_NAME`), ``data_dir`` (None), ``seed`` (from
 ``random_state``) and ``fit_on`` (``"train"`` with a ``validation_fraction``, else ``"train+valid"``); the image
-encoder fields keep their defaults (the estimator takes feature tables, so ``encoder="auto"`` becomes ``"none"``)."""
+encoder fields keep their defaults (the estimator takes feature tables, so ``encoder="auto"`` becomes ``"none"``), and
+``valid_fraction`` stays 0 (the estimator holds ``validation_fraction`` out itself, drawn with ``random_state``)."""
 
 
 def _as_hierarchy(hierarchy: Any) -> Hierarchy:

@@ -118,7 +118,8 @@ def train_and_save(
         ``HMLC_MAX_JOB_MEMORY_MB``; the CLI sets no limit).
     dataset : HMCDataset, optional
         The data to train on (the CLI's ``train --table``, :func:`hmlc_core.tables.load_table_dataset`);
-        None opens ``config.dataset`` (:func:`hmlc_core.catalog.open_dataset`).
+        None opens ``config.dataset`` (:func:`hmlc_core.catalog.open_dataset`, holding out
+        ``config.valid_fraction`` of its training rows when it has no valid split).
     checkpoint : path, optional
         Training checkpoint file (``train``'s ``checkpoint``, :mod:`hmlc_core.checkpoint`): resumed from when
         it fits, written while training, and removed once the finished run is saved (kept when training was
@@ -150,7 +151,7 @@ def train_and_save(
     resolved = config.resolved()
     resolved.validate()
     if dataset is None:
-        dataset = open_dataset(config.dataset, config.data_dir)
+        dataset = open_dataset(config.dataset, config.data_dir, config.valid_fraction)
     shape = dataset_shape(dataset)
     if max_memory_mb is not None:
         check_job_memory(resolved, shape, max_memory_mb)
@@ -439,10 +440,11 @@ def _work(registry: Registry, record: RunRecord, watch: _CancelWatch) -> int:
 
 # ------------------------------------------------------------ the Retrain form
 def has_valid_split(dataset: str, data_dir: str | Path | None = None) -> bool:
-    """True if ``dataset`` has a valid split (the built-in ``synthetic`` and ``shapes`` do; for files, a
-    ``*.valid.arff``).
+    """True if ``dataset`` has a valid split of its own (the built-in ``synthetic`` and ``shapes`` do; for files,
+    a ``*.valid.arff``).
 
-    Unknown datasets return False.
+    Unknown datasets return False. A run on a dataset without one can hold one out of its training rows
+    (``TrainConfig.valid_fraction``).
     """
     if dataset in GENERATED:
         return True
@@ -460,7 +462,8 @@ def check_launchable(config: TrainConfig) -> None:
     ValueError
         From :meth:`TrainConfig.validate` (naming the field), or when the
         dataset is missing, neither ARFF nor a table dataset (:class:`~hmlc_core.data.DatasetNotFoundError`,
-        which lists the datasets found) or has no valid split while ``fit_on="train"`` (a table dataset has none).
+        which lists the datasets found) or has no valid split while ``fit_on="train"`` and ``valid_fraction``
+        is 0 (a table dataset has none).
     """
     config.resolved().validate()
     if config.dataset in GENERATED:
@@ -475,8 +478,9 @@ def check_launchable(config: TrainConfig) -> None:
         if table is None:
             raise ValueError(str(exc)) from exc
         files = {}  # a table dataset (an upload): open_dataset gives it no valid split
-    if config.fit_on == "train" and "valid" not in files:
-        raise ValueError(f"dataset {config.dataset!r} has no valid split: set fit_on to 'train+valid'")
+    if config.fit_on == "train" and "valid" not in files and config.valid_fraction == 0:
+        raise ValueError(f"dataset {config.dataset!r} has no valid split: set fit_on to 'train+valid', or hold "
+                         "one out of its training rows (valid_fraction > 0)")
 
 
 def retrain_config(base: TrainConfig | None, dataset: str, **overrides: Any) -> TrainConfig:

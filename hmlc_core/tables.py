@@ -41,8 +41,8 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from hmlc_core.data import (GO_ROOTS, MAX_ABS_VALUE, DatasetNotFoundError, HMCDataset, Split, resolve_data_dir,
-                            standardize_features)
+from hmlc_core.data import (GO_ROOTS, MAX_ABS_VALUE, SPLIT_SEED, DatasetNotFoundError, HMCDataset, Split,
+                            held_out_rows, resolve_data_dir, standardize_features)
 from hmlc_core.hierarchy import Hierarchy
 
 __all__ = [
@@ -61,9 +61,6 @@ LABEL_SEPARATOR = "@"
 
 #: The OBO relations that may become hierarchy edges.
 OBO_RELATIONS = ("is_a", "part_of")
-
-#: Seed of the train/valid/test split drawn when no test table is given.
-SPLIT_SEED = 0
 
 #: Share of the rows held out for testing when no test table is given.
 TEST_FRACTION = 0.2
@@ -408,6 +405,14 @@ def _check_labels(path: Path, label_column: str, terms: list[list[str]], hierarc
                                  f"label {term[:80]!r} is not a node of the hierarchy")
 
 
+def _split(table: Path, part: str, n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`hmlc_core.data.held_out_rows`, its error a :class:`TableError` naming the table and the part."""
+    try:
+        return held_out_rows(n, fraction)
+    except ValueError as exc:
+        raise TableError(table, "", f"cannot hold out the {part} split: {exc}") from None
+
+
 def load_table_dataset(
     table: str | Path,
     hierarchy: str | Path,
@@ -457,8 +462,6 @@ def load_table_dataset(
     ValueError
         If ``test_fraction`` or ``valid_fraction`` is out of range.
     """
-    from sklearn.model_selection import train_test_split
-
     table, hierarchy_path = Path(table), Path(hierarchy)
     if not 0.0 <= valid_fraction < 1.0:
         raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
@@ -473,19 +476,17 @@ def load_table_dataset(
     if test_table is None:
         if len(rows) < 2:
             raise TableError(table, "", "a table of one row cannot be split into train and test; give --test-table")
-        train_rows, test_rows = train_test_split(rows, test_size=test_fraction, random_state=SPLIT_SEED)
-        parts["test"] = (x[np.sort(test_rows)], y[np.sort(test_rows)])
-        rows = np.sort(train_rows)
+        train_pos, test_pos = _split(table, "test", len(rows), test_fraction)
+        parts["test"] = (x[rows[test_pos]], y[rows[test_pos]])
+        rows = rows[train_pos]
     else:
         _, x_test, test_terms = read_table(test_table, label_column, names)
         _check_labels(Path(test_table), label_column, test_terms, h, np.arange(len(test_terms)))
         parts["test"] = (x_test, h.label_matrix(test_terms))
     if valid_fraction > 0:
-        if len(rows) < 2:
-            raise TableError(table, "", "too few training rows to hold out a valid split")
-        train_rows, valid_rows = train_test_split(rows, test_size=valid_fraction, random_state=SPLIT_SEED)
-        parts["valid"] = (x[np.sort(valid_rows)], y[np.sort(valid_rows)])
-        rows = np.sort(train_rows)
+        train_pos, valid_pos = _split(table, "valid", len(rows), valid_fraction)
+        parts["valid"] = (x[rows[valid_pos]], y[rows[valid_pos]])
+        rows = rows[train_pos]
     parts["train"] = (x[rows], y[rows])
     x_train, x_valid, x_test = standardize_features(
         parts["train"][0], parts["valid"][0] if "valid" in parts else None, parts["test"][0])

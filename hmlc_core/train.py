@@ -374,7 +374,9 @@ def train(
     config = config.for_dataset(dataset.images is not None, dataset.name).resolved()
     config.validate()
     if config.fit_on == "train" and dataset.valid is None:
-        raise ValueError(f"dataset {dataset.name!r} has no valid split: use fit_on='train+valid'")
+        raise ValueError(f"dataset {dataset.name!r} has no valid split: hold one out of its training rows "
+                         "(config field 'valid_fraction' > 0, applied when the dataset is opened) or use "
+                         "fit_on='train+valid'")
     torch.set_num_threads(config.threads)
     if config.shortlist is not None:
         if checkpoint is not None:

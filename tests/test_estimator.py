@@ -110,9 +110,10 @@ def test_hierarchy_forms_give_the_same_classes(data, fitted) -> None:
 
 def test_parameters_mirror_train_config() -> None:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    # image encoders are not estimator parameters: the estimator takes feature tables (encoder "auto" -> "none")
+    # image encoders are not estimator parameters: the estimator takes feature tables (encoder "auto" -> "none");
+    # it holds out its own validation_fraction (seeded by random_state), so valid_fraction stays 0
     assert set(CONFIG_PARAMS) | {"dataset", "data_dir", "seed", "fit_on", "encoder", "encoder_checkpoint",
-                                 "encoder_width"} == fields
+                                 "encoder_width", "valid_fraction"} == fields
     params = HMCClassifier().get_params()
     assert set(params) == set(CONFIG_PARAMS) | {"hierarchy", "validation_fraction", "random_state"}
     defaults = TrainConfig(dataset="x")

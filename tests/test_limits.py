@@ -52,6 +52,7 @@ RANGES = {
     "shortlist_proxy_epochs": (0, True, INF, False, True, False),
     "shortlist_uniform": (0, True, INF, False, True, False),
     "shortlist_full_epochs": (0, True, INF, False, True, False),
+    "valid_fraction": (0, True, 1, False, False, False),
 }
 # Fields whose non-default values need another field set (label smoothing needs ZLPR, patience needs
 # fit_on="train", mixed_lambda needs MCLoss, which is the default).

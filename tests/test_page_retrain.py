@@ -126,8 +126,13 @@ def test_dataset_without_valid_split_needs_train_valid(runs_dir: Path, tmp_path:
     at = _page()
     assert at.selectbox(key="rt_dataset").options == ["synthetic", "shapes", "mine"]
     assert not at.info  # no hint about HMLC_DATA_DIR once it is set
+    assert at.number_input(key="rt_valid_fraction").disabled  # synthetic has its own valid split
     at.selectbox(key="rt_dataset").set_value("mine").run()
     assert any("no valid split" in e.value for e in at.error)
+    assert not at.number_input(key="rt_valid_fraction").disabled
+    at.number_input(key="rt_valid_fraction").set_value(0.3).run()  # hold one out of the training rows
+    assert not at.error
+    at.number_input(key="rt_valid_fraction").set_value(0.0)
     at.radio(key="rt_fit_on").set_value("train+valid").run()
     assert not at.error
 

@@ -444,3 +444,18 @@ def test_best_configuration_table_on_every_dataset(held_out_work: Path) -> None:
     line = next(x for x in lines if x.startswith("| synthetic | others | 3 |"))
     assert f"| {fixed.mean():.4f} → {m5.mean():.4f} | {m5.mean() / fixed.mean():.2f}x |" in line
     assert reproduce.best_rows(reproduce.collect(held_out_work / "paper-e3")).empty  # no held-out predictions
+
+
+def test_datasets_without_a_valid_split_hold_one_out_when_fit_on_train(tmp_path: Path) -> None:
+    from test_dataset_layout import _hmc_data
+
+    data = str(_hmc_data(tmp_path))
+    names = ["cellcycle_FUN", "Diatoms", "ImCLEF07A", "synthetic"]
+    cells = {c.dataset: c for c in reproduce.budget_cells(names, ["plain"], [0], "quick", 1, data, "train")}
+    fractions = {name: cell.train_config().valid_fraction for name, cell in cells.items()}
+    assert fractions == {"cellcycle_FUN": 0.0, "Diatoms": reproduce.HELD_OUT_VALID,
+                         "ImCLEF07A": reproduce.HELD_OUT_VALID, "synthetic": 0.0}
+    # C-HMCNN's protocol trains on every training row: nothing is held out, and the cell ids stay those of before
+    plain = reproduce.budget_cells(names, ["plain"], [0], "quick", 1, data, "train+valid")
+    assert all(c.train_config().valid_fraction == 0.0 and c.overrides == cells["synthetic"].overrides
+               for c in plain)
