@@ -46,8 +46,8 @@ DEFAULT_MAX_QUEUED_JOBS = 20
 DEFAULT_MAX_JOB_MEMORY_MB = 8192
 """Estimated memory of one job, in MiB (2**20 bytes), unless ``HMLC_MAX_JOB_MEMORY_MB`` says otherwise.
 
-Enough for every dataset's paper preset with 2 heads (the largest, seq_GO with hidden width 9,000, is
-estimated at 4.4 GiB)."""
+Enough for every dataset's preset with 2 heads (the largest, seq_GO with hidden width 9,000, is estimated at
+2.9 GiB with the paper profile and 3.9 GiB with the quick one)."""
 
 MB = 2**20
 """Bytes in the MB (MiB) of the limits and messages."""
@@ -158,16 +158,142 @@ def model_parameters(config: TrainConfig, n_features: int, n_nodes: int) -> int:
     return total
 
 
-def estimate_job_memory(config: TrainConfig, shape: DatasetShape) -> int:
-    """Estimated peak memory of loading the data, training and saving one run, in bytes.
+# Constants of :func:`estimate_job_memory`, in bytes. "Measured": peak resident set size of a job's stage above
+# that of the process after its imports (``VmHWM`` reset between stages through ``/proc/self/clear_refs``),
+# 2026-11-29 on this 2-core machine; the cases are listed in :func:`estimate_job_memory`.
+_RUNTIME_BYTES = 128 * MB
+"""Taken by any job whatever its sizes: torch's and numba's first-use allocations and thread pools (measured
+74-96 MiB on the 121-node synthetic dataset, whose arrays take under 6 MiB)."""
+_NODE_BYTES = 2048
+"""Per hierarchy node, for the whole job: node ids, parent and child maps, ancestor pairs, MCM and loss buffers
+(measured after loading: 0.6 KiB a node on the 111,111-node synthetic tree; 4.8 KiB on cellcycle_GO, a DAG,
+the ARFF parser's leftovers included, which :data:`_RUNTIME_BYTES` also covers)."""
+_STEP_BYTES = 128
+"""Per (batch row, member, node) of a training step over every node: logits, probabilities, MCM's transposed
+copy, int64 arg-max and per-level buffers, the loss terms and their gradients (measured 82-120 on the
+22,765- and 111,111-node synthetic data at batch 64)."""
+_PREDICT_BYTES = 16
+"""Per (row, member, node) of one chunk of :func:`hmlc_core.train.predict_members`: logits, probabilities,
+MCM's transposed copy and running max, the output (measured 15.6-16.4 at 111,111 nodes)."""
+_SAVE_BYTES = 64
+"""Per (test row, node) in :func:`hmlc_core.runs.save_run` beside the member probabilities: the mean (float32),
+the six uncertainty maps (float32), the files' float32 and float16 copies, and the largest of the decision
+rule's upward closure (up to 36 bytes a predicted positive; 28 measured with a third of the cells positive),
+the node metrics and the summary (measured 52-63 on the 111,111-node synthetic data)."""
+_ENTRY_BYTES = 16
+"""Per (batch row, scored entry, member, hidden unit + 1) of a shortlist training step: the gathered classifier
+rows, their permuted copy, their gradient and its sparse update (measured 15 on cellcycle_GO, K = 100,
+400 uniform negatives, batch 64)."""
+_POSITIVES_ALLOWANCE = 256
+"""Scored entries allowed for a sample's positives in a shortlist step (cellcycle_GO: 142 at most)."""
 
-    ``16 P`` (float32 weights, gradients and Adam's two moments, ``P`` = :func:`model_parameters`)
-    ``+ 4 B H (3 h (L - 1) + 8 C)`` (one training batch: three tensors per hidden layer, eight of the
-    output width in the loss) ``+ 32 N (D + C)`` (the data: the ARFF text parsed into Python objects,
-    then float32 copies; ``N`` all rows) ``+ 12 H T C`` (member probabilities of the larger of test and
-    valid, ``T`` rows, and the uncertainty maps computed from them). An upper estimate for refusing
-    absurd jobs. Measured on cellcycle_GO (quick profile, 1 epoch; peak RSS above that of the imports):
-    557 MB with 1 head and 766 MB with 4, against estimates of 630 and 1,079 MB.
+
+def _memory_terms(config: TrainConfig, shape: DatasetShape) -> tuple[int, dict[str, int]]:
+    """What stays resident through a job and the peak of each stage above it, in bytes (see
+    :func:`estimate_job_memory`, which states every term).
+
+    Returns
+    -------
+    resident : int
+    stages : dict of str to int
+        ``"load"``, ``"train"`` and ``"save"`` (the last with what the allocator keeps of training).
+    """
+    heads, hidden, nodes, features = config.heads, int(config.hidden), shape.n_nodes, shape.n_features
+    batch = int(config.batch_size)
+    held_out = config.fit_on == "train"
+    n_rows = shape.n_train + shape.n_valid + shape.n_test
+    n_fit = shape.n_train + (0 if held_out else shape.n_valid)
+    params = model_parameters(config, features, nodes)
+
+    def predict(rows: int) -> int:
+        return (_PREDICT_BYTES * heads * min(config.eval_batch_size, rows) * nodes
+                + 8 * heads * rows * nodes)
+
+    step = _STEP_BYTES * batch * heads * nodes
+    resident = _RUNTIME_BYTES + _NODE_BYTES * nodes + n_rows * (nodes + 4 * features)
+    load = max(shape.n_train, shape.n_valid, shape.n_test) * nodes + 8 * nodes * features + 32 * n_rows * features
+    if config.shortlist is None:
+        train = (12 if config.kernel == "numba" else 16) * params + 4 * n_fit * features + step
+        if held_out:
+            train += predict(shape.n_valid) + 16 * shape.n_valid * nodes
+        if config.patience is not None:
+            train += 4 * params
+    else:
+        out = heads * (hidden + 1) * nodes
+        table = 4 * nodes * heads * hidden
+        width = min(nodes, config.shortlist + config.shortlist_uniform + _POSITIVES_ALLOWANCE)
+        train = (16 * (params - out) + 12 * out + 4 * n_fit * (features + heads * hidden + 2 * config.shortlist)
+                 + table + max(4 * table, _ENTRY_BYTES * batch * width * heads * (hidden + 1)))
+        if config.shortlist_full_epochs:
+            train = max(train, 16 * params + 8 * out + table + max(step, 4 * table))
+    save = 4 * params + max(predict(shape.n_test), (6 * heads + _SAVE_BYTES) * shape.n_test * nodes)
+    if held_out:
+        save += 9 * shape.n_valid * nodes + max(predict(shape.n_valid), 48 * shape.n_valid * nodes)
+    return resident, {"load": load, "train": train, "save": save + train // 4}
+
+
+def estimate_job_memory(config: TrainConfig, shape: DatasetShape) -> int:
+    """Estimated peak memory (resident set) of loading the data, training and saving one run, in bytes.
+
+    The stages run one after another, so the estimate is what stays resident plus the largest stage::
+
+        128 MiB + 2 KiB C + N (C + 4 D) + max(load, train, save + train / 4)
+
+    with ``N`` the rows of all splits (``T`` test, ``V`` valid, ``N_fit`` the rows trained on), ``C`` nodes,
+    ``D`` features, ``H`` members, ``h`` hidden width, ``B`` batch rows, ``E`` eval_batch_size and ``P`` the
+    parameters (:func:`model_parameters`). Every term is in bytes and counts the arrays the code allocates
+    (its module and function named), with the measured constants of this module:
+
+    - 128 MiB: torch's and numba's first-use allocations; 2 KiB a node: the hierarchy and the loss's buffers;
+      ``N (C + 4 D)``: every split's labels, uint8 (``HMCDataset``'s ``Y``), and features, float32;
+    - ``load = max_split_rows C + 8 C D + 32 N D``: :meth:`hmlc_core.hierarchy.Hierarchy.label_matrix`'s
+      unpropagated copy of one split's labels (the ARFF labels are read as term lists, not per cell), the
+      synthetic generator's float64 prototypes, the float64 features and the standardised copies
+      (:func:`hmlc_core.data.standardize_features`);
+    - ``train`` (:func:`hmlc_core.train.train`) ``= 16 P`` (float32 weights, gradients and Adam's two moments;
+      ``12 P`` with the numba kernel, which keeps no gradients) ``+ 4 N_fit D`` (the stacked features)
+      ``+ 128 B H C`` (one step over every node), plus with ``fit_on="train"`` each epoch's valid
+      predictions, ``predict(V) + 16 V C`` (mean and micro AUPRC), and with ``patience`` the kept best
+      weights, ``4 P``;
+    - ``train`` with ``shortlist`` ``K`` (:func:`hmlc_core.shortlists.train_shortlist`) ``= 16 P_trunk +
+      12 P_out`` (the output layer's rows, ``P_out = H (h + 1) C``, with SparseAdam's two dense moments; its
+      gradients are sparse) ``+ 4 N_fit (D + H h + 2 K)`` (features, representations, int64 shortlists)
+      ``+ L + max(4 L, 16 B W H (h + 1))``, ``L = 4 C H h`` one float32 table of label embeddings: the index
+      kept while the next one is built from four more tables (label sums, normalised copy, index copy, faiss
+      storage), or a step's gathered rows for ``W = min(C, K + shortlist_uniform + 256)`` entries a sample.
+      No ``(B, C)`` tensor is built, except in the ``shortlist_full_epochs`` last epochs: then at least
+      ``16 P + 8 P_out + L + max(128 B H C, 4 L)`` (dense Adam beside SparseAdam's moments);
+    - ``save`` (:func:`hmlc_core.runs.save_run`) ``= 4 P + max(predict(T), (6 H + 64) T C)``: the member
+      probabilities (float32, and their float16 copy) and the 64 bytes a test cell of :data:`_SAVE_BYTES`,
+      plus with ``fit_on="train"`` ``9 V C + max(predict(V), 48 V C)`` (the held-out valid probabilities and
+      labels, the decision rule fitted on them); ``train / 4`` is what the allocator keeps of what training
+      freed (measured after training: 6-28 % of the training stage's peak at 111,111 nodes, up to 45 % on
+      cellcycle_GO, where the 128 MiB above also covers it);
+    - ``predict(R) = 16 H min(E, R) C + 8 H R C``: :func:`hmlc_core.train.predict_members` (one chunk's
+      temporaries, the chunks and their concatenation).
+
+    Measured peaks above the imports (MiB), against this estimate and the earlier one (``32 N (D + C)`` for
+    the data, the stages summed; it was below the peak of the shortlist job with uniform negatives). ``*``:
+    training stopped after 20-150 steps, past the first ones, where the optimiser's moments are allocated;
+    ``save_run``, the largest stage, ran in full::
+
+        case (H = 2, h = 500 unless stated; train/valid/test rows)      measured  estimate  earlier
+        cellcycle_GO quick, H = 1, h = 1000 (1,625/848/1,278)                449       552      630
+        cellcycle_GO quick, H = 4, h = 1000                                  675       786    1,078
+        cellcycle_GO paper (numba, batch 4), h = 1000 *                      443       605      762
+        cellcycle_GO quick, h = 1000, fit_on="train"                         547       863      780
+        cellcycle_GO shortlist K = 100, 400 uniform, quick, h = 1000 *     1,389     1,810      780
+        synthetic 22,765 nodes quick, fit_on="train" (3,000/1,000/1,000) * 1,965     3,700    4,452
+        synthetic 111,111 nodes paper (numba) (400/100/500) *              3,969     5,252    6,399
+        synthetic 111,111 nodes quick, fit_on="train" (640/300/300)        4,065     6,501    7,113
+        synthetic 111,111 nodes shortlist, 2 cycles (2,000/200/500)        4,197     5,938   12,167
+        synthetic 111,111 nodes shortlist, 1 full epoch (200/40/300) *     4,223     5,078    4,330
+        synthetic 111,111 nodes shortlist (8,000/1,000/300) *              4,057     5,037   35,831
+        runs/large: 111,111 nodes shortlist K = 100 (10,000/1,000/500)     5,382     6,884   43,295
+
+    At 111,111 nodes ``save_run`` is the largest stage: ``(6 H + 64) T C`` is 42 GB for the 5,000 test rows of
+    :data:`hmlc_core.synthetic.LARGE_SYNTHETIC`, which no 24 GB machine holds; the earlier estimate's
+    ``12 H T C`` for it counted 13 GB. Not counted: LPROS's duplicated rows and image encoders' activations.
 
     Parameters
     ----------
@@ -178,14 +304,10 @@ def estimate_job_memory(config: TrainConfig, shape: DatasetShape) -> int:
     Returns
     -------
     int
+        Bytes.
     """
-    heads, hidden, layers, nodes = config.heads, int(config.hidden), config.n_layers, shape.n_nodes
-    n_rows = shape.n_train + shape.n_valid + shape.n_test
-    weights = 16 * model_parameters(config, shape.n_features, nodes)
-    batch = 4 * int(config.batch_size) * heads * (3 * hidden * (layers - 1) + 8 * nodes)
-    data = 32 * n_rows * (shape.n_features + nodes)
-    evaluation = 12 * heads * max(shape.n_test, shape.n_valid) * nodes
-    return weights + batch + data + evaluation
+    resident, stages = _memory_terms(config, shape)
+    return resident + max(stages.values())
 
 
 def estimate_run_size(config: TrainConfig, shape: DatasetShape) -> int:
@@ -224,16 +346,21 @@ def check_job_memory(config: TrainConfig, shape: DatasetShape, limit_mb: int) ->
     Raises
     ------
     LimitError
-        Naming the fields that set the size (heads, hidden, batch_size) with their values.
+        Naming the fields that set the size (heads, hidden, batch_size) with their values, and the stage
+        that needs the most (loading, training, or saving the predictions of the test rows).
     """
-    need = estimate_job_memory(config, shape)
+    resident, stages = _memory_terms(config, shape)
+    need = resident + max(stages.values())
     if need > limit_mb * MB:
         params = model_parameters(config, shape.n_features, shape.n_nodes)
+        stage = {"load": f"loading {shape.n_train + shape.n_valid + shape.n_test:,} rows",
+                 "train": "training",
+                 "save": f"saving the predictions of {shape.n_test:,} test rows"}[max(stages, key=stages.get)]
         raise LimitError(
             f"config fields 'heads' ({config.heads}), 'hidden' ({config.hidden}) and 'batch_size' "
             f"({config.batch_size}) give an estimated {need / MB:,.0f} MB of memory ({params:,} parameters "
-            f"for {shape.n_features} features and {shape.n_nodes} nodes), above the limit of {limit_mb:,} MB "
-            f"per job ({MAX_MEMORY_ENV}): lower heads or hidden")
+            f"for {shape.n_features} features and {shape.n_nodes} nodes; the largest stage is {stage}), above "
+            f"the limit of {limit_mb:,} MB per job ({MAX_MEMORY_ENV}): lower heads or hidden")
     return need
 
 
