@@ -27,6 +27,7 @@ the app (scripts loaded, websocket open: a user moving between pages; the light 
 ``--repeats`` of each (a fresh server per cold repeat); ``rendered_s`` is when the whole page is rendered
 (the neighbourhood's iframe is there and ``bench/load_sessions.py``'s test holds: :data:`COMPLETE_JS`).
 Also reported:
+``plotly_js_s``: when the browser started and finished fetching Streamlit's Plotly chunk (:data:`PLOTLY_JS_TIMING`);
 ``figure``: the sectors the sunburst carries (``sectors``) and draws (``drawn``), and whether the page
 shows the node search box (``search_box``), read in the browser.
 """
@@ -162,11 +163,13 @@ async def _view(browser: Any, url: str, node: str, timeout_s: float) -> dict[str
         await page.wait_for_function(SHOWN_JS, arg=node, polling=50, timeout=timeout_s * 1000)
         shown = time.perf_counter() - start
         figure = await page.evaluate(FIGURE_JS)
+        plotly_js = await page.evaluate(PLOTLY_JS_TIMING)
         remaining = timeout_s - (time.perf_counter() - start)
         await page.wait_for_function(complete_js, polling=50, timeout=max(remaining, 1) * 1000)
         rendered = time.perf_counter() - start
         errors = await page.locator("[data-testid='stException']").count()
         return {"shown_s": round(shown, 3), "rendered_s": round(rendered, 3), "figure": figure,
+                "plotly_js_s": None if plotly_js is None else [round(v, 3) for v in plotly_js],
                 **({"error": "stException on the page"} if errors else {})}
     except Exception as exc:  # a timeout is a result of the benchmark, not its failure
         return {"shown_s": None, "error": f"{type(exc).__name__}: {exc}"[:300],
@@ -174,6 +177,14 @@ async def _view(browser: Any, url: str, node: str, timeout_s: float) -> dict[str
     finally:
         await context.close()
 
+
+PLOTLY_JS_TIMING = """() => {
+    const entry = performance.getEntriesByType("resource").find(e => /PlotlyChart[^/]*\\.js$/.test(e.name));
+    return entry ? [entry.startTime / 1000, entry.responseEnd / 1000] : null;
+}"""
+"""When the browser started and finished fetching Streamlit's Plotly chunk (seconds after the navigation started;
+the Resource Timing API), or null: the chart code loads only once a Plotly chart arrives, so its start says
+whether the fetch waited for the page's first chart."""
 
 TITLE_JS = """(title) => [...document.querySelectorAll("[data-testid='stMain'] h1")]
     .some(h => h.textContent.includes(title))"""

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 
 from hmlc_core.hierarchy import Hierarchy
@@ -352,6 +351,8 @@ def _find_cycle(edges: Iterable[tuple[str, str]]) -> list[str] | None:
                 stack.append(child)
     if not any(n_parents.values()):
         return None
+    import networkx as nx  # only for the error message: a dashboard page view never needs it
+
     cycle = nx.find_cycle(nx.DiGraph(edge_list))
     return [cycle[0][0]] + [v for _, v in cycle]
 

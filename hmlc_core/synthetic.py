@@ -91,12 +91,15 @@ from __future__ import annotations
 
 import itertools
 import numbers
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
 from hmlc_core.data import GO_ROOTS, HMCDataset, Split, standardize_features
 from hmlc_core.hierarchy import Hierarchy
+
+if TYPE_CHECKING:  # imported where used: the dashboard imports this module but a page view never generates data
+    import scipy.sparse as sp
 
 __all__ = ["make_synthetic", "expected_positive_rates", "LARGE_SYNTHETIC", "MAX_NODES"]
 
@@ -326,6 +329,8 @@ def make_synthetic(
 
     add_path(np.ones(n, dtype=bool))
     add_path(rng.random(n) < p_second)
+    import scipy.sparse as sp
+
     rows_all, cols_all = np.concatenate(rows_parts), np.concatenate(cols_parts)
     labels = sp.csr_matrix((np.ones(rows_all.size), (rows_all, cols_all)), shape=(n, n_nodes))
     labels.sum_duplicates()

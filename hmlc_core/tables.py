@@ -37,7 +37,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 import numpy as np
 import pandas as pd
 
@@ -234,6 +233,8 @@ def read_table(path: str | Path, label_column: str = LABEL_COLUMN,
 # =====================================================================
 def _cycle_error(path: Path, edges: Sequence[tuple[str, str]], where: dict[tuple[str, str], str]) -> None:
     """Raise a :class:`TableError` naming one cycle of ``edges`` (and the line of its first edge), if any."""
+    import networkx as nx  # imported here: the dashboard imports this module, a page view never reads a table
+
     graph = nx.DiGraph(edges)
     try:
         cycle = nx.find_cycle(graph)

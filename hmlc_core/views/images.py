@@ -44,7 +44,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from hmlc_core.hierarchy import Hierarchy
 
@@ -223,6 +222,8 @@ def display_image(thumbnail: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray
     if side <= size:
         factor = size // side
         return np.repeat(np.repeat(thumbnail, factor, axis=0), factor, axis=1)
+    from PIL import Image  # imported here: 0.2 s of a dashboard server's first page view, for image runs only
+
     scale = size / side
     shape = (max(1, round(width * scale)), max(1, round(height * scale)))
     return np.asarray(Image.fromarray(thumbnail, mode="RGB").resize(shape, Image.Resampling.BOX))
