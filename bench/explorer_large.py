@@ -12,8 +12,8 @@ Usage (from the repository root; see bench/README.md, *The explorer on a 100k-no
 500 train / valid / test rows (``--n-train``, ``--n-valid``, ``--n-test``) and writes it with ``save_run``
 to ``runs/large/`` (git-ignored), in this one process. The page reads the hierarchy, the node metrics and
 the test predictions, whose size is set by the nodes and the test rows; the full 45,000 training rows
-(5 GB of labels) were killed for memory in ``save_run`` (20 GB RSS) on this 23 GB machine, and only change
-the training frequencies shown.
+(5 GB of labels) only change the training frequencies shown (they were killed for memory in ``save_run``,
+20 GB RSS on this 23 GB machine, before it evaluated the test split in chunks).
 
 ``--measure`` hard-links the measured runs into a temporary folder under ``runs/`` (the server's only runs,
 ``HMLC_RUNS_DIR``), starts ``streamlit run app.py`` on 127.0.0.1 (``bench/load_sessions.py``'s ``Server``)

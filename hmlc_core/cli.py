@@ -290,7 +290,6 @@ def _add_table_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--test-fraction", type=float, default=TEST_FRACTION, help="default %(default)s")
 
 
-
 def _add_image_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("your own images (instead of --dataset; hmlc_core.images.folders)")
     g.add_argument("--images", default=None, metavar="PATH",

@@ -175,11 +175,12 @@ copy, int64 arg-max and per-level buffers, the loss terms and their gradients (m
 _PREDICT_BYTES = 16
 """Per (row, member, node) of one chunk of :func:`hmlc_core.train.predict_members`: logits, probabilities,
 MCM's transposed copy and running max, the output (measured 15.6-16.4 at 111,111 nodes)."""
-_SAVE_BYTES = 64
-"""Per (test row, node) in :func:`hmlc_core.runs.save_run` beside the member probabilities: the mean (float32),
-the six uncertainty maps (float32), the files' float32 and float16 copies, and the largest of the decision
-rule's upward closure (up to 36 bytes a predicted positive; 28 measured with a third of the cells positive),
-the node metrics and the summary (measured 52-63 on the 111,111-node synthetic data)."""
+_SAVE_BYTES = 12
+"""Per (test row, node) in :func:`hmlc_core.runs.save_run` beside the member probabilities' float16 copy (2 H
+bytes): the mean (float32), the display mode's uncertainty (float16) and the decision (uint8), 7 bytes written
+one chunk of ``eval_batch_size`` test rows at a time into the arrays saved, and what the allocator keeps of them
+(measured 6 on the 111,111-node synthetic data, 9 on cellcycle_GO). It also covers the metrics computed from the
+mean and the decisions afterwards, 13 bytes a test cell (8 of them :func:`hmlc_core.metrics.summarize`'s)."""
 _ENTRY_BYTES = 16
 """Per (batch row, scored entry, member, hidden unit + 1) of a shortlist training step: the gathered classifier
 rows, their permuted copy, their gradient and its sparse update (measured 15 on cellcycle_GO, K = 100,
@@ -205,9 +206,11 @@ def _memory_terms(config: TrainConfig, shape: DatasetShape) -> tuple[int, dict[s
     n_fit = shape.n_train + (0 if held_out else shape.n_valid)
     params = model_parameters(config, features, nodes)
 
+    def chunk(rows: int) -> int:
+        return _PREDICT_BYTES * heads * min(config.eval_batch_size, rows) * nodes
+
     def predict(rows: int) -> int:
-        return (_PREDICT_BYTES * heads * min(config.eval_batch_size, rows) * nodes
-                + 8 * heads * rows * nodes)
+        return chunk(rows) + 8 * heads * rows * nodes
 
     step = _STEP_BYTES * batch * heads * nodes
     resident = _RUNTIME_BYTES + _NODE_BYTES * nodes + n_rows * (nodes + 4 * features)
@@ -226,10 +229,12 @@ def _memory_terms(config: TrainConfig, shape: DatasetShape) -> tuple[int, dict[s
                  + table + max(4 * table, _ENTRY_BYTES * batch * width * heads * (hidden + 1)))
         if config.shortlist_full_epochs:
             train = max(train, 16 * params + 8 * out + table + max(step, 4 * table))
-    save = 4 * params + max(predict(shape.n_test), (6 * heads + _SAVE_BYTES) * shape.n_test * nodes)
+    beside = chunk(shape.n_test)
     if held_out:
-        save += 9 * shape.n_valid * nodes + max(predict(shape.n_valid), 48 * shape.n_valid * nodes)
-    return resident, {"load": load, "train": train, "save": save + train // 4}
+        fit = 48 * shape.n_valid * nodes if config.decision != "fixed" else 0
+        beside = max(beside, 4 * shape.n_valid * nodes + max(chunk(shape.n_valid), fit))
+    save = 4 * params + max(shape.n_train * nodes, (2 * heads + _SAVE_BYTES) * shape.n_test * nodes + beside)
+    return resident, {"load": load, "train": train, "save": save + train // 2}
 
 
 def estimate_job_memory(config: TrainConfig, shape: DatasetShape) -> int:
@@ -237,7 +242,7 @@ def estimate_job_memory(config: TrainConfig, shape: DatasetShape) -> int:
 
     The stages run one after another, so the estimate is what stays resident plus the largest stage::
 
-        128 MiB + 2 KiB C + N (C + 4 D) + max(load, train, save + train / 4)
+        128 MiB + 2 KiB C + N (C + 4 D) + max(load, train, save + train / 2)
 
     with ``N`` the rows of all splits (``T`` test, ``V`` valid, ``N_fit`` the rows trained on), ``C`` nodes,
     ``D`` features, ``H`` members, ``h`` hidden width, ``B`` batch rows, ``E`` eval_batch_size and ``P`` the
@@ -263,37 +268,44 @@ def estimate_job_memory(config: TrainConfig, shape: DatasetShape) -> int:
       storage), or a step's gathered rows for ``W = min(C, K + shortlist_uniform + 256)`` entries a sample.
       No ``(B, C)`` tensor is built, except in the ``shortlist_full_epochs`` last epochs: then at least
       ``16 P + 8 P_out + L + max(128 B H C, 4 L)`` (dense Adam beside SparseAdam's moments);
-    - ``save`` (:func:`hmlc_core.runs.save_run`) ``= 4 P + max(predict(T), (6 H + 64) T C)``: the member
-      probabilities (float32, and their float16 copy) and the 64 bytes a test cell of :data:`_SAVE_BYTES`,
-      plus with ``fit_on="train"`` ``9 V C + max(predict(V), 48 V C)`` (the held-out valid probabilities and
-      labels, the decision rule fitted on them); ``train / 4`` is what the allocator keeps of what training
-      freed (measured after training: 6-28 % of the training stage's peak at 111,111 nodes, up to 45 % on
-      cellcycle_GO, where the 128 MiB above also covers it);
-    - ``predict(R) = 16 H min(E, R) C + 8 H R C``: :func:`hmlc_core.train.predict_members` (one chunk's
-      temporaries, the chunks and their concatenation).
+    - ``save`` (:func:`hmlc_core.runs.save_run`) ``= 4 P + max(N_train C, (2 H + 12) T C + chunk(T))``: the
+      test rows are predicted ``E`` at a time into the arrays saved and the decisions, the ``2 H + 12`` bytes a
+      test cell of :data:`_SAVE_BYTES`, beside one chunk of predictions, ``chunk(R) = 16 H min(E, R) C``
+      (:func:`hmlc_core.train.predict_members`); before them ``N_train C``, the boolean copy of the training
+      labels :func:`hmlc_core.tail_metrics.information_content` takes. With ``fit_on="train"`` ``chunk(T)``
+      becomes at least ``4 V C + max(chunk(V), 48 V C)``: the held-out mean probabilities (float32) and the
+      ``global`` or ``per-node`` decision rule fitted on them (``48 V C``; nothing for ``fixed``). ``train / 2``
+      is what the allocator keeps of what training freed (measured after training: 6-28 % of the training
+      stage's peak at 111,111 nodes, up to 45 % on cellcycle_GO);
+    - ``predict(R) = chunk(R) + 8 H R C``: :func:`hmlc_core.train.predict_members` over ``R`` rows at once, as
+      training predicts the held-out rows each epoch (the chunks and their concatenation).
 
-    Measured peaks above the imports (MiB), against this estimate and the earlier one (``32 N (D + C)`` for
-    the data, the stages summed; it was below the peak of the shortlist job with uniform negatives). ``*``:
-    training stopped after 20-150 steps, past the first ones, where the optimiser's moments are allocated;
-    ``save_run``, the largest stage, ran in full::
+    Measured peaks above the imports (MiB), against this estimate, and measured while ``save_run`` evaluated the
+    whole test split at once (``whole split``; ``(6 H + 64) T C`` estimated its stage). ``*``: training stopped
+    after 30-50 steps (20-150 in the last column), past the first ones, where the optimiser's moments are
+    allocated; ``save_run`` ran in full::
 
-        case (H = 2, h = 500 unless stated; train/valid/test rows)      measured  estimate  earlier
-        cellcycle_GO quick, H = 1, h = 1000 (1,625/848/1,278)                449       552      630
-        cellcycle_GO quick, H = 4, h = 1000                                  675       786    1,078
-        cellcycle_GO paper (numba, batch 4), h = 1000 *                      443       605      762
-        cellcycle_GO quick, h = 1000, fit_on="train"                         547       863      780
-        cellcycle_GO shortlist K = 100, 400 uniform, quick, h = 1000 *     1,389     1,810      780
-        synthetic 22,765 nodes quick, fit_on="train" (3,000/1,000/1,000) * 1,965     3,700    4,452
-        synthetic 111,111 nodes paper (numba) (400/100/500) *              3,969     5,252    6,399
-        synthetic 111,111 nodes quick, fit_on="train" (640/300/300)        4,065     6,501    7,113
-        synthetic 111,111 nodes shortlist, 2 cycles (2,000/200/500)        4,197     5,938   12,167
-        synthetic 111,111 nodes shortlist, 1 full epoch (200/40/300) *     4,223     5,078    4,330
-        synthetic 111,111 nodes shortlist (8,000/1,000/300) *              4,057     5,037   35,831
-        runs/large: 111,111 nodes shortlist K = 100 (10,000/1,000/500)     5,382     6,884   43,295
+        case (H = 2, h = 500 unless stated; train/valid/test rows)          measured  estimate  whole split
+        cellcycle_GO quick, H = 1, h = 1000 (1,625/848/1,278)                    307       331          449
+        cellcycle_GO quick, H = 4, h = 1000                                      572       685          675
+        cellcycle_GO paper (numba, batch 4), h = 1000 *                          301       399          443
+        cellcycle_GO quick, h = 1000, fit_on="train"                             398       548          547
+        cellcycle_GO shortlist K = 100, 400 uniform, quick, h = 1000 *         1,348     1,810        1,389
+        synthetic 22,765 nodes quick, fit_on="train" (3,000/1,000/1,000) *     1,208     2,046        1,965
+        synthetic 111,111 nodes paper (numba) (400/100/500) *                  3,179     4,116        3,969
+        synthetic 111,111 nodes quick, fit_on="train" (640/300/300)            3,355     5,955        4,065
+        synthetic 111,111 nodes shortlist, 2 cycles (2,000/200/500)            2,999     5,308        4,197
+        synthetic 111,111 nodes shortlist, 1 full epoch (200/40/300)           4,219     5,078        4,223
+        synthetic 111,111 nodes shortlist (8,000/1,000/300) *                  3,285     5,008        4,057
+        synthetic 111,111 nodes shortlist (400/100/1,000)                      3,777     6,065        6,865
+        synthetic 111,111 nodes shortlist (400/100/5,000)                      8,707    13,271            -
+        runs/large: 111,111 nodes shortlist K = 100 (10,000/1,000/500)         3,793     6,264        5,382
 
-    At 111,111 nodes ``save_run`` is the largest stage: ``(6 H + 64) T C`` is 42 GB for the 5,000 test rows of
-    :data:`hmlc_core.synthetic.LARGE_SYNTHETIC`, which no 24 GB machine holds; the earlier estimate's
-    ``12 H T C`` for it counted 13 GB. Not counted: LPROS's duplicated rows and image encoders' activations.
+    At 111,111 nodes and thousands of test rows ``save_run`` is the largest stage: ``(2 H + 12) T C`` is 8.9 GB
+    for the 5,000 test rows of :data:`hmlc_core.synthetic.LARGE_SYNTHETIC` (``(6 H + 64) T C``, 42 GB, while the
+    whole split was evaluated at once), so with its 5.6 GB of labels the whole benchmark is estimated at 17.7 GiB,
+    within a 24 GB machine.
+    Not counted: LPROS's duplicated rows and image encoders' activations.
 
     Parameters
     ----------

@@ -98,8 +98,11 @@ def auprc_micro(y_true: np.ndarray, probs: np.ndarray, eval_mask: np.ndarray | N
         y, s = y[:, eval_mask], s[:, eval_mask]
     if not y.any():
         return float("nan")
-    flat = s.ravel()
-    return _average_precision_sorted(np.sort(flat), np.sort(flat[y.ravel()]))
+    positives = np.sort(s[y])
+    # sorted in place: the masked copy is our own (in its memory order, a view), the caller's scores are copied
+    flat = s.ravel(order="K") if eval_mask is not None else s.flatten()
+    flat.sort()
+    return _average_precision_sorted(flat, positives)
 
 
 def average_precision_per_node(y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -122,11 +125,12 @@ def average_precision_per_node(y_true: np.ndarray, scores: np.ndarray) -> np.nda
     without positives.
     """
     y, s = _check_pair(y_true, scores)
-    y_cols, s_cols = np.ascontiguousarray(y.T), np.ascontiguousarray(s.T)
-    sorted_cols = np.sort(s_cols, axis=1)
+    y_cols, s_cols = np.ascontiguousarray(y.T), np.array(s.T, order="C")  # a copy of our own, sorted in place
+    positives = {j: np.sort(s_cols[j][y_cols[j]]) for j in np.flatnonzero(y_cols.any(axis=1))}
+    s_cols.sort(axis=1)
     ap = np.full(s_cols.shape[0], np.nan)
-    for j in np.flatnonzero(y_cols.any(axis=1)):
-        ap[j] = _average_precision_sorted(sorted_cols[j], np.sort(s_cols[j][y_cols[j]]))
+    for j, scores_j in positives.items():
+        ap[j] = _average_precision_sorted(s_cols[j], scores_j)
     return ap
 
 
@@ -348,8 +352,8 @@ def node_metrics_table(
             "recall": recall,
             "f1": f1,
             "average_precision": average_precision_per_node(y_true, probs),
-            "mean_prob": np.asarray(probs, dtype=np.float64).mean(axis=0),
-            "uncertainty": (np.asarray(uncertainty, dtype=np.float64).mean(axis=0) if uncertainty is not None
+            "mean_prob": np.asarray(probs).mean(axis=0, dtype=np.float64),
+            "uncertainty": (np.asarray(uncertainty).mean(axis=0, dtype=np.float64) if uncertainty is not None
                             else np.full(len(nodes), np.nan)),
         },
         index=pd.Index(nodes, name="node"),

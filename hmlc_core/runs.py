@@ -55,7 +55,7 @@ import tempfile
 import time
 import typing
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,8 +145,94 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=True) + "\n", encoding="utf-8")
 
 
+_DECISION_CELLS = 2**22
+"""(test row, node) cells :func:`save_run` decides at once: the decision rule's upward closure takes up to 36
+bytes a predicted positive (:meth:`Hierarchy.propagate`), 144 MiB at most for these."""
+
+
+def _row_chunks(n_rows: int, size: int) -> Iterator[slice]:
+    """Consecutive slices of ``size`` rows (the last one shorter) covering ``range(n_rows)``."""
+    return (slice(start, start + size) for start in range(0, n_rows, size))
+
+
+def _save_predictions(path: Path, result: TrainResult, dataset: HMCDataset,
+                      mode: str) -> tuple[np.ndarray, DecisionRule, np.ndarray, dict[str, np.ndarray]]:
+    """Predict the test split (and the held-out valid split), fit the decision rule and write ``predictions.npz``.
+
+    The test rows are predicted ``eval_batch_size`` at a time, the batches :func:`~hmlc_core.train.predict_members`
+    takes over the whole split (so the same numbers), and each chunk's mean, float16 copies and uncertainty
+    maps go straight into arrays of the saved dtypes: a (test row, node) cell takes the ``2 H + 4 + 2`` bytes
+    saved and the decision's byte, instead of the float32 members, the six float32 maps and the copies of the
+    whole split at once. The test split is predicted before the valid one, the order in which an
+    ``mc-dropout`` ensemble's stochastic passes have always been drawn. The arrays that are only saved are
+    freed on return, before the metrics are computed.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The ``predictions.npz`` to write.
+    result : TrainResult
+    dataset : HMCDataset
+    mode : str
+        The uncertainty mode stored in the file (:func:`display_uncertainty_mode`).
+
+    Returns
+    -------
+    mean_probs : numpy.ndarray of float32, shape (T, C)
+        The ensemble-mean test probabilities.
+    rule : DecisionRule
+        The run's decision rule, fitted on the held-out valid split when ``fit_on="train"``.
+    predictions : numpy.ndarray of uint8, shape (T, C)
+        ``rule.predict(mean_probs)``.
+    uncertainty_means : dict of str to numpy.ndarray of float64, shape (C,)
+        Every uncertainty mode's mean over the test rows, summed in float64.
+    """
+    import torch
+
+    from hmlc_core.model import MCM
+    from hmlc_core.train import predict_members
+    from hmlc_core.uncertainty import UNCERTAINTY_MODES, uncertainty
+
+    config, model, hierarchy = result.config, result.model, dataset.hierarchy
+    mcm, size = MCM(hierarchy), config.eval_batch_size
+    n_test, n_nodes = dataset.test.n_samples, hierarchy.n_nodes
+    mean_probs = np.empty((n_test, n_nodes), dtype=np.float32)
+    member_probs = np.empty((model.n_heads, n_test, n_nodes), dtype=np.float16)
+    shown = np.empty((n_test, n_nodes), dtype=np.float16)
+    sums = {m: np.zeros(n_nodes) for m in UNCERTAINTY_MODES}
+    for rows in _row_chunks(n_test, size):
+        members = predict_members(model, mcm, dataset.test.X[rows], size)
+        mean_probs[rows] = members.mean(dim=0).numpy()
+        member_probs[:, rows] = members.numpy()
+        for m in UNCERTAINTY_MODES:
+            u = uncertainty(members, m)
+            sums[m] += u.sum(dim=0, dtype=torch.float64).numpy()
+            if m == mode:
+                shown[rows] = u.numpy()
+        del members, u  # freed before the next chunk is predicted
+    held_out: dict[str, np.ndarray] = {}
+    if config.fit_on == "train" and dataset.valid is not None:
+        valid_probs = np.empty((dataset.valid.n_samples, n_nodes), dtype=np.float32)
+        for rows in _row_chunks(dataset.valid.n_samples, size):
+            valid_probs[rows] = predict_members(model, mcm, dataset.valid.X[rows], size).mean(dim=0).numpy()
+        held_out = {"valid_y_true": dataset.valid.Y.astype(np.uint8, copy=False), "valid_mean_probs": valid_probs}
+    rule = fit_decision_rule(config.decision, hierarchy, held_out.get("valid_y_true"),
+                             held_out.get("valid_mean_probs"), threshold=config.decision_threshold,
+                             shrinkage=config.decision_shrinkage,
+                             prevalence=np.asarray(result.train_frequency, dtype=np.float64) / dataset.train.n_samples)
+    predictions = np.empty((n_test, n_nodes), dtype=np.uint8)
+    for rows in _row_chunks(n_test, max(1, _DECISION_CELLS // n_nodes)):
+        predictions[rows] = rule.predict(mean_probs[rows])
+    np.savez(path, y_true=dataset.test.Y.astype(np.uint8, copy=False), mean_probs=mean_probs,
+             member_probs=member_probs, uncertainty=shown, **held_out)
+    return mean_probs, rule, predictions, {m: total / n_test for m, total in sums.items()}
+
+
 def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, overwrite: bool = False) -> Path:
     """Evaluate ``result`` on the test split and write a complete run directory.
+
+    The test split is evaluated in chunks of ``eval_batch_size`` rows, so the memory this takes beyond the
+    labels is about what ``predictions.npz`` holds (:func:`hmlc_core.limits.estimate_job_memory`).
 
     Parameters
     ----------
@@ -175,56 +261,17 @@ def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, over
     """
     import torch
 
-    from hmlc_core.model import MCM
     from hmlc_core.tail_metrics import information_content
-    from hmlc_core.train import predict_members
-    from hmlc_core.uncertainty import UNCERTAINTY_MODES, uncertainty
 
     run_dir = Path(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"run directory {run_dir} already exists; choose another --out or pass --overwrite")
     hierarchy = dataset.hierarchy
     config = result.config
-    mcm = MCM(hierarchy)
-    members = predict_members(result.model, mcm, dataset.test.X, config.eval_batch_size)
-    mean_probs = members.mean(dim=0)
     mode = display_uncertainty_mode(config)
-    u_by_mode = {m: uncertainty(members, m) for m in UNCERTAINTY_MODES}
     y_test = dataset.test.Y
-    held_out: dict[str, np.ndarray] = {}
-    if config.fit_on == "train" and dataset.valid is not None:
-        valid_probs = predict_members(result.model, mcm, dataset.valid.X, config.eval_batch_size).mean(dim=0)
-        held_out = {"valid_y_true": dataset.valid.Y.astype(np.uint8),
-                    "valid_mean_probs": valid_probs.numpy().astype(np.float32)}
-    rule = fit_decision_rule(config.decision, hierarchy, held_out.get("valid_y_true"),
-                             held_out.get("valid_mean_probs"), threshold=config.decision_threshold,
-                             shrinkage=config.decision_shrinkage,
-                             prevalence=np.asarray(result.train_frequency, dtype=np.float64) / dataset.train.n_samples)
-    test_pred = rule.predict(mean_probs.numpy())
-    table = node_metrics_table(hierarchy, y_test, mean_probs.numpy(), result.train_frequency,
-                               u_by_mode[mode].numpy(), threshold=rule.thresholds, predictions=test_pred)
-    for m, u in u_by_mode.items():
-        table[f"uncertainty_{m}"] = u.mean(dim=0).numpy().astype(np.float64)
-    table["information_content"] = information_content(dataset.train.Y, hierarchy)
-
-    summary = summarize(hierarchy, y_test, mean_probs.numpy(), threshold=rule.thresholds, predictions=test_pred)
-    summary.update({
-        "decision": rule.label(),
-        "dataset": dataset.name,
-        "status": "interrupted" if result.interrupted else "finished",
-        "epochs_completed": result.epochs_completed,
-        "epochs_planned": config.epochs,
-        "train_seconds": result.train_seconds,
-        "seconds_per_epoch": result.train_seconds / max(result.epochs_completed, 1),
-        "n_train": dataset.train.n_samples,
-        "n_resampled": result.n_resampled,
-        "resumed_epochs": result.resumed_epochs,
-        "resumed_seconds": result.resumed_seconds,
-        "n_valid": dataset.valid.n_samples if dataset.valid is not None else 0,
-        "heads": config.heads,
-        "uncertainty_mode": mode,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
+    # first, while no test array exists: it takes a copy of the training labels
+    information = information_content(dataset.train.Y, hierarchy)
     config_doc = {
         "train": config.to_dict(),
         "model": result.model.spec(),
@@ -240,6 +287,31 @@ def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, over
     tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-{os.getpid()}-", dir=run_dir.parent))
     try:
         tmp.chmod(0o755)
+        mean_probs, rule, test_pred, u_means = _save_predictions(tmp / "predictions.npz", result, dataset, mode)
+        table = node_metrics_table(hierarchy, y_test, mean_probs, result.train_frequency,
+                                   threshold=rule.thresholds, predictions=test_pred)
+        table["uncertainty"] = u_means[mode]
+        for m, u in u_means.items():
+            table[f"uncertainty_{m}"] = u
+        table["information_content"] = information
+        summary = summarize(hierarchy, y_test, mean_probs, threshold=rule.thresholds, predictions=test_pred)
+        summary.update({
+            "decision": rule.label(),
+            "dataset": dataset.name,
+            "status": "interrupted" if result.interrupted else "finished",
+            "epochs_completed": result.epochs_completed,
+            "epochs_planned": config.epochs,
+            "train_seconds": result.train_seconds,
+            "seconds_per_epoch": result.train_seconds / max(result.epochs_completed, 1),
+            "n_train": dataset.train.n_samples,
+            "n_resampled": result.n_resampled,
+            "resumed_epochs": result.resumed_epochs,
+            "resumed_seconds": result.resumed_seconds,
+            "n_valid": dataset.valid.n_samples if dataset.valid is not None else 0,
+            "heads": config.heads,
+            "uncertainty_mode": mode,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        })
         _write_json(tmp / "config.json", config_doc)
         _write_json(tmp / "hierarchy.json", hierarchy.to_dict())
         _write_json(tmp / "summary.json", summary)
@@ -247,14 +319,6 @@ def save_run(run_dir: str | Path, result: TrainResult, dataset: HMCDataset, over
         table.to_csv(tmp / "node_metrics.csv")
         columns = ["epoch", "loss", "seconds"] + (["valid_auprc"] if config.fit_on == "train" else [])
         pd.DataFrame(result.history, columns=columns).to_csv(tmp / "history.csv", index=False)
-        np.savez(
-            tmp / "predictions.npz",
-            y_true=y_test.astype(np.uint8),
-            mean_probs=mean_probs.numpy().astype(np.float32),
-            member_probs=members.numpy().astype(np.float16),
-            uncertainty=u_by_mode[mode].numpy().astype(np.float16),
-            **held_out,
-        )
         _write_json(tmp / "decision.json", rule.to_dict())
         if dataset.images is not None:
             np.savez_compressed(tmp / "images.npz", thumbnails=dataset.images.thumbnails["test"],
