@@ -586,12 +586,12 @@ with data_col:
                     help=HELP["rt_epochs"])
     st.number_input("Seed", min_value=0, step=1, key="rt_seed", help=HELP["rt_seed"])
     st.radio("Fit on", ["train", "train+valid"], key="rt_fit_on", horizontal=True, help=HELP["rt_fit_on"])
-    st.number_input("Valid share held out of train", min_value=0.0, max_value=0.9, step=0.05, format="%.2f",
-                    key="rt_valid_fraction", disabled=jobs.has_valid_split(dataset), help=HELP["rt_valid_fraction"])
     st.caption("**train** keeps the validation split aside, so the validation micro AUPRC is shown live after "
                "every epoch (and early stopping is possible); **train+valid** is C-HMCNN's final protocol: it "
                "sees a third more data (about 0.01 higher test AUPRC in `docs/performance.md`) but only the loss "
                "can be shown while it trains.")
+    st.number_input("Valid share held out of train", min_value=0.0, max_value=0.9, step=0.05, format="%.2f",
+                    key="rt_valid_fraction", disabled=jobs.has_valid_split(dataset), help=HELP["rt_valid_fraction"])
     st.number_input("Early-stopping patience", min_value=1, step=1, value=None, key="rt_patience",
                     placeholder="off", help=HELP["rt_patience"])
     name = st.text_input("Run name", key="rt_name", placeholder=default_run_name(_form_config(dataset)),
