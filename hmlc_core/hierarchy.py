@@ -14,6 +14,7 @@ all of that node's ancestors, and evaluation skips the root(s).
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +27,56 @@ if TYPE_CHECKING:  # imported where used: together 0.3 s of a dashboard server's
 __all__ = ["Hierarchy"]
 
 
+def _kahn_levels(n: int, parent: np.ndarray, child: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """A topological order and each node's shortest-path depth, by Kahn's algorithm one level at a time.
+
+    Level 0 holds the nodes without parents; level ``k + 1`` the nodes whose last parent is in level ``k``.
+    A node's depth is one more than its shallowest parent's: all its parents are in earlier levels, so it is
+    final when the node's level is reached. Each level is a few numpy operations, so the cost is
+    O(E log E) plus a constant per level (the longest path, about 20 in the Gene Ontology).
+
+    Parameters
+    ----------
+    n : int
+        Number of nodes (ids ``0 .. n - 1``).
+    parent, child : numpy.ndarray of int64, shape (E,)
+        The edges, each once.
+
+    Returns
+    -------
+    (order, depth) : tuple of numpy.ndarray of int64, shapes (n,) and (n,), or None
+        None when some nodes are never reached (they lie on or below a cycle).
+    """
+    by_parent = np.argsort(parent, kind="stable")
+    below = child[by_parent]
+    start = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(parent, minlength=n), out=start[1:])
+    waiting = np.bincount(child, minlength=n)
+    depth = np.full(n, n, dtype=np.int64)
+    level = np.flatnonzero(waiting == 0)
+    depth[level] = 0
+    levels = []
+    while level.size:
+        levels.append(level)
+        counts = start[level + 1] - start[level]
+        first = np.repeat(start[level] - (np.cumsum(counts) - counts), counts)
+        reached = below[first + np.arange(len(first))]
+        np.minimum.at(depth, reached, np.repeat(depth[level] + 1, counts))
+        np.subtract.at(waiting, reached, 1)
+        level = np.sort(reached[waiting[reached] == 0])  # once per parent in this level: keep one
+        level = level[np.diff(level, prepend=-1) != 0]
+    order = np.concatenate(levels) if levels else np.zeros(0, dtype=np.int64)
+    return (order, depth) if len(order) == n else None
+
+
 class Hierarchy:
     """A rooted label hierarchy (tree or DAG) with a fixed node order.
 
-    Edges are given as ``(parent, child)`` pairs. The queries use plain parent and
-    child dicts; :attr:`graph`, a :class:`networkx.DiGraph` whose edges point from
-    parent to child, is built on first use.
+    Edges are given as ``(parent, child)`` pairs. They are kept as arrays of column
+    indices; the queries walk per-column parent and child lists built from them on
+    first use, and :attr:`graph`, a :class:`networkx.DiGraph` whose edges point from
+    parent to child, is built only when asked for. :meth:`from_dict` checks a stored
+    hierarchy against its own order instead of sorting it again.
 
     Parameters
     ----------
@@ -79,79 +124,124 @@ class Hierarchy:
         nodes: Iterable[str] | None = None,
         skip_eval: Iterable[str] | None = None,
     ) -> None:
-        # Plain dicts in networkx's insertion order (nodes given, then new edge ends; neighbours in edge order):
-        # building a networkx graph of a 111k-node hierarchy took most of a run's load time, so ``graph`` is
-        # built from these only when asked for (bench/README.md, *The explorer on a 100k-node run*).
-        succ: dict[str, dict[str, None]] = {}
-        pred: dict[str, dict[str, None]] = {}
+        met: dict[str, None] = {}  # the nodes in the order met (networkx's insertion order): given, then edge ends
         if nodes is not None:
-            for n in nodes:
-                n = str(n)
-                if n not in succ:
-                    succ[n] = {}
-                    pred[n] = {}
+            met.update((str(n), None) for n in nodes)
         pairs = [(str(parent), str(child)) for parent, child in edges]
         for parent, child in pairs:
             if parent == child:
                 raise ValueError(f"hierarchy edge {parent!r} -> {child!r} is a self-loop")
-            if parent not in succ:
-                succ[parent] = {}
-                pred[parent] = {}
-            if child not in succ:
-                succ[child] = {}
-                pred[child] = {}
-            succ[parent][child] = None
-            pred[child][parent] = None
-        if not succ:
+            met[parent] = met[child] = None
+        if not met:
             raise ValueError("a hierarchy needs at least one node")
-        self._succ = succ
-        self._pred = pred
+        self._met = list(met)
         self._edge_pairs = pairs
-        self._order, depth_of = self._topological_depths()
-        self.roots = sorted(n for n, parents in pred.items() if not parents)
-        by_depth: dict[int, list[str]] = {}
-        for n, d in depth_of.items():
-            by_depth.setdefault(d, []).append(n)
-        self.nodes = [n for d in sorted(by_depth) for n in sorted(by_depth[d])]  # by (depth, id)
-        self.index = {n: i for i, n in enumerate(self.nodes)}
-        self.n_nodes = len(self.nodes)
-        self.depth = np.array([depth_of[n] for n in self.nodes], dtype=np.int64)
-        skipped = set(self.roots) if skip_eval is None else {str(s) for s in skip_eval}
-        self.skipped = sorted(s for s in skipped if s in self.index)
-        self.eval_mask = np.array([n not in skipped for n in self.nodes], dtype=bool)
-        self._pairs: tuple[np.ndarray, np.ndarray] | None = None  # ancestor_pairs, built on first use
-        self._ancestor_csr: sp.csr_matrix | None = None
-
-    def _topological_depths(self) -> tuple[list[str], dict[str, int]]:
-        """A topological order (Kahn's algorithm) and each node's shortest-path depth from the roots.
-
-        A node's depth is one more than its shallowest parent's: every parent comes before it in the order,
-        so it is final when the node is reached (one pass over the edges).
-
-        Raises
-        ------
-        ValueError
-            If the graph has a cycle; the message names one (networkx's ``find_cycle``).
-        """
-        succ = self._succ
-        waiting = {n: len(parents) for n, parents in self._pred.items() if parents}
-        depth_of = {n: 0 for n, parents in self._pred.items() if not parents}
-        order = list(depth_of)
-        for n in order:  # grows while it is walked
-            below = depth_of[n] + 1
-            for child in succ[n]:
-                if below < depth_of.get(child, below + 1):
-                    depth_of[child] = below
-                waiting[child] -= 1
-                if not waiting[child]:
-                    order.append(child)
-        if len(order) < len(succ):
+        position = {n: i for i, n in enumerate(self._met)}
+        unique = list(dict.fromkeys(pairs))
+        parent_at = np.fromiter((position[p] for p, _ in unique), dtype=np.int64, count=len(unique))
+        child_at = np.fromiter((position[c] for _, c in unique), dtype=np.int64, count=len(unique))
+        levels = _kahn_levels(len(self._met), parent_at, child_at)
+        if levels is None:
             import networkx as nx
 
             cycle = nx.find_cycle(self.graph)
             path = " -> ".join([cycle[0][0]] + [v for _, v in cycle])
             raise ValueError(f"the hierarchy has a cycle: {path}")
-        return order, depth_of
+        order_at, depth_at = levels
+        by_depth: dict[int, list[str]] = {}
+        for n, d in zip(self._met, depth_at.tolist()):
+            by_depth.setdefault(d, []).append(n)
+        column_nodes = [n for d in sorted(by_depth) for n in sorted(by_depth[d])]  # by (depth, id)
+        column_of = np.fromiter((position[n] for n in column_nodes), dtype=np.int64, count=len(column_nodes))
+        column = np.empty_like(column_of)
+        column[column_of] = np.arange(len(column_of))
+        by_parent = np.argsort(parent_at, kind="stable")  # graph.edges' order: parents as met, then as given
+        self._set_structure(column_nodes, depth_at[column_of], column[parent_at[by_parent]],
+                            column[child_at[by_parent]], column[order_at], skip_eval)
+
+    @classmethod
+    def _from_column_order(cls, nodes: list[Any], edges: list[Any], skip_eval: Iterable[str]) -> Hierarchy | None:
+        """The hierarchy of data already in :meth:`to_dict`'s form, without the general constructor's work.
+
+        The stored order is checked, not rebuilt: string ids, each once, every edge between two of them
+        (no self-loop, no repeat), no cycle, and ``nodes`` sorted by (shortest-path depth, id). The work is
+        a dict of the ids, one pass over the edges and :func:`_kahn_levels` (a 111,111-node run's hierarchy
+        reads 4x faster than through the constructor: bench/README.md, *The explorer on a 100k-node run*).
+
+        Returns
+        -------
+        Hierarchy or None
+            None when the data is not in that form; the constructor then says what is wrong.
+        """
+        if not nodes or set(map(type, nodes)) != {str}:
+            return None
+        index = dict(zip(nodes, range(len(nodes))))
+        if len(index) != len(nodes):
+            return None
+        try:
+            if set(map(len, edges)) - {2}:
+                return None
+            parent, child = (np.fromiter(map(index.__getitem__, map(operator.itemgetter(end), edges)),
+                                         dtype=np.int64, count=len(edges)) for end in (0, 1))
+        except (KeyError, TypeError):
+            return None
+        n = len(nodes)
+        key = np.sort(parent * n + child)
+        if (parent == child).any() or (key[1:] == key[:-1]).any():
+            return None
+        levels = _kahn_levels(n, parent, child)
+        if levels is None:
+            return None
+        order, depth = levels
+        step = np.diff(depth)
+        same = np.flatnonzero(step == 0).tolist()
+        if (step < 0).any() or not all(map(operator.lt, map(nodes.__getitem__, same),
+                                           map(nodes.__getitem__, [i + 1 for i in same]))):
+            return None
+        h = cls.__new__(cls)
+        h._met = nodes
+        h._edge_pairs = edges  # [parent, child] lists: networkx takes any pair
+        by_parent = np.argsort(parent, kind="stable")  # graph.edges' order: met (here column) order, then given
+        h._set_structure(nodes, depth, parent[by_parent], child[by_parent], order, skip_eval, index)
+        return h
+
+    def _set_structure(self, nodes: list[str], depth: np.ndarray, edge_parent: np.ndarray, edge_child: np.ndarray,
+                       order: np.ndarray, skip_eval: Iterable[str] | None, index: dict[str, int] | None = None
+                       ) -> None:
+        """Set the attributes from the nodes in column order, their depths, the edges (columns, each once, in
+        ``graph.edges``' order), a topological order (columns) and, if built already, the nodes' index."""
+        self.nodes = nodes
+        self.index = dict(zip(nodes, range(len(nodes)))) if index is None else index
+        self.n_nodes = len(nodes)
+        self.depth = depth.astype(np.int64, copy=False)
+        self._edge_parent = edge_parent
+        self._edge_child = edge_child
+        self._order = order
+        has_parent = np.zeros(self.n_nodes, dtype=bool)
+        has_parent[edge_child] = True
+        self.roots = sorted(nodes[i] for i in np.flatnonzero(~has_parent).tolist())
+        skipped = set(self.roots) if skip_eval is None else {str(s) for s in skip_eval}
+        self.skipped = sorted(s for s in skipped if s in self.index)
+        self.eval_mask = np.ones(self.n_nodes, dtype=bool)
+        self.eval_mask[[self.index[s] for s in self.skipped]] = False
+        self._pairs: tuple[np.ndarray, np.ndarray] | None = None  # ancestor_pairs, built on first use
+        self._ancestor_csr: sp.csr_matrix | None = None
+
+    @functools.cached_property
+    def _links(self) -> tuple[list[int], list[int], list[int], list[int]]:
+        """Children and parents of each column as CSR lists, in column order (built on first use).
+
+        Returns
+        -------
+        child_start, child_cols, parent_start, parent_cols : list of int
+            The children of column ``i`` are ``child_cols[child_start[i]:child_start[i + 1]]``; parents alike.
+        """
+        groups = []
+        for by, other in ((self._edge_parent, self._edge_child), (self._edge_child, self._edge_parent)):
+            start = np.zeros(self.n_nodes + 1, dtype=np.int64)
+            np.cumsum(np.bincount(by, minlength=self.n_nodes), out=start[1:])
+            groups += [start.tolist(), other[np.lexsort((other, by))].tolist()]
+        return groups[0], groups[1], groups[2], groups[3]
 
     @functools.cached_property
     def graph(self) -> nx.DiGraph:
@@ -163,7 +253,7 @@ class Hierarchy:
         import networkx as nx
 
         graph = nx.DiGraph()
-        graph.add_nodes_from(self._succ)
+        graph.add_nodes_from(self._met)
         graph.add_edges_from(self._edge_pairs)
         return graph
 
@@ -194,35 +284,45 @@ class Hierarchy:
         KeyError
             If ``node`` is not in the hierarchy.
         """
-        return sorted(self._pred[self._check(node)], key=self.index.__getitem__)
+        _, _, start, cols = self._links
+        i = self.index[self._check(node)]
+        return [self.nodes[j] for j in cols[start[i]:start[i + 1]]]
 
     def children(self, node: str) -> list[str]:
         """Direct children of ``node`` in column order (empty for a leaf)."""
-        return sorted(self._succ[self._check(node)], key=self.index.__getitem__)
+        start, cols, _, _ = self._links
+        i = self.index[self._check(node)]
+        return [self.nodes[j] for j in cols[start[i]:start[i + 1]]]
 
     def ancestors(self, node: str) -> list[str]:
         """All proper ancestors of ``node`` (every node with a path to it), in column order."""
-        return self._reached(node, self._pred)
+        _, _, start, cols = self._links
+        return self._reached(node, start, cols)
 
     def descendants(self, node: str) -> list[str]:
         """All proper descendants of ``node``, in column order."""
-        return self._reached(node, self._succ)
+        start, cols, _, _ = self._links
+        return self._reached(node, start, cols)
 
-    def _reached(self, node: str, links: dict[str, dict[str, None]]) -> list[str]:
-        """The nodes reached from ``node`` (not itself) along ``links`` (parents or children), in column order."""
-        found: set[str] = set()
-        stack = [self._check(node)]
+    def _reached(self, node: str, start: list[int], cols: list[int]) -> list[str]:
+        """The nodes reached from ``node`` (not itself) along one of :attr:`_links`' CSR lists, in column order."""
+        found: set[int] = set()
+        stack = [self.index[self._check(node)]]
         while stack:
-            for other in links[stack.pop()]:
-                if other not in found:
-                    found.add(other)
-                    stack.append(other)
-        return sorted(found, key=self.index.__getitem__)
+            i = stack.pop()
+            for j in cols[start[i]:start[i + 1]]:
+                if j not in found:
+                    found.add(j)
+                    stack.append(j)
+        return [self.nodes[j] for j in sorted(found)]
 
     def siblings(self, node: str) -> list[str]:
         """Other children of ``node``'s parents, in column order."""
-        sibs = {c for p in self.parents(node) for c in self._succ[p]} - {node}
-        return sorted(sibs, key=self.index.__getitem__)
+        child_start, child_cols, parent_start, parent_cols = self._links
+        i = self.index[self._check(node)]
+        sibs = {c for p in parent_cols[parent_start[i]:parent_start[i + 1]]
+                for c in child_cols[child_start[p]:child_start[p + 1]]} - {i}
+        return [self.nodes[j] for j in sorted(sibs)]
 
     def first_parent(self, node: str) -> str | None:
         """The parent of smallest column index (shallowest, then by id); None for a root.
@@ -235,17 +335,19 @@ class Hierarchy:
     @property
     def is_tree(self) -> bool:
         """True when every node has at most one parent."""
-        return all(len(parents) <= 1 for parents in self._pred.values())
+        return int(np.bincount(self._edge_child, minlength=self.n_nodes).max(initial=0)) <= 1
 
     @property
     def leaves(self) -> list[str]:
         """Nodes without children, in column order."""
-        return [n for n in self.nodes if not self._succ[n]]
+        has_child = np.zeros(self.n_nodes, dtype=bool)
+        has_child[self._edge_parent] = True
+        return [self.nodes[i] for i in np.flatnonzero(~has_child).tolist()]
 
     @property
     def n_edges(self) -> int:
         """Number of parent -> child edges ``E``."""
-        return sum(len(children) for children in self._succ.values())
+        return len(self._edge_parent)
 
     def edges(self, among: Collection[str] | None = None) -> list[tuple[str, str]]:
         """The ``(parent, child)`` edges, each once, in the order of ``graph.edges`` (without building ``graph``).
@@ -253,29 +355,31 @@ class Hierarchy:
         Parameters
         ----------
         among : collection of str, optional
-            Keep only the edges whose two ends are in it (only its nodes' children are walked).
+            Keep only the edges whose two ends are in it (names that are not nodes are ignored).
 
         Returns
         -------
         list of (str, str)
         """
-        if among is None:
-            return [(p, c) for p, children in self._succ.items() for c in children]
-        keep = set(among)
-        return [(p, c) for p, children in self._succ.items() if p in keep for c in children if c in keep]
+        parent, child = self._edge_parent, self._edge_child
+        if among is not None:
+            keep = np.zeros(self.n_nodes, dtype=bool)
+            keep[[self.index[n] for n in set(among) if n in self.index]] = True
+            both = keep[parent] & keep[child]
+            parent, child = parent[both], child[both]
+        nodes = self.nodes
+        return [(nodes[p], nodes[c]) for p, c in zip(parent.tolist(), child.tolist())]
 
     # ----------------------------------------------------------------- matrices
     def edge_index(self) -> tuple[np.ndarray, np.ndarray]:
-        """Column indices of every edge.
+        """Column indices of every edge, in the order of :meth:`edges`.
 
         Returns
         -------
         child, parent : numpy.ndarray of int64, shape (E,)
             ``child[e]`` and ``parent[e]`` are the columns of edge ``e``.
         """
-        pairs = np.array([(self.index[c], self.index[p]) for p, c in self.edges()], dtype=np.int64)
-        pairs = pairs.reshape(-1, 2)
-        return pairs[:, 0].copy(), pairs[:, 1].copy()
+        return self._edge_child.copy(), self._edge_parent.copy()
 
     def ancestor_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """Sparse form of :meth:`ancestor_matrix`, including each node with itself.
@@ -289,20 +393,21 @@ class Hierarchy:
             are copies).
         """
         if self._pairs is None:
-            ancestors: dict[str, frozenset[str]] = {}
-            for n in self._order:  # every parent's set is complete before its children's
-                anc: set[str] = set(self._pred[n])
-                for p in self._pred[n]:
+            _, _, start, cols = self._links
+            ancestors: list[set[int]] = [set()] * self.n_nodes
+            for i in self._order.tolist():  # every parent's set is complete before its children's
+                parents = cols[start[i]:start[i + 1]]
+                anc = set(parents)
+                for p in parents:
                     anc |= ancestors[p]
-                ancestors[n] = frozenset(anc)
+                ancestors[i] = anc
             rows: list[int] = []
-            cols: list[int] = []
-            for n in self.nodes:
-                i = self.index[n]
-                anc_cols = sorted([i] + [self.index[a] for a in ancestors[n]])
+            found: list[int] = []
+            for i, anc in enumerate(ancestors):
+                anc_cols = sorted(anc | {i})
                 rows.extend([i] * len(anc_cols))
-                cols.extend(anc_cols)
-            self._pairs = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+                found.extend(anc_cols)
+            self._pairs = np.asarray(rows, dtype=np.int64), np.asarray(found, dtype=np.int64)
         return self._pairs[0].copy(), self._pairs[1].copy()
 
     def ancestor_matrix(self) -> np.ndarray:
@@ -465,10 +570,13 @@ class Hierarchy:
 
     # ------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form: nodes in column order, (parent, child) edges, skipped nodes."""
+        """JSON-serialisable form: nodes in column order, (parent, child) edges by (child, parent) column, skipped
+        nodes."""
+        by_child = np.lexsort((self._edge_parent, self._edge_child))
         return {
             "nodes": list(self.nodes),
-            "edges": [[p, c] for p, c in sorted(self.edges(), key=lambda e: (self.index[e[1]], self.index[e[0]]))],
+            "edges": [[self.nodes[p], self.nodes[c]] for p, c in zip(self._edge_parent[by_child].tolist(),
+                                                                      self._edge_child[by_child].tolist())],
             "skip_eval": list(self.skipped),
         }
 
@@ -485,7 +593,9 @@ class Hierarchy:
         for field in ("nodes", "edges", "skip_eval"):
             if field not in data:
                 raise ValueError(f"hierarchy data lacks the field {field!r}")
-        h = cls(data["edges"], nodes=data["nodes"], skip_eval=data["skip_eval"])
-        if h.nodes != list(data["nodes"]):
-            raise ValueError("hierarchy data: the stored node order does not match the (depth, id) order")
+        h = cls._from_column_order(list(data["nodes"]), list(data["edges"]), data["skip_eval"])
+        if h is None:  # not as to_dict writes it: the constructor names what is wrong
+            h = cls(data["edges"], nodes=data["nodes"], skip_eval=data["skip_eval"])
+            if h.nodes != list(data["nodes"]):
+                raise ValueError("hierarchy data: the stored node order does not match the (depth, id) order")
         return h

@@ -1,5 +1,7 @@
 """Hierarchy: structure queries, ancestor matrix, propagation, coherence, persistence."""
 
+import copy
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -259,3 +261,67 @@ def test_depth_is_one_below_the_shallowest_parent_even_when_a_deeper_parent_is_m
     h = Hierarchy(edges)
     assert dict(zip(h.nodes, h.depth.tolist())) == {"root": 0, "a": 1, "b": 1, "c": 2, "x": 2}
     _assert_same_as_reference(h, _reference(edges))
+
+
+def _from_dict_reference(data: dict) -> Hierarchy:
+    """What from_dict did before its column-order shortcut: the general constructor, then the order check."""
+    h = Hierarchy(data["edges"], nodes=data["nodes"], skip_eval=data["skip_eval"])
+    if h.nodes != list(data["nodes"]):
+        raise ValueError("hierarchy data: the stored node order does not match the (depth, id) order")
+    return h
+
+
+@st.composite
+def stored_hierarchies(draw):
+    """A hierarchy's to_dict, often damaged the ways a hand-edited or corrupted hierarchy.json can be."""
+    edges, given, skip = draw(hierarchy_inputs())
+    try:
+        data = Hierarchy(edges, nodes=given, skip_eval=skip).to_dict()
+    except ValueError:
+        data = {"nodes": sorted({n for e in edges for n in e}), "edges": [list(e) for e in edges], "skip_eval": []}
+    nodes, stored = data["nodes"], data["edges"]
+    damage = draw(st.sampled_from(["none", "swap", "drop_node", "unknown_end", "repeat_edge", "self_loop",
+                                   "reverse_edge", "int_ids", "repeat_node", "extra_node_last"]))
+    if damage == "swap" and len(nodes) > 1:
+        i, j = draw(st.lists(st.integers(0, len(nodes) - 1), min_size=2, max_size=2, unique=True))
+        nodes[i], nodes[j] = nodes[j], nodes[i]
+    elif damage == "drop_node" and nodes:
+        nodes.pop(draw(st.integers(0, len(nodes) - 1)))
+    elif damage == "unknown_end" and nodes:
+        stored.append([draw(st.sampled_from(nodes)), "zz_unknown"])
+    elif damage in ("repeat_edge", "reverse_edge") and stored:
+        p, c = draw(st.sampled_from(stored))
+        stored.append([p, c] if damage == "repeat_edge" else [c, p])
+    elif damage == "self_loop" and nodes:
+        n = draw(st.sampled_from(nodes))
+        stored.append([n, n])
+    elif damage == "int_ids":
+        data = {"nodes": list(range(len(nodes))), "edges": [[nodes.index(p), nodes.index(c)] for p, c in stored],
+                "skip_eval": []}
+    elif damage == "repeat_node" and nodes:
+        nodes.append(draw(st.sampled_from(nodes)))
+    elif damage == "extra_node_last":
+        nodes.append("zz_lone")
+    return data
+
+
+@settings(max_examples=200, deadline=None)
+@given(stored_hierarchies())
+def test_from_dict_gives_what_the_constructor_gives_on_any_stored_data(data):
+    try:
+        ref = _from_dict_reference(copy.deepcopy(data))
+    except ValueError as exc:
+        with pytest.raises(ValueError) as error:
+            Hierarchy.from_dict(data)
+        assert str(error.value) == str(exc)
+        return
+    h = Hierarchy.from_dict(data)
+    _assert_same_as_reference(h, _reference(ref.to_dict()["edges"], ref.nodes, ref.skipped))
+    assert (list(h.graph.nodes), list(h.graph.edges)) == (list(ref.graph.nodes), list(ref.graph.edges))
+
+
+def test_from_dict_takes_the_stored_order_without_the_constructor(monkeypatch):
+    data = Hierarchy(DAG_EDGES).to_dict()
+    monkeypatch.setattr(Hierarchy, "__init__", lambda *a, **k: pytest.fail("the general constructor ran"))
+    h = Hierarchy.from_dict(data)
+    assert h.nodes == data["nodes"] and h.parents("d") == ["b", "c"]
