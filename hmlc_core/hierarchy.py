@@ -40,15 +40,13 @@ def _kahn_levels(n: int, parent: np.ndarray, child: np.ndarray) -> tuple[np.ndar
     n : int
         Number of nodes (ids ``0 .. n - 1``).
     parent, child : numpy.ndarray of int64, shape (E,)
-        The edges, each once.
+        The edges, each once, sorted by ``parent`` (the callers keep them in that order anyway).
 
     Returns
     -------
     (order, depth) : tuple of numpy.ndarray of int64, shapes (n,) and (n,), or None
         None when some nodes are never reached (they lie on or below a cycle).
     """
-    by_parent = np.argsort(parent, kind="stable")
-    below = child[by_parent]
     start = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(parent, minlength=n), out=start[1:])
     waiting = np.bincount(child, minlength=n)
@@ -60,7 +58,7 @@ def _kahn_levels(n: int, parent: np.ndarray, child: np.ndarray) -> tuple[np.ndar
         levels.append(level)
         counts = start[level + 1] - start[level]
         first = np.repeat(start[level] - (np.cumsum(counts) - counts), counts)
-        reached = below[first + np.arange(len(first))]
+        reached = child[first + np.arange(len(first))]
         np.minimum.at(depth, reached, np.repeat(depth[level] + 1, counts))
         np.subtract.at(waiting, reached, 1)
         level = np.sort(reached[waiting[reached] == 0])  # once per parent in this level: keep one
@@ -140,6 +138,8 @@ class Hierarchy:
         unique = list(dict.fromkeys(pairs))
         parent_at = np.fromiter((position[p] for p, _ in unique), dtype=np.int64, count=len(unique))
         child_at = np.fromiter((position[c] for _, c in unique), dtype=np.int64, count=len(unique))
+        by_parent = np.argsort(parent_at, kind="stable")  # graph.edges' order: parents as met, then as given
+        parent_at, child_at = parent_at[by_parent], child_at[by_parent]
         levels = _kahn_levels(len(self._met), parent_at, child_at)
         if levels is None:
             import networkx as nx
@@ -155,9 +155,8 @@ class Hierarchy:
         column_of = np.fromiter((position[n] for n in column_nodes), dtype=np.int64, count=len(column_nodes))
         column = np.empty_like(column_of)
         column[column_of] = np.arange(len(column_of))
-        by_parent = np.argsort(parent_at, kind="stable")  # graph.edges' order: parents as met, then as given
-        self._set_structure(column_nodes, depth_at[column_of], column[parent_at[by_parent]],
-                            column[child_at[by_parent]], column[order_at], skip_eval)
+        self._set_structure(column_nodes, depth_at[column_of], column[parent_at], column[child_at],
+                            column[order_at], skip_eval)
 
     @classmethod
     def _from_column_order(cls, nodes: list[Any], edges: list[Any], skip_eval: Iterable[str]) -> Hierarchy | None:
@@ -189,6 +188,8 @@ class Hierarchy:
         key = np.sort(parent * n + child)
         if (parent == child).any() or (key[1:] == key[:-1]).any():
             return None
+        by_parent = np.argsort(parent, kind="stable")  # graph.edges' order: met (here column) order, then given
+        parent, child = parent[by_parent], child[by_parent]
         levels = _kahn_levels(n, parent, child)
         if levels is None:
             return None
@@ -201,8 +202,7 @@ class Hierarchy:
         h = cls.__new__(cls)
         h._met = nodes
         h._edge_pairs = edges  # [parent, child] lists: networkx takes any pair
-        by_parent = np.argsort(parent, kind="stable")  # graph.edges' order: met (here column) order, then given
-        h._set_structure(nodes, depth, parent[by_parent], child[by_parent], order, skip_eval, index)
+        h._set_structure(nodes, depth, parent, child, order, skip_eval, index)
         return h
 
     def _set_structure(self, nodes: list[str], depth: np.ndarray, edge_parent: np.ndarray, edge_child: np.ndarray,
