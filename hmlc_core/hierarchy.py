@@ -27,6 +27,21 @@ if TYPE_CHECKING:  # imported where used: together 0.3 s of a dashboard server's
 __all__ = ["Hierarchy"]
 
 
+def _by_parent(parent: np.ndarray, child: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The edges in ``graph.edges``' order: stably sorted by parent (parents in node order, then as given).
+
+    Parameters
+    ----------
+    parent, child : numpy.ndarray of int64, shape (E,)
+
+    Returns
+    -------
+    (parent, child) : tuple of numpy.ndarray of int64, shapes (E,) and (E,)
+    """
+    by_parent = np.argsort(parent, kind="stable")
+    return parent[by_parent], child[by_parent]
+
+
 def _kahn_levels(n: int, parent: np.ndarray, child: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """A topological order and each node's shortest-path depth, by Kahn's algorithm one level at a time.
 
@@ -40,7 +55,7 @@ def _kahn_levels(n: int, parent: np.ndarray, child: np.ndarray) -> tuple[np.ndar
     n : int
         Number of nodes (ids ``0 .. n - 1``).
     parent, child : numpy.ndarray of int64, shape (E,)
-        The edges, each once, sorted by ``parent`` (the callers keep them in that order anyway).
+        The edges, each once, sorted by ``parent`` (:func:`_by_parent`, the order the callers keep anyway).
 
     Returns
     -------
@@ -138,8 +153,7 @@ class Hierarchy:
         unique = list(dict.fromkeys(pairs))
         parent_at = np.fromiter((position[p] for p, _ in unique), dtype=np.int64, count=len(unique))
         child_at = np.fromiter((position[c] for _, c in unique), dtype=np.int64, count=len(unique))
-        by_parent = np.argsort(parent_at, kind="stable")  # graph.edges' order: parents as met, then as given
-        parent_at, child_at = parent_at[by_parent], child_at[by_parent]
+        parent_at, child_at = _by_parent(parent_at, child_at)
         levels = _kahn_levels(len(self._met), parent_at, child_at)
         if levels is None:
             import networkx as nx
@@ -188,8 +202,7 @@ class Hierarchy:
         key = np.sort(parent * n + child)
         if (parent == child).any() or (key[1:] == key[:-1]).any():
             return None
-        by_parent = np.argsort(parent, kind="stable")  # graph.edges' order: met (here column) order, then given
-        parent, child = parent[by_parent], child[by_parent]
+        parent, child = _by_parent(parent, child)
         levels = _kahn_levels(n, parent, child)
         if levels is None:
             return None
